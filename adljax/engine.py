@@ -1,0 +1,205 @@
+"""The fast engine: one step composes the stages; ``simulate`` scans it over time.
+
+The scan runs over the *batched* state (every scenario at once) and maps the
+stages over scenarios inside the step. That is what lets one batch-level
+``lax.cond`` skip the backstop and ADL stages in steps where no scenario
+needs them: under ``vmap`` a ``cond`` would run both branches.
+"""
+from __future__ import annotations
+
+from functools import partial
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+from ._pytree import pytree
+from .accounting import account_value
+from .book import Book, check_zero_sum
+from .errors import InputError
+from .market import Market
+from .outcome import METRICS, Outcome
+from .paths import Paths
+from .stages import adl, backstop, liquidation, margin
+from .venue import Params, Rules, Venue
+
+
+@pytree
+class Carry:
+    """Batched scan state; every field has a leading scenario axis S."""
+
+    book: Book
+    impact: Array        # [S, A] transient impact (log-price units)
+    prev_mark: Array     # [S, A]
+    acc: dict            # running metric sums, [S] each
+    deleveraged: Array   # [S, R] bool, ever a counterparty of ADL
+    bankrupt: Array      # [S, R] bool, ever bankrupt at the ADL stage
+    value0: Array        # [S] Σ_rows AV at the start
+
+
+_SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
+         "backstop_notional", "backstop_accounts", "adl_notional", "adl_steps",
+         "bad_debt_backstop", "bad_debt_adl", "conservation_error", "zero_sum_error", "vault_equity_min")
+
+
+def _zeros_like_output(fn, *args):
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *args))
+
+
+def _maybe(pred: Array, fn, *args):
+    """``fn(*args)`` if ``pred`` (a batch-level scalar) else (first arg unchanged, zero report)."""
+    def skip(*a):
+        return a[0], _zeros_like_output(fn, *a)[1]
+    return lax.cond(pred, fn, skip, *args)
+
+
+def step(carry: Carry, inputs: tuple[Array, Array], params: Params, rules: Rules):
+    """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
+
+    ``inputs`` is ``(oracle [S, A], depth [S, A])`` of this step.
+    """
+    oracle, depth = inputs
+    book = carry.book
+    dt = params.dt
+    cooldown = jnp.maximum(book.cooldown - dt, 0.0)
+    book = book.replace(cooldown=cooldown)
+    impact = carry.impact * jnp.exp2(-dt / params.impact_half_life)
+    mark = oracle * jnp.exp(impact)
+    mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth)
+    vmap = lambda f: jax.vmap(f, in_axes=(0, 0, None))
+
+    # Stages 1 and 2 (cheap, always run).
+    def liquidate(b, mk, p):
+        return liquidation.run(b, mk, p, margin.run(b, mk, p))
+    book, liq = vmap(liquidate)(book, mkt, params)
+    safe_depth = jnp.where(depth > 0, depth, 1.0)
+    impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
+
+    # Stage 3, only in steps where some scenario has a candidate.
+    if rules.backstop == "vault":
+        need = jnp.any(vmap(lambda b, mk, p: backstop.candidates(b, mk, p)[0])(book, mkt, params))
+        book, bs = _maybe(need, vmap(backstop.run), book, mkt, params)
+    else:
+        bs = _zeros_like_output(vmap(backstop.run), book, mkt, params)[1]
+
+    # Stage 4, only in steps where some scenario has a bankrupt row.
+    need = jnp.any(vmap(lambda b, mk, p: adl.bankrupt_rows(b, mk)[0])(book, mkt, params))
+    adl_run = jax.vmap(lambda b, mk: adl.run(b, mk, params, rules))
+    book, ad = _maybe(need, adl_run, book, mkt)
+
+    # Report.
+    acc = dict(carry.acc)
+    acc["market_liquidation_notional"] += liq.filled_notional
+    acc["market_liquidation_orders"] += liq.orders
+    acc["partial_liquidation_orders"] += liq.partial_orders
+    acc["backstop_notional"] += bs.notional
+    acc["backstop_accounts"] += bs.accounts
+    acc["bad_debt_backstop"] += bs.bad_debt
+    acc["adl_notional"] += ad.notional
+    acc["bad_debt_adl"] += ad.bad_debt
+    acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
+    value = book.total_value()
+    acc["conservation_error"] = jnp.maximum(acc["conservation_error"], jnp.abs(value - carry.value0))
+    acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], jnp.max(jnp.abs(jnp.sum(book.all_size, axis=-2)), axis=-1))
+    vault_av = jax.vmap(account_value)(book.all_cash, book.all_size, book.all_entry, mark)[:, -2]
+    acc["vault_equity_min"] = jnp.minimum(acc["vault_equity_min"], vault_av)
+
+    new = Carry(book=book, impact=impact, prev_mark=mark, acc=acc,
+                deleveraged=carry.deleveraged | ad.deleveraged, bankrupt=carry.bankrupt | ad.bankrupt,
+                value0=carry.value0)
+    hist = {
+        "mark": mark,
+        "vault_equity": vault_av,
+        "market_liquidation_notional": liq.filled_notional,
+        "backstop_notional": bs.notional,
+        "adl_notional": ad.notional,
+        "n_bankrupt": jnp.sum(ad.bankrupt, axis=-1).astype(mark.dtype),
+    }
+    return new, hist
+
+
+def _init(book: Book, oracle0: Array) -> Carry:
+    s = book.all_cash.shape[0]
+    dtype = book.all_cash.dtype
+    av0 = jax.vmap(account_value)(book.all_cash, book.all_size, book.all_entry, oracle0)
+    acc = {k: jnp.zeros(s, dtype) for k in _SUMS}
+    acc["vault_equity_min"] = av0[:, -2]
+    return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
+                 deleveraged=jnp.zeros(book.all_cash.shape, bool), bankrupt=jnp.zeros(book.all_cash.shape, bool),
+                 value0=book.total_value())
+
+
+def _finish(carry: Carry, vault_av0: Array) -> dict[str, Array]:
+    book, dtype = carry.book, carry.book.all_cash.dtype
+    av = jax.vmap(account_value)(book.all_cash, book.all_size, book.all_entry, carry.prev_mark)
+    m = dict(carry.acc)
+    m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, :-1], 0.0), axis=-1)
+    m["bad_debt"] = m["bad_debt_backstop"] + m["bad_debt_adl"] + m["bad_debt_residual"]
+    m["vault_pnl"] = av[:, -2] - vault_av0
+    m["n_adl_accounts"] = jnp.sum(carry.deleveraged, axis=-1).astype(dtype)
+    m["n_bankrupt_accounts"] = jnp.sum(carry.bankrupt, axis=-1).astype(dtype)
+    return {k: m[k] for k in METRICS}
+
+
+@partial(jax.jit, static_argnames=("rules", "history"))
+def run(params: Params, book: Book, oracle: Array, depth: Array, *, rules: Rules, history: bool = False):
+    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth`` [S, T, A] → (final book, metrics, history)."""
+    carry = _init(book, oracle[:, 0])
+    vault_av0 = carry.acc["vault_equity_min"]
+    xs = (jnp.swapaxes(oracle, 0, 1), jnp.swapaxes(depth, 0, 1))
+
+    def body(c, x):
+        c, h = step(c, x, params, rules)
+        return c, (h if history else None)
+
+    carry, hist = lax.scan(body, carry, xs)
+    if history:
+        hist = {k: jnp.swapaxes(v, 0, 1) for k, v in hist.items()}
+    return carry.book, _finish(carry, vault_av0), hist
+
+
+def prepare(venue: Venue, book: Book, paths: Paths, dt: float):
+    """Check the inputs and bring them to one dtype and a batched book. Shared by both engines."""
+    if not isinstance(venue, Venue):
+        raise InputError(f"venue: expected an adljax.Venue (e.g. adljax.venues.hyperliquid()), got {type(venue).__name__}")
+    if not isinstance(book, Book):
+        raise InputError(f"book: expected an adljax.Book (build one with Book.from_accounts), got {type(book).__name__}")
+    if not isinstance(paths, Paths):
+        raise InputError(f"paths: expected an adljax.Paths(oracle, depth), got {type(paths).__name__}")
+    a = book.n_markets
+    paths.validate(a)
+    s = paths.n_scenarios
+    dtype = book.all_cash.dtype
+    if book.all_cash.ndim == 1:
+        book = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (s,) + x.shape), book)
+    elif book.all_cash.ndim != 2 or book.all_cash.shape[0] != s:
+        raise InputError(f"book: a batched book needs a leading axis of {s} scenarios (as paths), got cash shape {tuple(book.all_cash.shape)}")
+    check_zero_sum(book.all_size, "book.size")
+    params = venue.params(a, dt=dt, dtype=dtype)
+    return params, book, paths.astype(dtype)
+
+
+def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
+             history: bool = False) -> Outcome:
+    """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
+
+    Args:
+      venue: rules and numbers, e.g. ``adljax.venues.hyperliquid()``.
+      book: the starting :class:`Book` (one book for every scenario, or a
+        batch of books with a leading axis S).
+      paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A].
+      dt: seconds per step (> 0).
+      key: ``jax.random.key`` for policies that draw (unused by the queue
+        and pro-rata policies).
+      history: also return per-step series (memory grows with T).
+    Returns:
+      :class:`Outcome` with the final books [S, ...] and the metrics of
+      :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
+      book's dtype.
+    Raises:
+      InputError: naming the field, for any malformed input.
+    """
+    params, book_b, paths = prepare(venue, book, paths, dt)
+    final, metrics, hist = run(params, book_b, paths.oracle, paths.depth, rules=venue.rules, history=history)
+    return Outcome(book=final, metrics=metrics, history=hist)

@@ -1,0 +1,21 @@
+"""What the stages see of the market in one step of one scenario."""
+from __future__ import annotations
+
+from jax import Array
+
+from ._pytree import pytree
+
+
+@pytree
+class Market:
+    """Per-step market view (one scenario).
+
+    Attributes:
+      mark: [A] USD, the mark price of this step (oracle with transient impact).
+      prev_mark: [A] USD, the mark of the step before (oracle at step 0).
+      depth: [A] USD notional one side of the book absorbs this step.
+    """
+
+    mark: Array
+    prev_mark: Array
+    depth: Array
