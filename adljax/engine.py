@@ -101,8 +101,8 @@ def step(carry: Carry, inputs: tuple[Array, Array], params: Params, rules: Rules
     acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
     value = book.total_value()
     acc["conservation_error"] = jnp.maximum(acc["conservation_error"], jnp.abs(value - carry.value0))
-    acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], jnp.max(jnp.abs(jnp.sum(book.all_size, axis=-2)), axis=-1))
-    vault_av = jax.vmap(account_value)(book.all_cash, book.all_size, book.all_entry, mark)[:, -2]
+    acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], jnp.max(jnp.abs(jnp.sum(book.size_am, axis=-1)), axis=-1))
+    vault_av = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, mark)[:, -2]
     acc["vault_equity_min"] = jnp.minimum(acc["vault_equity_min"], vault_av)
 
     new = Carry(book=book, impact=impact, prev_mark=mark, acc=acc,
@@ -122,7 +122,7 @@ def step(carry: Carry, inputs: tuple[Array, Array], params: Params, rules: Rules
 def _init(book: Book, oracle0: Array) -> Carry:
     s = book.all_cash.shape[0]
     dtype = book.all_cash.dtype
-    av0 = jax.vmap(account_value)(book.all_cash, book.all_size, book.all_entry, oracle0)
+    av0 = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, oracle0)
     acc = {k: jnp.zeros(s, dtype) for k in _SUMS}
     acc["vault_equity_min"] = av0[:, -2]
     return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
@@ -132,7 +132,7 @@ def _init(book: Book, oracle0: Array) -> Carry:
 
 def _finish(carry: Carry, vault_av0: Array) -> dict[str, Array]:
     book, dtype = carry.book, carry.book.all_cash.dtype
-    av = jax.vmap(account_value)(book.all_cash, book.all_size, book.all_entry, carry.prev_mark)
+    av = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, carry.prev_mark)
     m = dict(carry.acc)
     m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, :-1], 0.0), axis=-1)
     m["bad_debt"] = m["bad_debt_backstop"] + m["bad_debt_adl"] + m["bad_debt_residual"]
@@ -171,11 +171,11 @@ def prepare(venue: Venue, book: Book, paths: Paths, dt: float):
     paths.validate(a)
     s = paths.n_scenarios
     dtype = book.all_cash.dtype
+    check_zero_sum(book.all_size, "book.size")
     if book.all_cash.ndim == 1:
         book = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (s,) + x.shape), book)
     elif book.all_cash.ndim != 2 or book.all_cash.shape[0] != s:
         raise InputError(f"book: a batched book needs a leading axis of {s} scenarios (as paths), got cash shape {tuple(book.all_cash.shape)}")
-    check_zero_sum(book.all_size, "book.size")
     params = venue.params(a, dt=dt, dtype=dtype)
     return params, book, paths.astype(dtype)
 

@@ -34,24 +34,25 @@ class Report:
 
 def bankrupt_rows(book: Book, market: Market) -> tuple[Array, Array]:
     """([R] bool bankrupt, [R] AV): trader or vault rows with a position and ``AV < 0``."""
-    av = account_value(book.all_cash, book.all_size, book.all_entry, market.mark)
+    av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
     not_lp = jnp.arange(av.shape[-1]) < av.shape[-1] - 1
     return not_lp & has_position(book) & (av < 0), av
 
 
 def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Array:
-    """Queue score of every position, [R, A] (higher is deleveraged first)."""
+    """Queue score of every position, [A, R] (higher is deleveraged first); ``mark`` [A], ``av`` [R]."""
+    mark = mark[:, None]
     safe_entry = jnp.where(entry > 0, entry, 1.0)
-    pos_av = av[:, None] > 0
-    safe_av = jnp.where(pos_av, av[:, None], 1.0)
+    pos_av = av > 0
+    safe_av = jnp.where(pos_av, av, 1.0)
     lev = jnp.where(pos_av, jnp.abs(size) * mark / safe_av, jnp.inf)
     if rules.adl_score == "hyperliquid":
         ratio = jnp.where(size > 0, mark / safe_entry, safe_entry / mark)
         return jnp.where(pos_av, ratio * lev, jnp.inf)
     if rules.adl_score == "bitmex":
         pnl_pct = jnp.sign(size) * (mark - entry) / safe_entry
-        safe_lev = jnp.where((lev > 0) & jnp.isfinite(lev), lev, 1.0)
-        losing = jnp.where(jnp.isfinite(lev) & (lev > 0), pnl_pct / safe_lev, 0.0)
+        finite = jnp.isfinite(lev) & (lev > 0)
+        losing = jnp.where(finite, pnl_pct / jnp.where(finite, lev, 1.0), 0.0)
         return jnp.where(pnl_pct > 0, pnl_pct * lev, losing)
     if rules.adl_score == "pnl":
         return size * (mark - entry)
@@ -59,50 +60,54 @@ def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Ar
 
 
 def _allocate(rules: Rules, scores: Array, capacity: Array, need: Array) -> Array:
-    """Units each candidate closes: [R, A] from capacity [R, A] and need [A]."""
+    """Units each candidate closes: [A, R] from capacity [A, R] and need [A]."""
     if rules.adl_policy == "queue":
         return take_from_top(scores, capacity, need)
     if rules.adl_policy == "pro_rata":
-        total = jnp.sum(capacity, axis=0)
+        total = jnp.sum(capacity, axis=-1)
         frac = jnp.where(total > 0, jnp.minimum(need, total) / jnp.where(total > 0, total, 1.0), 0.0)
-        return capacity * frac
+        return capacity * frac[:, None]
     raise ValueError(rules.adl_policy)
+
+
+def _ratio(num: Array, den: Array) -> Array:
+    return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
 
 
 def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book, Report]:
     m = market.mark
-    size, entry = book.all_size, book.all_entry
+    mc = m[:, None]
+    size, entry = book.size_am, book.entry_am                   # [A, R]
     bankrupt, av = bankrupt_rows(book, market)
-    cand = (av >= 0)[:, None]
+    cand = av >= 0
 
-    long_b = jnp.where(bankrupt[:, None], jnp.maximum(size, 0.0), 0.0)
-    short_b = jnp.where(bankrupt[:, None], jnp.maximum(-size, 0.0), 0.0)
+    long_b = jnp.where(bankrupt, jnp.maximum(size, 0.0), 0.0)
+    short_b = jnp.where(bankrupt, jnp.maximum(-size, 0.0), 0.0)
     cap_short = jnp.where(cand, jnp.maximum(-size, 0.0), 0.0)   # serves bankrupt longs
     cap_long = jnp.where(cand, jnp.maximum(size, 0.0), 0.0)     # serves bankrupt shorts
-    q_long, q_short = jnp.sum(long_b, axis=0), jnp.sum(short_b, axis=0)
-    matched_long = jnp.minimum(q_long, jnp.sum(cap_short, axis=0))
-    matched_short = jnp.minimum(q_short, jnp.sum(cap_long, axis=0))
-    f_long = jnp.where(q_long > 0, matched_long / jnp.where(q_long > 0, q_long, 1.0), 0.0)
-    f_short = jnp.where(q_short > 0, matched_short / jnp.where(q_short > 0, q_short, 1.0), 0.0)
-    closed_b = jnp.where(bankrupt[:, None], size * jnp.where(size > 0, f_long, f_short), 0.0)
+    q_long, q_short = jnp.sum(long_b, axis=1), jnp.sum(short_b, axis=1)
+    matched_long = jnp.minimum(q_long, jnp.sum(cap_short, axis=1))
+    matched_short = jnp.minimum(q_short, jnp.sum(cap_long, axis=1))
+    f_long, f_short = _ratio(matched_long, q_long), _ratio(matched_short, q_short)
+    closed_b = jnp.where(bankrupt, size * jnp.where(size > 0, f_long[:, None], f_short[:, None]), 0.0)
 
     # ADL price of each bankrupt position.
     if rules.adl_price == "previous_mark":
-        p_b = jnp.broadcast_to(market.prev_mark, size.shape)
+        p_b = jnp.broadcast_to(market.prev_mark[:, None], size.shape)
     elif rules.adl_price == "mark":
-        p_b = jnp.broadcast_to(m, size.shape)
+        p_b = jnp.broadcast_to(mc, size.shape)
     elif rules.adl_price == "bankruptcy":
         ntl = notional(size, m)
-        ntl_row = jnp.sum(ntl, axis=-1, keepdims=True)
-        share = ntl / jnp.where(ntl_row > 0, ntl_row, 1.0)
-        p_b = m + jnp.where(size != 0, -av[:, None] * share / jnp.where(size != 0, size, 1.0), 0.0)
+        share = ntl / jnp.where(jnp.sum(ntl, axis=0) > 0, jnp.sum(ntl, axis=0), 1.0)
+        p_b = mc + jnp.where(size != 0, -av * share / jnp.where(size != 0, size, 1.0), 0.0)
     else:
         raise ValueError(rules.adl_price)
+
     # One price for all counterparties of a pool: the bankrupt side's average.
-    def pool_price(side_mask):
-        units = jnp.where(side_mask, jnp.abs(closed_b), 0.0)
-        tot = jnp.sum(units, axis=0)
-        return jnp.where(tot > 0, jnp.sum(units * p_b, axis=0) / jnp.where(tot > 0, tot, 1.0), m)
+    def pool_price(side: Array) -> Array:
+        units = jnp.where(side, jnp.abs(closed_b), 0.0)
+        tot = jnp.sum(units, axis=1)
+        return jnp.where(tot > 0, _ratio(jnp.sum(units * p_b, axis=1), tot), m)
     p_for_shorts = pool_price(size > 0)   # counterparties of bankrupt longs are shorts
     p_for_longs = pool_price(size < 0)
 
@@ -112,17 +117,17 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c
-    price = jnp.where(bankrupt[:, None], p_b, jnp.where(size > 0, p_for_longs, p_for_shorts))
+    price = jnp.where(bankrupt, p_b, jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None]))
     new_size, new_entry, dcash = trade(size, entry, -closed, price)
-    cash = book.all_cash + jnp.sum(dcash, axis=-1)
-    new_book = book.replace(all_cash=cash, all_size=new_size, all_entry=new_entry)
+    cash = book.all_cash + jnp.sum(dcash, axis=0)
+    new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 
     av_after = account_value(cash, new_size, new_entry, m)
     covered = jnp.where(bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
     report = Report(
         notional=jnp.sum(notional(closed_c, m)),
         bad_debt=jnp.sum(covered),
-        deleveraged=jnp.any(closed_c != 0, axis=-1),
+        deleveraged=jnp.any(closed_c != 0, axis=0),
         bankrupt=bankrupt,
         any_fill=jnp.any(closed_b != 0),
     )

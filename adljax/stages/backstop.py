@@ -15,7 +15,7 @@ from ..accounting import account_value, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
 from ..venue import Params
-from .margin import has_position, trader_rows
+from .margin import trader_rows
 
 
 @pytree
@@ -30,34 +30,38 @@ class Report:
 def candidates(book: Book, market: Market, params: Params) -> tuple[Array, Array]:
     """([R] bool candidates, [R] AV): trader rows with a position and ``AV < backstop_ratio·MR``."""
     m = market.mark
-    av = account_value(book.all_cash, book.all_size, book.all_entry, m)
-    mr = maintenance(book.all_size, m, params.maintenance_margin)
-    cand = trader_rows(av.shape[-1]) & has_position(book) & (av < params.backstop_ratio * mr)
+    av = account_value(book.all_cash, book.size_am, book.entry_am, m)
+    mr = maintenance(book.size_am, m, params.maintenance_margin)
+    # A row with no position but AV < 0 (filled below its bankruptcy price) is a candidate too:
+    # the vault absorbs the deficit.
+    cand = trader_rows(av.shape[-1]) & (av < params.backstop_ratio * mr)
     return cand, av
 
 
 def run(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
     m, mm = market.mark, params.maintenance_margin
+    size, entry = book.size_am, book.entry_am                    # [A, R]
     cand, av = candidates(book, market, params)
-    v = -2
-    rows = jnp.arange(av.shape[-1])
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    is_vault = rows == n - 2
     # Vault value and positions after taking every candidate up to each row, in row order.
-    cum_av = av[v] + jnp.cumsum(jnp.where(cand, av, 0.0))
-    cum_size = book.all_size[v] + jnp.cumsum(jnp.where(cand[:, None], book.all_size, 0.0), axis=0)
+    cum_av = av[-2] + jnp.cumsum(jnp.where(cand, av, 0.0))
+    cum_size = size[:, -2:-1] + jnp.cumsum(jnp.where(cand, size, 0.0), axis=1)
     carries = cum_av >= maintenance(cum_size, m, mm)
-    first_refused = jnp.min(jnp.where(cand & ~carries, rows, av.shape[-1]))
+    first_refused = jnp.min(jnp.where(cand & ~carries, rows, n))
     take = cand & (rows < first_refused)
 
-    taken_size = jnp.where(take[:, None], book.all_size, 0.0)
-    v_size, v_entry, v_dcash = trade(book.all_size[v], book.all_entry[v], jnp.sum(taken_size, axis=0), m)
+    taken_size = jnp.where(take, size, 0.0)
+    v_size, v_entry, v_dcash = trade(size[:, -2], entry[:, -2], jnp.sum(taken_size, axis=1), m)
     cash = jnp.where(take, 0.0, book.all_cash)
-    cash = cash.at[v].add(jnp.sum(jnp.where(take, av, 0.0)) + jnp.sum(v_dcash))
-    size = jnp.where(take[:, None], 0.0, book.all_size).at[v].set(v_size)
-    entry = jnp.where(take[:, None], 0.0, book.all_entry).at[v].set(v_entry)
+    cash = cash + jnp.where(is_vault, jnp.sum(jnp.where(take, av, 0.0)) + jnp.sum(v_dcash), 0.0)
+    new_size = jnp.where(is_vault, v_size[:, None], jnp.where(take, 0.0, size))
+    new_entry = jnp.where(is_vault, v_entry[:, None], jnp.where(take, 0.0, entry))
     cooldown = jnp.where(take, 0.0, book.cooldown)
     report = Report(
         notional=jnp.sum(notional(taken_size, m)),
         accounts=jnp.sum(take).astype(m.dtype),
         bad_debt=jnp.sum(jnp.where(take, jnp.maximum(-av, 0.0), 0.0)),
     )
-    return book.replace(all_cash=cash, all_size=size, all_entry=entry, cooldown=cooldown), report
+    return book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown), report

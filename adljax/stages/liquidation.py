@@ -41,30 +41,31 @@ def _side(requested: Array, depth: Array, mark: Array, slippage: Array, sign: fl
 def run(book: Book, market: Market, params: Params, liquidatable: Array) -> tuple[Book, Report]:
     """Send, fill and settle the liquidation orders of ready rows (``liquidatable`` [R], cooldown over)."""
     m, depth = market.mark, market.depth
-    size, entry = book.all_size, book.all_entry
+    size, entry = book.size_am, book.entry_am                    # [A, R]
+    mc = m[:, None]
     ready = liquidatable & (book.cooldown <= 0)
-    big = (jnp.abs(size) * m > params.partial_threshold) & (size != 0)
-    q = jnp.where(ready[:, None], size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0)
+    q = jnp.where(ready, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
     sell, buy = q > 0, q < 0
 
-    phi_s, filled_s, p_sell = _side(jnp.sum(jnp.where(sell, q, 0.0), axis=0) * m, depth, m, params.slippage, -1.0)
-    phi_b, filled_b, p_buy = _side(jnp.sum(jnp.where(buy, -q, 0.0), axis=0) * m, depth, m, params.slippage, +1.0)
+    phi_s, filled_s, p_sell = _side(jnp.sum(jnp.where(sell, q, 0.0), axis=1) * m, depth, m, params.slippage, -1.0)
+    phi_b, filled_b, p_buy = _side(jnp.sum(jnp.where(buy, -q, 0.0), axis=1) * m, depth, m, params.slippage, +1.0)
 
-    fill = q * jnp.where(sell, phi_s, phi_b)          # units each order closes [R, A]
-    price = jnp.where(sell, p_sell, p_buy)
+    fill = q * jnp.where(sell, phi_s[:, None], phi_b[:, None])   # units each order closes [A, R]
+    price = jnp.where(sell, p_sell[:, None], p_buy[:, None])
     new_size, new_entry, dcash = trade(size, entry, -fill, price)
-    cash = book.all_cash + jnp.sum(dcash, axis=-1)
+    cash = book.all_cash + jnp.sum(dcash, axis=0)
 
-    # The liquidity providers take the fills: the sell side first, then the buy side.
-    lp = -1
-    lp_size, lp_entry = new_size[lp], new_entry[lp]
-    lp_size, lp_entry, c1 = trade(lp_size, lp_entry, jnp.sum(jnp.where(sell, fill, 0.0), axis=0), p_sell)
-    lp_size, lp_entry, c2 = trade(lp_size, lp_entry, jnp.sum(jnp.where(buy, fill, 0.0), axis=0), p_buy)
-    cash = cash.at[lp].add(jnp.sum(c1) + jnp.sum(c2))
-    new_size = new_size.at[lp].set(lp_size)
-    new_entry = new_entry.at[lp].set(lp_entry)
+    # The liquidity providers (last row) take the fills: the sell side first, then the buy side.
+    lp_size, lp_entry = new_size[:, -1], new_entry[:, -1]
+    lp_size, lp_entry, c1 = trade(lp_size, lp_entry, jnp.sum(jnp.where(sell, fill, 0.0), axis=1), p_sell)
+    lp_size, lp_entry, c2 = trade(lp_size, lp_entry, jnp.sum(jnp.where(buy, fill, 0.0), axis=1), p_buy)
+    is_lp = jnp.arange(cash.shape[-1]) == cash.shape[-1] - 1
+    cash = cash + jnp.where(is_lp, jnp.sum(c1) + jnp.sum(c2), 0.0)
+    new_size = jnp.where(is_lp, lp_size[:, None], new_size)
+    new_entry = jnp.where(is_lp, lp_entry[:, None], new_entry)
 
-    partial_row = ready & jnp.any(big, axis=-1)
+    partial_row = ready & jnp.any(big, axis=0)
     cooldown = jnp.where(partial_row, params.cooldown, book.cooldown)
     report = Report(
         filled_notional=jnp.sum(filled_s + filled_b),
@@ -72,4 +73,4 @@ def run(book: Book, market: Market, params: Params, liquidatable: Array) -> tupl
         partial_orders=jnp.sum((q != 0) & big).astype(m.dtype),
         flow=filled_b - filled_s,
     )
-    return book.replace(all_cash=cash, all_size=new_size, all_entry=new_entry, cooldown=cooldown), report
+    return book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown), report

@@ -17,11 +17,11 @@ def trader_rows(n_rows: int) -> Array:
 
 def has_position(book: Book) -> Array:
     """[R] bool: the row holds any open position."""
-    return jnp.any(book.all_size != 0, axis=-1)
+    return jnp.any(book.size_am != 0, axis=0)
 
 
 def run(book: Book, market: Market, params: Params) -> Array:
     """[R] bool: trader rows with a position and ``AV < MR`` at the step's mark."""
-    av = account_value(book.all_cash, book.all_size, book.all_entry, market.mark)
-    mr = maintenance(book.all_size, market.mark, params.maintenance_margin)
+    av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
+    mr = maintenance(book.size_am, market.mark, params.maintenance_margin)
     return trader_rows(av.shape[-1]) & has_position(book) & (av < mr)

@@ -30,27 +30,27 @@ def take_from_top(score: Array, weight: Array, need: Array) -> Array:
     """Units each candidate closes when ``need`` units are taken from the top of the queue.
 
     Args:
-      score: [..., R, A] ranking (higher goes first), finite or ±inf.
-      weight: [..., R, A] units each candidate can give (0 for non-candidates).
+      score: [..., A, R] ranking (higher goes first), finite or ±inf.
+      weight: [..., A, R] units each candidate can give (0 for non-candidates).
       need: [..., A] units to take per market (queue).
     Returns:
-      [..., R, A] units taken from each candidate; sums to ``min(need, Σ weight)``.
+      [..., A, R] units taken from each candidate; sums to ``min(need, Σ weight)``.
     """
     key = order_key(score)
     utype = key.dtype
     bits = jnp.iinfo(utype).bits
 
     def body(i, cutoff):
-        trial = cutoff | (jnp.asarray(1, utype) << (jnp.asarray(bits - 1, utype) - i.astype(utype)))
-        above = jnp.sum(jnp.where(key >= trial[..., None, :], weight, 0.0), axis=-2)
+        trial = cutoff | (jnp.asarray(1, utype) << (jnp.asarray(bits - 1, utype) - jnp.asarray(i, utype)))
+        above = jnp.sum(jnp.where(key >= trial[..., None], weight, 0.0), axis=-1)
         return jnp.where(above >= need, trial, cutoff)
 
     cutoff = lax.fori_loop(0, bits, body, jnp.zeros(need.shape, utype))
-    cut = cutoff[..., None, :]
+    cut = cutoff[..., None]
     full = jnp.where(key > cut, weight, 0.0)
     tied = jnp.where(key == cut, weight, 0.0)
-    rest = need - jnp.sum(full, axis=-2)
-    tied_total = jnp.sum(tied, axis=-2)
+    rest = need - jnp.sum(full, axis=-1)
+    tied_total = jnp.sum(tied, axis=-1)
     share = jnp.where(tied_total > 0, jnp.clip(rest / jnp.where(tied_total > 0, tied_total, 1.0), 0.0, 1.0), 0.0)
-    taken = full + tied * share[..., None, :]
-    return jnp.where(need[..., None, :] > 0, taken, 0.0)
+    taken = full + tied * share[..., None]
+    return jnp.where(need[..., None] > 0, taken, 0.0)

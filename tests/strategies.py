@@ -1,0 +1,329 @@
+"""Hypothesis strategies: small random books, short violent price paths, venues.
+
+Everything is drawn as plain numpy (float64) and turned into adljax objects
+on demand, so a test can build the same case in float32 too.
+
+Shapes come from a short list (``SHAPES``) and static rules from a short
+list (``RULE_SETS``): every new (shape, rules) pair compiles the engine, and
+the tests must stay fast.
+"""
+from __future__ import annotations
+
+import dataclasses
+import itertools
+
+import numpy as np
+from hypothesis import strategies as st
+
+import adljax
+from adljax import Book, Paths, venues as venue_presets
+from adljax.venue import ADL_POLICIES, ADL_PRICES, ADL_SCORES, BACKSTOPS
+
+#: (N trader rows, A markets, T steps) the cases are padded/drawn to.
+SHAPES = ((4, 1, 6), (8, 2, 12), (12, 3, 20))
+
+#: All static rule combinations.
+ALL_RULES = tuple(
+    dict(adl_policy=p, adl_score=s, adl_price=pr, backstop=b)
+    for p, s, pr, b in itertools.product(ADL_POLICIES, ADL_SCORES, ADL_PRICES, BACKSTOPS)
+)
+
+#: A short list that still uses every value of every rule at least once
+#: (and every score with the queue, where it matters).
+RULE_SETS = (
+    dict(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault"),
+    dict(adl_policy="pro_rata", adl_score="hyperliquid", adl_price="bankruptcy", backstop="vault"),
+    dict(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="none"),
+    dict(adl_policy="queue", adl_score="pnl", adl_price="mark", backstop="vault"),
+    dict(adl_policy="pro_rata", adl_score="hyperliquid", adl_price="previous_mark", backstop="none"),
+    dict(adl_policy="queue", adl_score="bitmex", adl_price="mark", backstop="vault"),
+)
+
+DTS = (0.5, 1.0, 7.0)
+COOLDOWNS = (0.0, 2.0, 30.0)
+
+
+def _log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
+    return st.floats(np.log10(lo), np.log10(hi), allow_nan=False).map(lambda x: float(10.0 ** x))
+
+
+# --------------------------------------------------------------------------- books
+@dataclasses.dataclass(frozen=True, eq=False)
+class BookCase:
+    """A drawn book as float64 numpy arrays, plus the start prices."""
+
+    cash: np.ndarray        # [N]
+    size: np.ndarray        # [N, A]
+    entry: np.ndarray       # [N, A]
+    isolated: np.ndarray    # [N] bool
+    vault_cash: float
+    vault_size: np.ndarray  # [A]
+    vault_entry: np.ndarray
+    lp_cash: float
+    lp_size: np.ndarray     # [A]
+    lp_entry: np.ndarray
+    start: np.ndarray       # [A] start prices (= oracle at step 0)
+
+    @property
+    def n_accounts(self) -> int:
+        return self.cash.shape[0]
+
+    @property
+    def n_markets(self) -> int:
+        return self.size.shape[1]
+
+    def book(self, dtype=np.float64) -> Book:
+        return Book.from_accounts(
+            self.cash, self.size, self.entry, vault_cash=self.vault_cash, vault_size=self.vault_size,
+            vault_entry=self.vault_entry, lp_cash=self.lp_cash, lp_size=self.lp_size,
+            lp_entry=self.lp_entry, isolated=self.isolated, dtype=dtype)
+
+    def all_rows(self):
+        """(cash [R], size [R, A], entry [R, A]) with the vault and LP rows, float64."""
+        cash = np.concatenate([self.cash, [self.vault_cash, self.lp_cash]])
+        size = np.concatenate([self.size, self.vault_size[None], self.lp_size[None]])
+        entry = np.concatenate([self.entry, self.vault_entry[None], self.lp_entry[None]])
+        return cash, size, entry
+
+    def describe(self) -> str:
+        with np.printoptions(precision=17, suppress=False, linewidth=200):
+            return (f"BookCase(cash={self.cash!r}, size={self.size!r}, entry={self.entry!r}, "
+                    f"isolated={self.isolated!r}, vault_cash={self.vault_cash!r}, vault_size={self.vault_size!r}, "
+                    f"vault_entry={self.vault_entry!r}, lp_cash={self.lp_cash!r}, lp_size={self.lp_size!r}, "
+                    f"lp_entry={self.lp_entry!r}, start={self.start!r})")
+
+
+@st.composite
+def start_prices(draw, n_markets: int) -> np.ndarray:
+    return np.array([draw(st.sampled_from([1.0, 0.37, 25.0, 180.0, 3000.0, 65000.0]) | _log_uniform(0.05, 1e5))
+                     for _ in range(n_markets)])
+
+
+@st.composite
+def books(draw, n_markets: int | None = None, n_accounts: int | None = None, *,
+          max_leverage=None, start=None, min_active: int = 2) -> BookCase:
+    """A small zero-sum book.
+
+    ``n_accounts`` trader rows (2–12 when not given), of which at least
+    ``min_active`` hold positions; the others hold cash only. Rows are cross
+    (positions in one or more markets) or isolated (exactly one position).
+    Leverage is mixed: some rows near (or just past) ``max_leverage`` [A],
+    some at 3–10×, some at 1–2×. Position notionals are log-uniform over
+    $100–$2M, so some are above the $100k partial threshold and some below;
+    entries lie within ±8 % of the start price; each market has its own
+    long/short skew. The liquidity-provider row holds the remainder of every
+    market (and the vault sometimes a position of its own).
+    """
+    a = n_markets if n_markets is not None else draw(st.integers(1, 3))
+    n = n_accounts if n_accounts is not None else draw(st.integers(2, 12))
+    p0 = np.asarray(start, dtype=np.float64) if start is not None else draw(start_prices(a))
+    if max_leverage is None:
+        lev_max = np.array([draw(st.floats(3.0, 50.0)) for _ in range(a)])
+    else:
+        lev_max = np.broadcast_to(np.asarray(max_leverage, dtype=np.float64), (a,))
+    p_long = [draw(st.sampled_from([0.1, 0.3, 0.5, 0.7, 0.9])) for _ in range(a)]
+
+    n_active = draw(st.integers(min(min_active, n), n))
+    kinds = [draw(st.sampled_from(["cross", "cross", "isolated"])) for _ in range(n_active)]
+    kinds += ["flat"] * (n - n_active)
+    kinds = draw(st.permutations(kinds))
+
+    cash = np.zeros(n)
+    size = np.zeros((n, a))
+    entry = np.zeros((n, a))
+    isolated = np.zeros(n, dtype=bool)
+    for i, kind in enumerate(kinds):
+        if kind == "flat":
+            cash[i] = draw(st.just(0.0) | _log_uniform(1.0, 1e6))
+            continue
+        if kind == "isolated" or a == 1:
+            markets = [draw(st.integers(0, a - 1))]
+            isolated[i] = kind == "isolated"
+        else:
+            markets = sorted(draw(st.sets(st.integers(0, a - 1), min_size=1, max_size=a)))
+        for j in markets:
+            ntl = draw(_log_uniform(100.0, 2e6))
+            long = draw(st.floats(0.0, 1.0)) < p_long[j]
+            size[i, j] = (1.0 if long else -1.0) * ntl / p0[j]
+            entry[i, j] = p0[j] * (1.0 + draw(st.floats(-0.08, 0.08)))
+        klass = draw(st.sampled_from(["max", "max", "mid", "low"]))
+        if klass == "max":
+            lev = float(np.min(lev_max[markets])) * draw(st.floats(0.6, 1.1))
+        elif klass == "mid":
+            lev = draw(st.floats(3.0, 10.0))
+        else:
+            lev = draw(st.floats(1.0, 2.0))
+        ntl_row = float(np.sum(np.abs(size[i]) * p0))
+        upnl = float(np.sum(size[i] * (p0 - entry[i])))
+        cash[i] = ntl_row / lev - upnl
+
+    vault_cash = draw(st.sampled_from(["zero", "small", "large"]).flatmap(
+        lambda k: {"zero": st.just(0.0), "small": _log_uniform(10.0, 1e4), "large": _log_uniform(1e5, 1e8)}[k]))
+    vault_size = np.zeros(a)
+    vault_entry = np.zeros(a)
+    if draw(st.integers(0, 4)) == 0:  # sometimes the vault already holds a position
+        j = draw(st.integers(0, a - 1))
+        vault_size[j] = draw(st.sampled_from([-1.0, 1.0])) * draw(_log_uniform(1e3, 3e5)) / p0[j]
+        vault_entry[j] = p0[j] * (1.0 + draw(st.floats(-0.05, 0.05)))
+
+    lp_size = -(size.sum(axis=0) + vault_size)
+    lp_entry = np.where(lp_size != 0, p0 * (1.0 + np.array([draw(st.floats(-0.03, 0.03)) for _ in range(a)])), 0.0)
+    lp_ntl = float(np.sum(np.abs(lp_size) * p0))
+    lp_kind = draw(st.sampled_from(["zero", "thin", "margined", "deep"]))
+    lp_cash = {"zero": 0.0, "thin": 0.02 * lp_ntl, "margined": 0.3 * lp_ntl, "deep": 1e8}[lp_kind]
+    lp_cash -= float(np.sum(lp_size * (p0 - lp_entry))) if lp_kind != "zero" else 0.0
+    return BookCase(cash=cash, size=size, entry=entry, isolated=isolated, vault_cash=float(vault_cash),
+                    vault_size=vault_size, vault_entry=vault_entry, lp_cash=float(lp_cash), lp_size=lp_size,
+                    lp_entry=lp_entry, start=p0)
+
+
+# --------------------------------------------------------------------------- paths
+PATTERNS = ("gap_down", "gap_up", "crash", "pump", "v", "inverted_v", "chop", "flat")
+
+
+@st.composite
+def _log_path(draw, n_steps: int, rng: np.random.Generator, calm: bool) -> np.ndarray:
+    """[T] log price relative to the start (0 at step 0)."""
+    t = n_steps
+    x = np.zeros(t)
+    if t == 1:
+        return x
+    noise = rng.normal(0.0, draw(st.sampled_from([0.0, 0.002, 0.01])), size=t)
+    noise[0] = 0.0
+    if calm:
+        pattern = draw(st.sampled_from(["chop", "flat", "crash", "pump"]))
+        big = draw(st.floats(0.01, 0.04))
+    else:
+        pattern = draw(st.sampled_from(PATTERNS))
+        big = draw(st.floats(0.1, 0.4))
+    k = draw(st.integers(1, t - 1))  # step of the move
+    steps = np.arange(t)
+    if pattern == "gap_down":
+        x = np.where(steps >= k, np.log1p(-big), 0.0)
+    elif pattern == "gap_up":
+        x = np.where(steps >= k, np.log1p(big), 0.0)
+    elif pattern in ("crash", "pump"):
+        total = draw(st.floats(big, 1.5 * big if calm else 0.7))
+        span = draw(st.integers(1, t - k))
+        ramp = np.clip((steps - k + 1) / span, 0.0, 1.0)
+        x = ramp * (np.log1p(-min(total, 0.95)) if pattern == "crash" else np.log1p(total))
+    elif pattern in ("v", "inverted_v"):
+        down = np.log1p(-big) if pattern == "v" else np.log1p(big)
+        k2 = draw(st.integers(k, t - 1))
+        back = draw(st.floats(0.3, 1.2))
+        x = np.where(steps >= k, down, 0.0) - np.where(steps > k2, back * down, 0.0)
+    elif pattern == "chop":
+        amp = big if calm else draw(st.floats(0.03, 0.15))
+        x = np.cumsum(rng.normal(0.0, amp / 2, size=t))
+        x[0] = 0.0
+        x = np.clip(x, -2 * amp, 2 * amp)
+    return x + np.cumsum(noise)
+
+
+@st.composite
+def paths(draw, start, n_steps: int | None = None, n_scenarios: int | None = None, *,
+          calm: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """(oracle [S, T, A], depth [S, T, A]) float64 starting at ``start`` [A].
+
+    Violent by default: one-step gaps of 10–40 % (down or up), steady crashes
+    and pumps, V shapes, chop; markets move independently. Depth (USD per
+    side per step) is log-uniform over $1k–$10M per market, with some paths
+    thin or zero in some steps. ``calm`` keeps moves within a few percent and
+    the depth deep.
+    """
+    p0 = np.asarray(start, dtype=np.float64)
+    a = p0.shape[0]
+    t = n_steps if n_steps is not None else draw(st.integers(3, 25))
+    s = n_scenarios if n_scenarios is not None else draw(st.integers(1, 3))
+    rng = np.random.default_rng(draw(st.integers(0, 2**32 - 1)))
+    oracle = np.empty((s, t, a))
+    depth = np.empty((s, t, a))
+    for i in range(s):
+        for j in range(a):
+            x = draw(_log_path(t, rng, calm))
+            oracle[i, :, j] = p0[j] * np.exp(np.maximum(x, np.log(1e-3)))
+            oracle[i, 0, j] = p0[j]
+            if calm:
+                base = draw(_log_uniform(1e7, 1e9))
+                mode = "normal"
+            else:
+                base = draw(_log_uniform(1e3, 1e7))
+                mode = draw(st.sampled_from(["normal", "normal", "thin_steps", "zero_steps", "all_thin"]))
+            d = np.full(t, base)
+            if mode == "thin_steps":
+                d = np.where(rng.random(t) < 0.4, base * 10.0 ** rng.uniform(-3, -1, size=t), d)
+            elif mode == "zero_steps":
+                d = np.where(rng.random(t) < 0.4, 0.0, d)
+            elif mode == "all_thin":
+                d = base * 1e-2 * np.ones(t)
+            depth[i, :, j] = d
+    return oracle, depth
+
+
+# --------------------------------------------------------------------------- venues
+@st.composite
+def venues(draw, n_markets: int, *, rules=RULE_SETS, calm: bool = False):
+    """(venue, dt): the hyperliquid preset with drawn numbers and static rules.
+
+    ``rules`` is the list the static rules are drawn from (``RULE_SETS`` or
+    ``ALL_RULES``); ``calm`` draws no impact and little slippage.
+    """
+    lev = [draw(st.sampled_from([3.0, 5.0, 10.0, 20.0, 25.0, 40.0, 50.0]) | st.floats(3.0, 50.0))
+           for _ in range(n_markets)]
+    overrides = dict(
+        max_leverage=lev if n_markets > 1 else lev[0],
+        impact=0.0 if calm else draw(st.just(0.0) | st.floats(0.001, 0.5)),
+        impact_half_life=draw(st.sampled_from([60.0, 5.0])),
+        slippage=draw(st.sampled_from([0.0, 0.01]) | st.floats(0.0, 0.05)) if not calm else 0.001,
+        partial_threshold=draw(st.sampled_from([1e5, 1e5, 1e4, 1e4, 1e6])),
+        partial_fraction=draw(st.sampled_from([0.2, 0.2, 0.5])),
+        cooldown=draw(st.sampled_from(COOLDOWNS + (30.0,))),
+        backstop_ratio=draw(st.sampled_from([2.0 / 3.0, 2.0 / 3.0, 0.3, 1.0])),
+    )
+    overrides.update(draw(st.sampled_from(rules)))
+    dt = draw(st.sampled_from(DTS))
+    return venue_presets.hyperliquid(**overrides), dt
+
+
+# --------------------------------------------------------------------------- whole cases
+@dataclasses.dataclass(frozen=True, eq=False)
+class Case:
+    venue: adljax.Venue
+    dt: float
+    bc: BookCase
+    oracle: np.ndarray  # [S, T, A]
+    depth: np.ndarray
+
+    def book(self, dtype=np.float64) -> Book:
+        return self.bc.book(dtype)
+
+    def paths(self, dtype=np.float64, scenarios=slice(None)) -> Paths:
+        return Paths(np.asarray(self.oracle[scenarios], dtype), np.asarray(self.depth[scenarios], dtype))
+
+    @property
+    def scale(self) -> float:
+        """USD scale of the case: Σ|cash| + Σ|size|·max(entry, highest oracle price) over all rows."""
+        cash, size, entry = self.bc.all_rows()
+        top = self.oracle.max(axis=(0, 1))
+        return float(np.sum(np.abs(cash)) + np.sum(np.abs(size) * np.maximum(entry, top)))
+
+    @property
+    def size_scale(self) -> float:
+        """Base-unit scale: Σ|size| over all rows and markets."""
+        return float(np.sum(np.abs(self.bc.all_rows()[1])))
+
+    def describe(self) -> str:
+        with np.printoptions(precision=17, linewidth=200, threshold=10_000):
+            return (f"venue={self.venue!r}\ndt={self.dt!r}\n{self.bc.describe()}\n"
+                    f"oracle={self.oracle!r}\ndepth={self.depth!r}")
+
+
+@st.composite
+def cases(draw, shapes=SHAPES, n_scenarios: int | tuple = (1, 2, 3), rules=RULE_SETS, calm: bool = False) -> Case:
+    """A whole case: venue and dt, book and paths, with (N, A, T) from ``shapes``."""
+    n, a, t = draw(st.sampled_from(shapes))
+    s = draw(st.sampled_from(n_scenarios)) if isinstance(n_scenarios, tuple) else n_scenarios
+    venue, dt = draw(venues(a, rules=rules, calm=calm))
+    bc = draw(books(a, n, max_leverage=venue.max_leverage))
+    oracle, depth = draw(paths(bc.start, t, s, calm=calm))
+    return Case(venue=venue, dt=dt, bc=bc, oracle=oracle, depth=depth)

@@ -1,0 +1,234 @@
+"""Hand-worked books: every number below is computed by hand in the comments.
+
+Each test runs on the compiled engine, the same engine without jit, and the
+reference engine.
+"""
+import jax
+import numpy as np
+import pytest
+
+import adljax
+from adljax import Book, Paths, venues
+
+
+def _nojit(*args, **kwargs):
+    with jax.disable_jit():
+        return adljax.simulate(*args, **kwargs)
+
+
+ENGINES = {"jit": adljax.simulate, "nojit": _nojit, "reference": adljax.reference.simulate}
+
+
+@pytest.fixture(params=list(ENGINES))
+def sim(request):
+    return ENGINES[request.param]
+
+
+def paths(oracle, depth):
+    """One scenario from [T, A] lists."""
+    o = np.asarray(oracle, dtype=np.float64)
+    d = np.asarray(depth, dtype=np.float64)
+    if o.ndim == 1:
+        o = o[:, None]
+        d = d[:, None] if d.ndim == 1 else d
+    d = np.broadcast_to(d, o.shape)
+    return Paths(oracle=o[None], depth=np.array(d)[None])
+
+
+def m(out, name):
+    return float(np.asarray(out.metrics[name])[0])
+
+
+BIG = 1e12  # depth that never binds
+
+
+def test_partial_liquidation_and_cooldown(sim):
+    # A: long 2000 @100 (notional 200k > 100k threshold), cash 20k; B the short side.
+    # max_leverage 10 -> mm 5 %. dt = 10 s, cooldown 30 s: orders at steps 1 and 4 only.
+    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([100, 94, 93.5, 93, 92.5], BIG), dt=10.0)
+    # step 1 @94: AV = 20000 - 12000 = 8000 < MR = 2000*94*.05 = 9400 -> 20 % = 400 units at 94:
+    #   cash 20000 + 400*(94-100) = 17600, size 1600, cooldown 30.
+    # step 2 @93.5 (cooldown 20): AV 7200 < MR 7480 but waiting; 7200 > 2/3 MR -> no backstop.
+    # step 3 @93 (cooldown 10): AV 6400 < MR 7440, waiting.
+    # step 4 @92.5 (cooldown 0): AV 5600 < MR 7400; notional 148k > 100k -> 320 units at 92.5:
+    #   cash 17600 + 320*(92.5-100) = 15200, size 1280, cooldown 30 again.
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.cash)[0], [15_200.0, 1e6], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.size)[0, :, 0], [1280.0, -2000.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.entry)[0, :, 0], [100.0, 100.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.cooldown)[0, 0], 30.0)
+    # The liquidity providers bought 400 @94 and 320 @92.5: 720 @ 67200/720.
+    np.testing.assert_allclose(np.asarray(b.lp_size)[0, 0], 720.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.lp_entry)[0, 0], 67_200.0 / 720.0, rtol=1e-12)
+    assert m(out, "market_liquidation_orders") == 2
+    assert m(out, "partial_liquidation_orders") == 2
+    np.testing.assert_allclose(m(out, "market_liquidation_notional"), 400 * 94 + 320 * 92.5, rtol=1e-12)
+    assert m(out, "backstop_accounts") == 0 and m(out, "adl_notional") == 0
+
+
+def test_cooldown_counts_seconds_not_steps(sim):
+    # Same book, dt = 1 s: after the first partial order at step 1 the next can go at step 31.
+    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none")
+    # price 94 then 93.5 held: liquidatable throughout (AV 7200 < MR 7480 after the first order).
+    oracle = [100.0, 94.0] + [93.5] * 30
+    out = sim(v, book, paths(oracle, BIG), dt=1.0)   # steps 0..31
+    assert m(out, "market_liquidation_orders") == 2   # steps 1 and 31
+    # step 31 @93.5: 20 % of 1600 = 320 units: cash 17600 + 320*(93.5-100) = 15520.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, 0], 15_520.0, rtol=1e-12)
+    out30 = sim(v, book, paths(oracle[:-1], BIG), dt=1.0)   # steps 0..30: still waiting
+    assert m(out30, "market_liquidation_orders") == 1
+
+
+def test_slippage_and_price_impact(sim):
+    # A: long 10 @100, cash 60. At 97: AV 30 < MR 48.5 -> whole order of 10 (970 < 100k).
+    book = Book.from_accounts(cash=[60.0, 1e4], size=[[10.0], [-10.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.5, impact_half_life=60.0, slippage=0.02)
+    out = sim(v, book, paths([100, 97, 97], 10_000.0), dt=1.0, history=True)
+    # filled 970 of depth 10000: price 97*(1 - 0.02*970/20000) = 96.90591
+    p = 97 * (1 - 0.02 * 970 / 20_000)
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, 0], 60 + 10 * (p - 100), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.lp_entry)[0, 0], p, rtol=1e-12)
+    # impact after step 1: 0.5 * (-970)/10000; step 2 mark = 97 * exp(impact * 2**(-1/60)).
+    mark2 = 97 * np.exp(0.5 * -970 / 10_000 * 2 ** (-1 / 60))
+    np.testing.assert_allclose(np.asarray(out.history["mark"])[0, :, 0], [100, 97, mark2], rtol=1e-12)
+
+
+def test_backstop_takeover(sim):
+    # A: long 100 @100, cash 1000; no depth at the crash so the market cannot take it.
+    # @93: AV = 300, MR = 465, 2/3 MR = 310 > 300 -> the vault (cash 50k) takes over.
+    book = Book.from_accounts(cash=[1000.0, 1e5], size=[[100.0], [-100.0]], entry=[[100.0], [100.0]],
+                              vault_cash=50_000.0, dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([100, 93], [BIG, 0.0]))
+    b = out.book
+    assert np.asarray(b.cash)[0, 0] == 0.0 and np.asarray(b.size)[0, 0, 0] == 0.0   # left with nothing
+    np.testing.assert_allclose(np.asarray(b.vault_cash)[0], 50_300.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.vault_size)[0, 0], 100.0)
+    np.testing.assert_allclose(np.asarray(b.vault_entry)[0, 0], 93.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "backstop_notional"), 9300.0, rtol=1e-12)
+    assert m(out, "backstop_accounts") == 1
+    assert m(out, "bad_debt_backstop") == 0.0
+    np.testing.assert_allclose(m(out, "vault_pnl"), 300.0, rtol=1e-9)   # the kept buffer
+    assert m(out, "market_liquidation_orders") == 1 and m(out, "market_liquidation_notional") == 0.0
+
+
+def test_backstop_absorbs_deficit_and_refuses_when_it_cannot_carry(sim):
+    book_kw = dict(cash=[1000.0, 1e5], size=[[100.0], [-100.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    # @88: AV = -200 -> taken over, the vault pays the 200 deficit.
+    out = sim(v, Book.from_accounts(vault_cash=50_000.0, **book_kw), paths([100, 88], [BIG, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.book.vault_cash)[0], 49_800.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt_backstop"), 200.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt"), 200.0, rtol=1e-12)
+    # @93 with a vault of 100: 100 + 300 = 400 < its new MR 465 -> refused; A keeps its position.
+    out = sim(v, Book.from_accounts(vault_cash=100.0, **book_kw), paths([100, 93], [BIG, 0.0]))
+    assert m(out, "backstop_accounts") == 0
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, 0, 0], 100.0)
+    np.testing.assert_allclose(np.asarray(out.book.vault_cash)[0], 100.0)
+
+
+def _adl_book():
+    # X long 20 @100 cash 100 (goes bankrupt); shorts S1 5 @110, S2 10 @100, S3 15 @90;
+    # L long 10 @100 (healthy); E holds cash only.
+    return Book.from_accounts(
+        cash=[100.0, 100.0, 500.0, 2000.0, 10_000.0, 777.0],
+        size=[[20.0], [-5.0], [-10.0], [-15.0], [10.0], [0.0]],
+        entry=[[100.0], [110.0], [100.0], [90.0], [100.0], [0.0]],
+        dtype=np.float64,
+    )
+
+
+def test_adl_hyperliquid_queue_at_previous_mark(sim):
+    # @90, no depth, no backstop: X has AV = 100 + 20*(90-100) = -100 -> bankrupt.
+    # Short candidates at 90: S1 AV 200, S2 AV 600, S3 AV 2000.
+    # Scores (entry/m)*(ntl/AV): S1 (110/90)(450/200) = 2.75, S2 (100/90)(900/600) = 1.667,
+    # S3 (90/90)(1350/2000) = 0.675. Queue S1, S2, S3: they close 5, 10, 5 (of 15).
+    # Fill at the previous mark, 100.
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none")
+    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.size)[0, :, 0], [0, 0, 0, -10, 10, 0], atol=1e-12)
+    # X sells 20 @100: cash 100. S1 buys 5 @100: +5*(110-100) = +50 -> 150.
+    # S2 buys 10 @100: +0 -> 500. S3 buys 5 @100: -5*(100-90) = -50 -> 1950.
+    np.testing.assert_allclose(np.asarray(b.cash)[0], [100, 150, 500, 1950, 10_000, 777], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.entry)[0, 3, 0], 90.0)
+    np.testing.assert_allclose(m(out, "adl_notional"), 20 * 90.0, rtol=1e-12)
+    assert m(out, "n_adl_accounts") == 3 and m(out, "n_bankrupt_accounts") == 1 and m(out, "adl_steps") == 1
+    np.testing.assert_allclose(m(out, "bad_debt_adl"), 100.0, rtol=1e-12)
+    assert m(out, "bad_debt_residual") == 0.0
+
+
+def test_adl_at_bankruptcy_price(sim):
+    # Same crash; X's bankruptcy price 90 + 100/20 = 95 leaves it at exactly 0.
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_price="bankruptcy")
+    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
+    # S1: -5*(95-110) = +75 -> 175; S2: -10*(95-100) = +50 -> 550; S3: -5*(95-90) = -25 -> 1975.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0], [0, 175, 550, 1975, 10_000, 777], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(m(out, "bad_debt_adl"), 100.0, rtol=1e-12)
+
+
+def test_adl_pro_rata(sim):
+    # Pro rata by contracts: 20 of 30 short contracts -> every short closes 2/3, at the previous mark 100.
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_policy="pro_rata")
+    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, :, 0], [0, -5 / 3, -10 / 3, -5, 10, 0], rtol=1e-12, atol=1e-12)
+    # S1 closes 10/3 @100: +10/3*10; S2 +0; S3 closes 10 @100: -10*10.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0], [100, 100 + 100 / 3, 500, 1900, 10_000, 777], rtol=1e-12)
+
+
+def test_accounts_without_positions_untouched_by_a_crash(sim):
+    # A crash through every stage: cash-only rows (index 1 and 4) keep their cash exactly.
+    book = Book.from_accounts(
+        cash=[1000.0, 5000.0, 300.0, 20_000.0, 1.0],
+        size=[[100.0], [0.0], [50.0], [-150.0], [0.0]],
+        entry=[[100.0], [0.0], [100.0], [100.0], [0.0]],
+        vault_cash=500.0, dtype=np.float64,
+    )
+    v = venues.hyperliquid(max_leverage=20)
+    out = sim(v, book, paths([100, 95, 80, 60, 50], [1000.0, 500.0, 0.0, 0.0, 100.0]))
+    assert m(out, "adl_notional") > 0   # the crash did reach ADL
+    np.testing.assert_array_equal(np.asarray(out.book.cash)[0, [1, 4]], [5000.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(out.book.size)[0, [1, 4]], 0.0)
+
+
+def test_cross_margin_two_markets_bankruptcy_split_by_notional(sim):
+    # X: long 10 BTC @100 and short 100 ETH @10, cash 150 (one cross account).
+    # @ (90, 11): AV = 150 - 100 - 100 = -50; no depth; D = 50 split by notional
+    # (900 BTC, 1100 ETH): BTC 22.5 -> 90 + 22.5/10 = 92.25; ETH 27.5 -> 11 - 27.5/100 = 10.725.
+    book = Book.from_accounts(
+        cash=[150.0, 10_000.0, 10_000.0],
+        size=[[10.0, -100.0], [-10.0, 0.0], [0.0, 100.0]],
+        entry=[[100.0, 10.0], [100.0, 0.0], [0.0, 10.0]],
+        dtype=np.float64,
+    )
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_price="bankruptcy")
+    out = sim(v, book, paths([[100, 10], [90, 11]], [[BIG, BIG], [0.0, 0.0]]))
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.size)[0], 0.0, atol=1e-12)
+    # X ends at exactly 0; B buys 10 @92.25: +77.5; C sells 100 @10.725: +72.5.
+    np.testing.assert_allclose(np.asarray(b.cash)[0], [0.0, 10_077.5, 10_072.5], rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(m(out, "adl_notional"), 10 * 90 + 100 * 11, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt_adl"), 50.0, rtol=1e-12)
+    # Cross margin: at (95, 10.4) the BTC loss alone (50) would not liquidate X, the two together do.
+    out = sim(v, book, paths([[100, 10], [95, 10.4]], BIG))
+    # AV = 150 - 50 - 40 = 60 < MR = 0.05*(950 + 1040) = 99.5 -> both positions close whole at mark.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, 0], 60.0, rtol=1e-12)
+    assert m(out, "market_liquidation_orders") == 2
+
+
+def test_isolated_position_does_not_touch_cross_cash(sim):
+    # One trader as two rows: row 0 cross (cash 10k, long 1 BTC @100), row 1 isolated ETH long 100 @10 with 60 margin.
+    book = Book.from_accounts(
+        cash=[10_000.0, 60.0, 1e6],
+        size=[[1.0, 0.0], [0.0, 100.0], [-1.0, -100.0]],
+        entry=[[100.0, 0.0], [0.0, 10.0], [100.0, 10.0]],
+        isolated=[False, True, False], dtype=np.float64,
+    )
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([[100, 10], [100, 9.6]], BIG))
+    # isolated: AV = 60 - 40 = 20 < MR 48 -> closed at 9.6: margin 20 left; the cross row is untouched.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, :2], [10_000.0, 20.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, 0], [1.0, 0.0])
