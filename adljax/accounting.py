@@ -45,3 +45,14 @@ def trade(size: Array, entry: Array, q: Array, price: Array) -> tuple[Array, Arr
     new_entry = jnp.where(opened == 0, entry, avg)
     new_entry = jnp.where(new_size == 0, 0.0, new_entry)
     return new_size, new_entry, cash_delta
+
+
+def reduce_position(size: Array, entry: Array, closed: Array, price: Array) -> tuple[Array, Array, Array]:
+    """Close ``closed`` units (same sign as ``size``, ``|closed| ≤ |size|``) at ``price``.
+
+    The special case of :func:`trade` with ``q = −closed`` that every trader
+    row meets (liquidation, ADL): no averaging, so no division. Returns
+    ``(new_size, new_entry, cash_delta)``.
+    """
+    new_size = size - closed
+    return new_size, jnp.where(new_size == 0, 0.0, entry), closed * (price - entry)

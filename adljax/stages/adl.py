@@ -13,7 +13,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import account_value, notional, trade
+from ..accounting import account_value, notional, reduce_position
 from ..book import Book
 from ..market import Market
 from ..venue import Params, Rules
@@ -118,7 +118,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
 
     closed = closed_b + closed_c
     price = jnp.where(bankrupt, p_b, jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None]))
-    new_size, new_entry, dcash = trade(size, entry, -closed, price)
+    new_size, new_entry, dcash = reduce_position(size, entry, closed, price)
     cash = book.all_cash + jnp.sum(dcash, axis=0)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import trade
+from ..accounting import reduce_position, trade
 from ..book import Book
 from ..market import Market
 from ..venue import Params
@@ -53,7 +53,7 @@ def run(book: Book, market: Market, params: Params, liquidatable: Array) -> tupl
 
     fill = q * jnp.where(sell, phi_s[:, None], phi_b[:, None])   # units each order closes [A, R]
     price = jnp.where(sell, p_sell[:, None], p_buy[:, None])
-    new_size, new_entry, dcash = trade(size, entry, -fill, price)
+    new_size, new_entry, dcash = reduce_position(size, entry, fill, price)
     cash = book.all_cash + jnp.sum(dcash, axis=0)
 
     # The liquidity providers (last row) take the fills: the sell side first, then the buy side.
