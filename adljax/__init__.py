@@ -8,11 +8,12 @@ from . import venues
 from .book import Book
 from .engine import simulate
 from .errors import InputError
+from .indicator import adl_queue
 from .outcome import HISTORY, METRICS, Outcome
 from .paths import Paths
 from .venue import Params, Rules, Venue
 from . import reference
 
 __all__ = ["Book", "Paths", "Venue", "Rules", "Params", "Outcome", "METRICS", "HISTORY",
-           "InputError", "simulate", "venues", "reference"]
+           "InputError", "simulate", "adl_queue", "venues", "reference"]
 __version__ = "0.1.0"

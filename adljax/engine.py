@@ -39,8 +39,9 @@ class Carry:
 
 
 _SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
-         "backstop_notional", "backstop_accounts", "adl_notional", "adl_steps",
-         "bad_debt_backstop", "bad_debt_adl", "conservation_error", "zero_sum_error", "vault_equity_min")
+         "liquidation_fees", "vault_unwind_notional", "backstop_notional", "backstop_accounts",
+         "adl_notional", "socialized_loss", "adl_steps", "bad_debt_backstop", "bad_debt_adl",
+         "conservation_error", "zero_sum_error", "vault_equity_min")
 
 
 def _zeros_like_output(fn, *args):
@@ -54,24 +55,31 @@ def _maybe(pred: Array, fn, *args):
     return lax.cond(pred, fn, skip, *args)
 
 
-def step(carry: Carry, inputs: tuple[Array, Array], params: Params, rules: Rules):
+def adl_starts(keys: Array, t: Array, n_rows: int) -> Array:
+    """[S] int: the ``random_order`` policy's first row in step ``t`` of each scenario."""
+    return jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, t), (), 0, n_rows))(keys)
+
+
+def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
-    ``inputs`` is ``(oracle [S, A], depth [S, A])`` of this step.
+    ``inputs`` is ``(t, oracle [S, A], depth [S, A])`` of this step; ``keys`` [S] one key a scenario.
     """
-    oracle, depth = inputs
+    t, oracle, depth = inputs
     book = carry.book
     dt = params.dt
     cooldown = jnp.maximum(book.cooldown - dt, 0.0)
     book = book.replace(cooldown=cooldown)
     impact = carry.impact * jnp.exp2(-dt / params.impact_half_life)
     mark = oracle * jnp.exp(impact)
-    mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth)
+    n_rows = book.all_cash.shape[-1]
+    start = adl_starts(keys, t, n_rows) if rules.adl_policy == "random_order" else jnp.zeros(oracle.shape[0], jnp.int32)
+    mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth, adl_start=start)
     vmap = lambda f: jax.vmap(f, in_axes=(0, 0, None))
 
     # Stages 1 and 2 (cheap, always run).
     def liquidate(b, mk, p):
-        return liquidation.run(b, mk, p, margin.run(b, mk, p))
+        return liquidation.run(b, mk, p, rules, *margin.run(b, mk, p))
     book, liq = vmap(liquidate)(book, mkt, params)
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
@@ -80,6 +88,9 @@ def step(carry: Carry, inputs: tuple[Array, Array], params: Params, rules: Rules
     if rules.backstop == "vault":
         need = jnp.any(vmap(lambda b, mk, p: backstop.candidates(b, mk, p)[0])(book, mkt, params))
         book, bs = _maybe(need, vmap(backstop.run), book, mkt, params)
+    elif rules.backstop == "insurance":
+        need = jnp.any(jax.vmap(lambda b, mk: backstop.insurance_candidates(b, mk)[0])(book, mkt))
+        book, bs = _maybe(need, vmap(backstop.run_insurance), book, mkt, params)
     else:
         bs = _zeros_like_output(vmap(backstop.run), book, mkt, params)[1]
 
@@ -93,13 +104,16 @@ def step(carry: Carry, inputs: tuple[Array, Array], params: Params, rules: Rules
     acc["market_liquidation_notional"] += liq.filled_notional
     acc["market_liquidation_orders"] += liq.orders
     acc["partial_liquidation_orders"] += liq.partial_orders
+    acc["liquidation_fees"] += liq.fees
+    acc["vault_unwind_notional"] += liq.unwind_notional
+    acc["socialized_loss"] += ad.socialized
     acc["backstop_notional"] += bs.notional
     acc["backstop_accounts"] += bs.accounts
     acc["bad_debt_backstop"] += bs.bad_debt
     acc["adl_notional"] += ad.notional
     acc["bad_debt_adl"] += ad.bad_debt
     acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
-    value = book.total_value()
+    value = book.total_value() + book.insurance_fund
     acc["conservation_error"] = jnp.maximum(acc["conservation_error"], jnp.abs(value - carry.value0))
     acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], jnp.max(jnp.abs(jnp.sum(book.size_am, axis=-1)), axis=-1))
     vault_av = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, mark)[:, -2]
@@ -127,7 +141,7 @@ def _init(book: Book, oracle0: Array) -> Carry:
     acc["vault_equity_min"] = av0[:, -2]
     return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
                  deleveraged=jnp.zeros(book.all_cash.shape, bool), bankrupt=jnp.zeros(book.all_cash.shape, bool),
-                 value0=book.total_value())
+                 value0=book.total_value() + book.insurance_fund)
 
 
 def _finish(carry: Carry, vault_av0: Array) -> dict[str, Array]:
@@ -143,14 +157,14 @@ def _finish(carry: Carry, vault_av0: Array) -> dict[str, Array]:
 
 
 @partial(jax.jit, static_argnames=("rules", "history"))
-def run(params: Params, book: Book, oracle: Array, depth: Array, *, rules: Rules, history: bool = False):
-    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth`` [S, T, A] → (final book, metrics, history)."""
+def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, *, rules: Rules, history: bool = False):
+    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth`` [S, T, A], ``keys`` [S] → (final book, metrics, history)."""
     carry = _init(book, oracle[:, 0])
     vault_av0 = carry.acc["vault_equity_min"]
-    xs = (jnp.swapaxes(oracle, 0, 1), jnp.swapaxes(depth, 0, 1))
+    xs = (jnp.arange(oracle.shape[1]), jnp.swapaxes(oracle, 0, 1), jnp.swapaxes(depth, 0, 1))
 
     def body(c, x):
-        c, h = step(c, x, params, rules)
+        c, h = step(c, x, params, rules, keys)
         return c, (h if history else None)
 
     carry, hist = lax.scan(body, carry, xs)
@@ -180,6 +194,15 @@ def prepare(venue: Venue, book: Book, paths: Paths, dt: float):
     return params, book, paths.astype(dtype)
 
 
+def scenario_keys(key, n_scenarios: int) -> Array:
+    """[S] keys, one a scenario: ``jax.random.split(key, S)`` (``key(0)`` when ``key`` is None)."""
+    if key is None:
+        key = jax.random.key(0)
+    if not (hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise InputError("key: expected a new-style key from jax.random.key(seed)")
+    return jax.random.split(key, n_scenarios)
+
+
 def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
              history: bool = False) -> Outcome:
     """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
@@ -190,8 +213,10 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
         batch of books with a leading axis S).
       paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A].
       dt: seconds per step (> 0).
-      key: ``jax.random.key`` for policies that draw (unused by the queue
-        and pro-rata policies).
+      key: ``jax.random.key`` for policies that draw (``random_order``);
+        scenario ``i`` uses ``jax.random.split(key, S)[i]``, so a scenario's
+        draws do not depend on the batch it runs in when the same split
+        is used. ``None`` means ``jax.random.key(0)``.
       history: also return per-step series (memory grows with T).
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of
@@ -201,5 +226,6 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
       InputError: naming the field, for any malformed input.
     """
     params, book_b, paths = prepare(venue, book, paths, dt)
-    final, metrics, hist = run(params, book_b, paths.oracle, paths.depth, rules=venue.rules, history=history)
+    keys = scenario_keys(key, paths.n_scenarios)
+    final, metrics, hist = run(params, book_b, paths.oracle, paths.depth, keys, rules=venue.rules, history=history)
     return Outcome(book=final, metrics=metrics, history=hist)

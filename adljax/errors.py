@@ -58,11 +58,13 @@ def check_positive(name: str, x, *, allow_zero: bool = False) -> None:
         raise InputError(f"{name}: {what} value {h[idx]!r} at index {idx} (must be {'>= 0' if allow_zero else '> 0'})")
 
 
-def check_range(name: str, value, lo: float, hi: float, *, lo_open=False, hi_open=False) -> None:
+def check_range(name: str, value, lo: float, hi: float, *, lo_open=False, hi_open=False, allow_inf=False) -> None:
     h = as_host(value)
     if h is None:
         return
     h = np.asarray(h, dtype=float)
+    if allow_inf and np.all(h == np.inf):
+        return
     if not np.all(np.isfinite(h)):
         raise InputError(f"{name}: must be finite, got {h!r}")
     low_bad = (h <= lo) if lo_open else (h < lo)

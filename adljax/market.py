@@ -14,8 +14,11 @@ class Market:
       mark: [A] USD, the mark price of this step (oracle with transient impact).
       prev_mark: [A] USD, the mark of the step before (oracle at step 0).
       depth: [A] USD notional one side of the book absorbs this step.
+      adl_start: [] int, this step's pseudo-random first row of the
+        ``random_order`` ADL policy (drawn from the simulation key).
     """
 
     mark: Array
     prev_mark: Array
     depth: Array
+    adl_start: Array

@@ -17,10 +17,11 @@ from jax import Array
 from ._pytree import pytree
 from .errors import InputError, check_range
 
-ADL_POLICIES = ("queue", "pro_rata")
+ADL_POLICIES = ("queue", "random_order", "pro_rata", "socialized")
 ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
 ADL_PRICES = ("previous_mark", "bankruptcy", "mark")
-BACKSTOPS = ("vault", "none")
+BACKSTOPS = ("vault", "insurance", "none")
+COOLDOWN_MODES = ("whole", "wait")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,25 +30,37 @@ class Rules:
 
     Attributes:
       adl_policy: ``"queue"`` (ranked by ``adl_score``, highest first, each
-        counterparty closing up to its whole position) or ``"pro_rata"``
-        (every opposite position closes the same fraction).
+        counterparty closing up to its whole position), ``"random_order"``
+        (dYdX v4: no ranking, rows in order from a pseudo-random start drawn
+        from the key each step), ``"pro_rata"`` (every opposite position
+        closes the same fraction) or ``"socialized"`` (Drift: nothing is
+        closed, the deficit is charged per contract to every open position
+        of the market, both sides).
       adl_score: queue ranking: ``"hyperliquid"`` ``(m/entry)·(NTL_pos/AV)``
         (price ratio in the profitable direction), ``"bitmex"``
         ``PnL%·EffLev`` if ``PnL% > 0`` else ``PnL%/EffLev``, ``"pnl"``
         unrealised PnL in USD.
       adl_price: ``"previous_mark"`` (Hyperliquid), ``"bankruptcy"`` (the
         price that leaves the bankrupt row at exactly 0), ``"mark"``.
-      backstop: ``"vault"`` (takeover by the vault row) or ``"none"``.
+      cooldown_mode: what a row sends while its partial-liquidation cooldown
+        runs: ``"whole"`` (Hyperliquid's published rule: every market
+        liquidation order in the cooldown is for the entire position) or
+        ``"wait"`` (no order until the cooldown is over).
+      backstop: ``"vault"`` (takeover by the vault row), ``"insurance"``
+        (an insurance fund pays bankrupt rows' deficits in cash until it is
+        empty) or ``"none"``.
     """
 
     adl_policy: str = "queue"
     adl_score: str = "hyperliquid"
     adl_price: str = "previous_mark"
     backstop: str = "vault"
+    cooldown_mode: str = "whole"
 
     def __post_init__(self):
         for field, allowed in (("adl_policy", ADL_POLICIES), ("adl_score", ADL_SCORES),
-                               ("adl_price", ADL_PRICES), ("backstop", BACKSTOPS)):
+                               ("adl_price", ADL_PRICES), ("backstop", BACKSTOPS),
+                               ("cooldown_mode", COOLDOWN_MODES)):
             v = getattr(self, field)
             if v not in allowed:
                 raise InputError(f"{field}: {v!r} is not one of {', '.join(map(repr, allowed))}")
@@ -62,13 +75,19 @@ class Params:
       partial_threshold: [] USD; a position with larger notional closes
         ``partial_fraction`` per liquidation order.
       partial_fraction: [] fraction of such a position sent per order.
-      cooldown: [] seconds a row waits after a partial order.
+      cooldown: [] seconds of cooldown after a partial order (see
+        :attr:`Rules.cooldown_mode`).
       backstop_ratio: [] the vault takes over rows with ``AV < ratio·MR``.
       slippage: [] fraction of price at which one step's depth is used up;
         a side that fills notional ``F`` of depth ``d`` fills at the average
         price ``m·(1 ∓ slippage·F/(2d))`` (a uniform book).
       impact: [] mark moves by ``impact·(net liquidation flow)/depth`` (fraction).
       impact_half_life: [] seconds for the transient impact to halve.
+      liquidation_fee: [] fraction of filled liquidation notional the
+        liquidated row pays (capped at its remaining positive value) to the
+        insurance fund, or to the vault when the backstop is the vault.
+      vault_unwind: [] share of each step's depth the vault may use to sell
+        the positions it took over (0: it holds them).
       dt: [] seconds per step.
     """
 
@@ -80,11 +99,14 @@ class Params:
     slippage: Array
     impact: Array
     impact_half_life: Array
+    liquidation_fee: Array
+    vault_unwind: Array
     dt: Array
 
 
 PARAM_FIELDS = ("max_leverage", "maintenance_margin", "partial_threshold", "partial_fraction",
-                "cooldown", "backstop_ratio", "slippage", "impact", "impact_half_life")
+                "cooldown", "backstop_ratio", "slippage", "impact", "impact_half_life",
+                "liquidation_fee", "vault_unwind")
 RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rules))
 
 
@@ -99,7 +121,8 @@ class Venue:
       maintenance_margin: per-market maintenance fraction; ``None`` means
         ``1/(2·max_leverage)`` (half the initial margin at max leverage).
       partial_threshold, partial_fraction, cooldown, backstop_ratio,
-      slippage, impact, impact_half_life: see :class:`Params`.
+      slippage, impact, impact_half_life, liquidation_fee, vault_unwind:
+      see :class:`Params`.
     """
 
     name: str
@@ -113,6 +136,8 @@ class Venue:
     slippage: float = 0.01
     impact: float = 0.01
     impact_half_life: float = 60.0
+    liquidation_fee: float = 0.0
+    vault_unwind: float = 0.0
 
     def replace(self, **overrides) -> "Venue":
         """A copy with fields (numbers or rule choices) replaced; unknown names raise."""
@@ -134,13 +159,15 @@ class Venue:
         return 1.0 / (2.0 * lev)
 
     def validate(self) -> None:
-        check_range("partial_threshold", self.partial_threshold, 0.0, np.inf, hi_open=True)
+        check_range("partial_threshold", self.partial_threshold, 0.0, np.inf, hi_open=True, allow_inf=True)
         check_range("partial_fraction", self.partial_fraction, 0.0, 1.0, lo_open=True)
         check_range("cooldown", self.cooldown, 0.0, np.inf, hi_open=True)
         check_range("backstop_ratio", self.backstop_ratio, 0.0, 1.0)
         check_range("slippage", self.slippage, 0.0, 1.0, hi_open=True)
         check_range("impact", self.impact, 0.0, 10.0)
         check_range("impact_half_life", self.impact_half_life, 0.0, np.inf, lo_open=True, hi_open=True)
+        check_range("liquidation_fee", self.liquidation_fee, 0.0, 0.5)
+        check_range("vault_unwind", self.vault_unwind, 0.0, 1.0)
 
     def params(self, n_markets: int, *, dt: float = 1.0, dtype=None) -> Params:
         """The traced :class:`Params` for a book with ``n_markets`` markets."""
@@ -157,6 +184,8 @@ class Venue:
             slippage=f(self.slippage),
             impact=f(self.impact),
             impact_half_life=f(self.impact_half_life),
+            liquidation_fee=f(self.liquidation_fee),
+            vault_unwind=f(self.vault_unwind),
             dt=f(dt),
         )
 

@@ -1,7 +1,9 @@
 """Venue presets: each venue's published rules and numbers, every field overridable.
 
-Each number names its source; where a venue publishes nothing, the value is
-an assumption and says so.
+Each number names its source (quotes and addresses in ``docs/venues.md``);
+where a venue publishes nothing, the value is an assumption and says so.
+Margins are for the venue's main market (BTC); pass ``max_leverage`` or
+``maintenance_margin`` per market for a book of several.
 """
 from __future__ import annotations
 
@@ -15,8 +17,11 @@ def hyperliquid(**overrides) -> Venue:
       - maintenance margin = half the initial margin at max leverage
         (1.25 % at 40× … 16.7 % at 3×); ``max_leverage`` defaults to 40
         (BTC's tier) for every market: pass one value per market.
-      - positions over $100,000 notional close 20 % per order, then a 30 s
-        cooldown (``partial_threshold``, ``partial_fraction``, ``cooldown``).
+      - positions over $100,000 notional close 20 % per order; after a
+        partial liquidation the account has a 30 s cooldown during which its
+        liquidation orders are for the entire position
+        (``partial_threshold``, ``partial_fraction``, ``cooldown``,
+        ``cooldown_mode="whole"``); no clearance fee.
       - backstop: the liquidator vault takes over an account whose equity
         is below 2/3 of its maintenance margin; the buffer is not returned.
       - ADL ranking ``(mark/entry)·(notional/account value)``, closing at the
@@ -32,7 +37,8 @@ def hyperliquid(**overrides) -> Venue:
     """
     base = Venue(
         name="hyperliquid",
-        rules=Rules(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault"),
+        rules=Rules(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault",
+                    cooldown_mode="whole"),
         max_leverage=40.0,
         partial_threshold=100_000.0,
         partial_fraction=0.2,
@@ -40,3 +46,135 @@ def hyperliquid(**overrides) -> Venue:
         backstop_ratio=2.0 / 3.0,
     )
     return base.replace(**overrides)
+
+
+def hyperliquid_builder(**overrides) -> Venue:
+    """Hyperliquid builder-deployed (HIP-3) markets, e.g. trade.xyz: Hyperliquid's rules, no backstop.
+
+    Published (trade.xyz docs): "XYZ assets are not backstopped by the
+    Liquidator Vault"; if book liquidation fails, ADL follows, with
+    Hyperliquid's sorting index at the previous mark price. The partial rule
+    (> $100k: 20 %, 30 s) is inherited from HyperCore.
+    Assumed: ``max_leverage`` 20 (per-asset values not found; deployers set
+    them), and the same book model numbers as :func:`hyperliquid`.
+    """
+    base = hyperliquid(max_leverage=20.0).replace(name="hyperliquid_builder", backstop="none")
+    return base.replace(**overrides)
+
+
+def bitmex(**overrides) -> Venue:
+    """BitMEX perpetual swaps (XBTUSD).
+
+    Published: base maintenance margin 0.50 % and initial 1.00 % for XBTUSD
+    (``max_leverage`` 100 → mm 1/(2·100) = 0.5 %); liquidation takes over the
+    whole position and "your maintenance margin will be lost", with anything
+    above the bankruptcy price going to the insurance fund; ADL when the
+    fund cannot cover, ranked by ``PnL%·EffLev`` if ``PnL% > 0`` else
+    ``PnL%/EffLev``, at the bankruptcy price; queue indicator in fifths.
+    Modelled: the lost maintenance margin as ``liquidation_fee`` = 0.5 % of
+    notional to the fund (capped at what the account has left); whole-position
+    orders (``partial_threshold`` = ∞). Not modelled: risk-limit tiers'
+    incremental FillOrKill steps.
+    """
+    base = Venue(
+        name="bitmex",
+        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
+        max_leverage=100.0,
+        partial_threshold=float("inf"),
+        liquidation_fee=0.005,
+    )
+    return base.replace(**overrides)
+
+
+def binance(**overrides) -> Venue:
+    """Binance USDⓈ-M futures (BTCUSDT).
+
+    Published: BTCUSDT first bracket 125× with maintenance margin 0.40 %
+    (``max_leverage`` 125 → 1/(2·125) = 0.4 %); liquidation by the engine
+    with a clearance fee to the insurance fund; ADL ranked by profit and
+    leverage, at the bankruptcy price, queue shown in fifths.
+    Assumed: the clearance-fee rate (not found) is taken as 0.5 % of
+    notional; the ranking uses BitMEX's ``PnL%·EffLev`` form (Binance's own
+    "LeveragePnL" differs in detail); whole-position orders (brackets'
+    incremental orders not modelled).
+    """
+    base = Venue(
+        name="binance",
+        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
+        max_leverage=125.0,
+        partial_threshold=float("inf"),
+        liquidation_fee=0.005,
+    )
+    return base.replace(**overrides)
+
+
+def bybit(**overrides) -> Venue:
+    """Bybit USDT perpetual (BTCUSDT).
+
+    Published: BTCUSDT first risk tier 100× with maintenance margin 0.5 %
+    (``max_leverage`` 100); liquidation takes over the position at the
+    bankruptcy price and the remaining margin goes to the insurance fund;
+    ADL of the highest "profit and effective leverage" at the bankruptcy
+    price. Assumed: the remaining margin as a 0.5 % ``liquidation_fee``;
+    BitMEX's ranking formula (Bybit publishes only its ingredients);
+    whole-position orders.
+    """
+    base = Venue(
+        name="bybit",
+        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
+        max_leverage=100.0,
+        partial_threshold=float("inf"),
+        liquidation_fee=0.005,
+    )
+    return base.replace(**overrides)
+
+
+def dydx_v4(**overrides) -> Venue:
+    """dYdX v4 (BTC-USD).
+
+    Published: maintenance margin = 0.6 × initial margin; BTC initial 2 %
+    (50×) → ``maintenance_margin`` 1.2 %; liquidations may close whole
+    positions; the liquidation fee goes 100 % to the insurance fund, which
+    covers fills worse than the bankruptcy price; deleveraging (code:
+    ``x/clob/keeper/deleveraging.go``) walks the opposite side's accounts in
+    list order from a pseudo-random offset, closing each up to its position
+    at the bankruptcy price: ``adl_policy="random_order"``.
+    Assumed: fee 1.5 % (help docs; the code default is 0.5 %); the fund
+    pays accounts' deficits in cash (an approximation of paying fill
+    shortfalls); the cross-margin deficit split by notional (dYdX splits by
+    maintenance-margin share: equal when markets share one mm).
+    """
+    base = Venue(
+        name="dydx_v4",
+        rules=Rules(adl_policy="random_order", adl_price="bankruptcy", backstop="insurance"),
+        max_leverage=50.0,
+        maintenance_margin=0.012,
+        partial_threshold=float("inf"),
+        liquidation_fee=0.015,
+    )
+    return base.replace(**overrides)
+
+
+def drift(**overrides) -> Venue:
+    """Drift v2.
+
+    Published (protocol-v2 code and docs): bankrupt accounts are covered by
+    the insurance fund, then by socialized loss: ``Δ = |loss| / (long base +
+    short base)`` added to the cumulative funding of both sides, so every
+    open position of the market pays per contract; no position is closed.
+    Assumed: ``max_leverage`` 20 → mm 2.5 % (BTC margin ratios not found);
+    liquidator and insurance fees (per market, not found) as 1 % to the
+    fund; whole-position orders.
+    """
+    base = Venue(
+        name="drift",
+        rules=Rules(adl_policy="socialized", adl_price="mark", backstop="insurance"),
+        max_leverage=20.0,
+        partial_threshold=float("inf"),
+        liquidation_fee=0.01,
+    )
+    return base.replace(**overrides)
+
+
+#: Every preset by name.
+PRESETS = {f.__name__: f for f in (hyperliquid, hyperliquid_builder, bitmex, binance, bybit, dydx_v4, drift)}

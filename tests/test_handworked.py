@@ -42,11 +42,26 @@ def m(out, name):
 BIG = 1e12  # depth that never binds
 
 
-def test_partial_liquidation_and_cooldown(sim):
-    # A: long 2000 @100 (notional 200k > 100k threshold), cash 20k; B the short side.
-    # max_leverage 10 -> mm 5 %. dt = 10 s, cooldown 30 s: orders at steps 1 and 4 only.
+def test_partial_liquidation_then_whole_orders_during_the_cooldown(sim):
+    # Hyperliquid's published rule: after a partial liquidation, orders during the 30 s
+    # cooldown are for the entire position.
     book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([100, 94, 93.5], BIG), dt=10.0)
+    # step 1 @94: 20 % = 400 units (as below): cash 17600, size 1600, cooldown 30.
+    # step 2 @93.5, cooling: AV 7200 < MR 7480 -> the whole 1600 at 93.5: cash 17600 - 10400 = 7200.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, 0], 7200.0, rtol=1e-12)
+    assert np.asarray(out.book.size)[0, 0, 0] == 0.0
+    assert m(out, "market_liquidation_orders") == 2 and m(out, "partial_liquidation_orders") == 1
+    np.testing.assert_allclose(np.asarray(out.book.lp_entry)[0, 0], (400 * 94 + 1600 * 93.5) / 2000, rtol=1e-12)
+
+
+def test_partial_liquidation_and_cooldown(sim):
+    # A: long 2000 @100 (notional 200k > 100k threshold), cash 20k; B the short side.
+    # max_leverage 10 -> mm 5 %. dt = 10 s, cooldown 30 s, and the row *waits* during the
+    # cooldown (cooldown_mode="wait"): orders at steps 1 and 4 only.
+    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, cooldown_mode="wait")
     out = sim(v, book, paths([100, 94, 93.5, 93, 92.5], BIG), dt=10.0)
     # step 1 @94: AV = 20000 - 12000 = 8000 < MR = 2000*94*.05 = 9400 -> 20 % = 400 units at 94:
     #   cash 20000 + 400*(94-100) = 17600, size 1600, cooldown 30.
@@ -71,7 +86,7 @@ def test_partial_liquidation_and_cooldown(sim):
 def test_cooldown_counts_seconds_not_steps(sim):
     # Same book, dt = 1 s: after the first partial order at step 1 the next can go at step 31.
     book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
-    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none")
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", cooldown_mode="wait")
     # price 94 then 93.5 held: liquidatable throughout (AV 7200 < MR 7480 after the first order).
     oracle = [100.0, 94.0] + [93.5] * 30
     out = sim(v, book, paths(oracle, BIG), dt=1.0)   # steps 0..31

@@ -4,8 +4,10 @@ A row (trader or vault) with a position and ``AV < 0`` after the backstop is
 bankrupt. Per market, bankrupt longs are closed against candidate shorts
 (rows with ``AV ≥ 0``; the vault and liquidity providers included) and
 bankrupt shorts against candidate longs, chosen by the venue's policy, at
-the venue's ADL price. An account without a position is never a candidate:
-it cannot lose anything to ADL.
+the venue's ADL price. Under ``socialized`` (Drift) nothing is closed: the
+deficit is charged per contract to every other open position of the market.
+An account without a position is never a candidate: it cannot lose
+anything to ADL.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ class Report:
 
     notional: Array
     bad_debt: Array
+    socialized: Array
     deleveraged: Array
     bankrupt: Array
     any_fill: Array
@@ -59,9 +62,14 @@ def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Ar
     raise ValueError(rules.adl_score)
 
 
+def random_order_score(n_rows: int, start: Array, dtype) -> Array:
+    """dYdX v4's order as a score [R]: row ``start`` first, then ``start+1``, … wrapping around."""
+    return -((jnp.arange(n_rows) - start) % n_rows).astype(dtype)
+
+
 def _allocate(rules: Rules, scores: Array, capacity: Array, need: Array) -> Array:
     """Units each candidate closes: [A, R] from capacity [A, R] and need [A]."""
-    if rules.adl_policy == "queue":
+    if rules.adl_policy in ("queue", "random_order"):
         return take_from_top(scores, capacity, need)
     if rules.adl_policy == "pro_rata":
         total = jnp.sum(capacity, axis=-1)
@@ -74,7 +82,52 @@ def _ratio(num: Array, den: Array) -> Array:
     return jnp.where(den > 0, num / jnp.where(den > 0, den, 1.0), 0.0)
 
 
+def _deficit_share(size: Array, av: Array, m: Array) -> Array:
+    """[A, R]: each row's deficit ``max(−AV, 0)`` split across its markets by notional."""
+    ntl = notional(size, m)
+    row = jnp.sum(ntl, axis=0)
+    return jnp.maximum(-av, 0.0) * ntl / jnp.where(row > 0, row, 1.0)
+
+
+def _report(book: Book, new_book: Book, m: Array, bankrupt: Array, av: Array, closed_c: Array,
+            closed_b: Array, charged: Array) -> Report:
+    av_after = account_value(new_book.all_cash, new_book.size_am, new_book.entry_am, m)
+    covered = jnp.where(bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
+    return Report(
+        notional=jnp.sum(notional(closed_c, m)),
+        bad_debt=jnp.sum(covered),
+        socialized=jnp.sum(charged),
+        deleveraged=jnp.any((closed_c != 0) | (charged != 0), axis=0),
+        bankrupt=bankrupt,
+        any_fill=jnp.any(closed_b != 0) | jnp.any(charged != 0),
+    )
+
+
+def socialize(book: Book, market: Market) -> tuple[Book, Report]:
+    """Drift's socialized loss: per market, ``Δ = loss / (long OI + short OI)`` charged per contract.
+
+    Each bankrupt row's deficit is split across its markets by notional; in
+    each market every open position of a non-bankrupt row pays ``Δ·|size|``
+    and the bankrupt rows are credited their share. No position is closed.
+    """
+    m = market.mark
+    size = book.size_am
+    bankrupt, av = bankrupt_rows(book, market)
+    loss = jnp.where(bankrupt, _deficit_share(size, av, m), 0.0)       # [A, R]
+    payers_oi = jnp.sum(jnp.where(bankrupt, 0.0, jnp.abs(size)), axis=1)
+    can = payers_oi > 0
+    delta = jnp.where(can, jnp.sum(loss, axis=1) / jnp.where(can, payers_oi, 1.0), 0.0)
+    charged = jnp.where(bankrupt, 0.0, jnp.abs(size) * delta[:, None])
+    credit = jnp.sum(jnp.where(can[:, None], loss, 0.0), axis=0)
+    new_book = book.replace(all_cash=book.all_cash + credit - jnp.sum(charged, axis=0))
+    zero = jnp.zeros_like(size)
+    return new_book, _report(book, new_book, m, bankrupt, av, zero, zero, charged)
+
+
 def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book, Report]:
+    """Deleverage every bankrupt row of one scenario (all markets at once)."""
+    if rules.adl_policy == "socialized":
+        return socialize(book, market)
     m = market.mark
     mc = m[:, None]
     size, entry = book.size_am, book.entry_am                   # [A, R]
@@ -97,9 +150,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     elif rules.adl_price == "mark":
         p_b = jnp.broadcast_to(mc, size.shape)
     elif rules.adl_price == "bankruptcy":
-        ntl = notional(size, m)
-        share = ntl / jnp.where(jnp.sum(ntl, axis=0) > 0, jnp.sum(ntl, axis=0), 1.0)
-        p_b = mc + jnp.where(size != 0, -av * share / jnp.where(size != 0, size, 1.0), 0.0)
+        p_b = mc + jnp.where(size != 0, _deficit_share(size, av, m) / jnp.where(size != 0, size, 1.0), 0.0)
     else:
         raise ValueError(rules.adl_price)
 
@@ -111,7 +162,12 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     p_for_shorts = pool_price(size > 0)   # counterparties of bankrupt longs are shorts
     p_for_longs = pool_price(size < 0)
 
-    scores = score(rules, size, entry, av, m) if rules.adl_policy == "queue" else None
+    if rules.adl_policy == "queue":
+        scores = score(rules, size, entry, av, m)
+    elif rules.adl_policy == "random_order":
+        scores = jnp.broadcast_to(random_order_score(av.shape[-1], market.adl_start, m.dtype), size.shape)
+    else:
+        scores = None
     take_short = _allocate(rules, scores, cap_short, matched_long)
     take_long = _allocate(rules, scores, cap_long, matched_short)
     closed_c = take_long - take_short                          # signed units closed, like size
@@ -122,13 +178,4 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     cash = book.all_cash + jnp.sum(dcash, axis=0)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 
-    av_after = account_value(cash, new_size, new_entry, m)
-    covered = jnp.where(bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
-    report = Report(
-        notional=jnp.sum(notional(closed_c, m)),
-        bad_debt=jnp.sum(covered),
-        deleveraged=jnp.any(closed_c != 0, axis=0),
-        bankrupt=bankrupt,
-        any_fill=jnp.any(closed_b != 0),
-    )
-    return new_book, report
+    return new_book, _report(book, new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size))

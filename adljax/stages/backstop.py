@@ -1,9 +1,13 @@
-"""Stage 3, backstop: the vault takes over rows below ``backstop_ratio·MR`` when it can carry them.
+"""Stage 3, backstop: a vault takeover, or an insurance fund that pays deficits.
 
-Hyperliquid's liquidator vault (part of HLP) takes the positions at mark and
-all the remaining collateral; the maintenance buffer is not returned. The
-vault considers candidates in row order and stops at the first one that
-would leave its own ``AV`` below its own requirement.
+``vault`` (Hyperliquid): the liquidator vault (part of HLP) takes over rows
+below ``backstop_ratio·MR``: their positions at mark and all their
+remaining collateral; the maintenance buffer is not returned. The vault
+considers candidates in row order and stops at the first one that would
+leave its own ``AV`` below its own requirement.
+
+``insurance`` (BitMEX, Binance, Bybit, dYdX): the fund pays the deficit
+(``−AV``) of every trader row below zero, in row order, until it is empty.
 """
 from __future__ import annotations
 
@@ -38,7 +42,25 @@ def candidates(book: Book, market: Market, params: Params) -> tuple[Array, Array
     return cand, av
 
 
+def insurance_candidates(book: Book, market: Market) -> tuple[Array, Array]:
+    """([R] bool, [R] AV): trader rows below zero while the fund has money."""
+    av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
+    return trader_rows(av.shape[-1]) & (av < 0) & (book.insurance_fund > 0), av
+
+
+def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
+    """The insurance fund pays deficits in row order until it is empty."""
+    cand, av = insurance_candidates(book, market)
+    deficit = jnp.where(cand, -av, 0.0)
+    before = jnp.cumsum(deficit) - deficit
+    paid = jnp.clip(book.insurance_fund - before, 0.0, deficit)
+    total = jnp.sum(paid)
+    report = Report(notional=jnp.zeros_like(total), accounts=jnp.sum(paid > 0).astype(total.dtype), bad_debt=total)
+    return book.replace(all_cash=book.all_cash + paid, insurance_fund=book.insurance_fund - total), report
+
+
 def run(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
+    """The vault takes over the candidates it can carry."""
     m, mm = market.mark, params.maintenance_margin
     size, entry = book.size_am, book.entry_am                    # [A, R]
     cand, av = candidates(book, market, params)

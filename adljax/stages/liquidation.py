@@ -1,10 +1,16 @@
 """Stage 2, market liquidation: orders to the book, filled up to the step's depth.
 
 Hyperliquid's partial rule: a position over ``partial_threshold`` notional
-sends ``partial_fraction`` of itself, and its row then waits ``cooldown``
-seconds; smaller positions close whole. Per market and side the book
-absorbs at most ``depth`` USD; orders fill pro rata beyond that, all at one
-average price with slippage. Fills go to the liquidity-provider row.
+sends ``partial_fraction`` of itself and starts a ``cooldown`` of its row;
+smaller positions close whole. During the cooldown the row's orders are for
+whole positions (``cooldown_mode="whole"``, Hyperliquid's published rule)
+or it sends none (``"wait"``). The vault, when ``vault_unwind > 0``,
+also sells what it took over, up to that share of the step's depth. Per
+market and side the book absorbs at most ``depth`` USD; orders fill pro rata
+beyond that, all at one average price with slippage. Fills go to the
+liquidity-provider row. Liquidated rows pay ``liquidation_fee`` of their
+filled notional (never more than their remaining positive value) to the
+insurance fund, or to the vault when the backstop is the vault.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from .._pytree import pytree
 from ..accounting import reduce_position, trade
 from ..book import Book
 from ..market import Market
-from ..venue import Params
+from ..venue import Params, Rules
 
 
 @pytree
@@ -25,6 +31,8 @@ class Report:
     filled_notional: Array
     orders: Array
     partial_orders: Array
+    unwind_notional: Array
+    fees: Array
     flow: Array
 
 
@@ -38,14 +46,24 @@ def _side(requested: Array, depth: Array, mark: Array, slippage: Array, sign: fl
     return phi, filled, price
 
 
-def run(book: Book, market: Market, params: Params, liquidatable: Array) -> tuple[Book, Report]:
-    """Send, fill and settle the liquidation orders of ready rows (``liquidatable`` [R], cooldown over)."""
+def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: Array, av: Array) -> tuple[Book, Report]:
+    """Send, fill and settle the liquidation orders of ready rows.
+
+    ``liquidatable`` [R] from the margin check, ``av`` [R] the values it saw.
+    """
     m, depth = market.mark, market.depth
     size, entry = book.size_am, book.entry_am                    # [A, R]
     mc = m[:, None]
-    ready = liquidatable & (book.cooldown <= 0)
-    big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0)
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    is_vault, is_lp = rows == n - 2, rows == n - 1
+    cooling = book.cooldown > 0
+    ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
+    big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready & ~cooling
     q = jnp.where(ready, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    v_size = size[:, -2]
+    unwind = jnp.sign(v_size) * jnp.minimum(jnp.abs(v_size), params.vault_unwind * depth / m)
+    q = jnp.where(is_vault, unwind[:, None], q)
     sell, buy = q > 0, q < 0
 
     phi_s, filled_s, p_sell = _side(jnp.sum(jnp.where(sell, q, 0.0), axis=1) * m, depth, m, params.slippage, -1.0)
@@ -56,21 +74,37 @@ def run(book: Book, market: Market, params: Params, liquidatable: Array) -> tupl
     new_size, new_entry, dcash = reduce_position(size, entry, fill, price)
     cash = book.all_cash + jnp.sum(dcash, axis=0)
 
+    # Fees, from what the liquidated row has left (its value moved by fill·(price − mark)).
+    fill_ntl = jnp.abs(fill) * mc
+    av_after = av + jnp.sum(fill * (price - mc), axis=0)
+    fee = jnp.where(is_vault, 0.0, jnp.minimum(params.liquidation_fee * jnp.sum(fill_ntl, axis=0), jnp.maximum(av_after, 0.0)))
+    fees = jnp.sum(fee)
+    cash = cash - fee
+    fund = book.insurance_fund
+    if rules.backstop == "vault":
+        cash = cash + jnp.where(is_vault, fees, 0.0)
+    else:
+        fund = fund + fees
+
     # The liquidity providers (last row) take the fills: the sell side first, then the buy side.
     lp_size, lp_entry = new_size[:, -1], new_entry[:, -1]
     lp_size, lp_entry, c1 = trade(lp_size, lp_entry, jnp.sum(jnp.where(sell, fill, 0.0), axis=1), p_sell)
     lp_size, lp_entry, c2 = trade(lp_size, lp_entry, jnp.sum(jnp.where(buy, fill, 0.0), axis=1), p_buy)
-    is_lp = jnp.arange(cash.shape[-1]) == cash.shape[-1] - 1
     cash = cash + jnp.where(is_lp, jnp.sum(c1) + jnp.sum(c2), 0.0)
     new_size = jnp.where(is_lp, lp_size[:, None], new_size)
     new_entry = jnp.where(is_lp, lp_entry[:, None], new_entry)
 
-    partial_row = ready & jnp.any(big, axis=0)
+    partial_row = jnp.any(big, axis=0)
     cooldown = jnp.where(partial_row, params.cooldown, book.cooldown)
+    trader_order = (q != 0) & ~is_vault
+    vault_ntl = jnp.sum(fill_ntl[:, -2])
     report = Report(
-        filled_notional=jnp.sum(filled_s + filled_b),
-        orders=jnp.sum(q != 0).astype(m.dtype),
-        partial_orders=jnp.sum((q != 0) & big).astype(m.dtype),
+        filled_notional=jnp.sum(filled_s + filled_b) - vault_ntl,
+        orders=jnp.sum(trader_order).astype(m.dtype),
+        partial_orders=jnp.sum(big).astype(m.dtype),
+        unwind_notional=vault_ntl,
+        fees=fees,
         flow=filled_b - filled_s,
     )
-    return book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown), report
+    new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown, insurance_fund=fund)
+    return new_book, report

@@ -20,8 +20,8 @@ def has_position(book: Book) -> Array:
     return jnp.any(book.size_am != 0, axis=0)
 
 
-def run(book: Book, market: Market, params: Params) -> Array:
-    """[R] bool: trader rows with a position and ``AV < MR`` at the step's mark."""
+def run(book: Book, market: Market, params: Params) -> tuple[Array, Array]:
+    """([R] bool liquidatable, [R] AV): trader rows with a position and ``AV < MR`` at the step's mark."""
     av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
     mr = maintenance(book.size_am, market.mark, params.maintenance_margin)
-    return trader_rows(av.shape[-1]) & has_position(book) & (av < mr)
+    return trader_rows(av.shape[-1]) & has_position(book) & (av < mr), av
