@@ -48,10 +48,16 @@ def _zeros_like_output(fn, *args):
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *args))
 
 
-def _maybe(pred: Array, fn, *args):
-    """``fn(*args)`` if ``pred`` (a batch-level scalar) else (first arg unchanged, zero report)."""
+def _maybe(pred: Array, fn, *args, keep=(0,)):
+    """``fn(*args)`` if ``pred`` (a batch-level scalar), else its outputs with zero reports.
+
+    ``fn`` returns ``(book, report[, margin])``; when skipped, the book (and the
+    margin) are the arguments at the positions ``keep`` names, unchanged.
+    """
     def skip(*a):
-        return a[0], _zeros_like_output(fn, *a)[1]
+        out = _zeros_like_output(fn, *a)
+        kept = [a[i] for i in keep]
+        return (kept[0], out[1], *kept[1:])
     return lax.cond(pred, fn, skip, *args)
 
 
@@ -64,12 +70,14 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
     ``inputs`` is ``(t, oracle [S, A], depth [S, A])`` of this step; ``keys`` [S] one key a scenario.
+    Only the margin check runs every step; each later stage runs (for the
+    whole batch) only in steps where some scenario needs it, and so does the
+    conservation check, since a step in which no stage ran cannot move value.
     """
     t, oracle, depth = inputs
     book = carry.book
     dt = params.dt
-    cooldown = jnp.maximum(book.cooldown - dt, 0.0)
-    book = book.replace(cooldown=cooldown)
+    book = book.replace(cooldown=jnp.maximum(book.cooldown - dt, 0.0))
     impact = carry.impact * jnp.exp2(-dt / params.impact_half_life)
     mark = oracle * jnp.exp(impact)
     n_rows = book.all_cash.shape[-1]
@@ -77,27 +85,41 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth, adl_start=start)
     vmap = lambda f: jax.vmap(f, in_axes=(0, 0, None))
 
-    # Stages 1 and 2 (cheap, always run).
-    def liquidate(b, mk, p):
-        return liquidation.run(b, mk, p, rules, *margin.run(b, mk, p))
-    book, liq = vmap(liquidate)(book, mkt, params)
+    # Stage 1: margin check (always).
+    liquidatable, mg = vmap(margin.run)(book, mkt, params)
+
+    # Stage 2: market liquidation, in steps where some row is liquidatable or the vault unwinds.
+    def liquidate(b, mk, p, liq, old_margin):
+        b, rep = liquidation.run(b, mk, p, rules, liq, old_margin.av)
+        return b, rep, margin.values(b, mk, p)
+    unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, -2])
+    need_liq = jnp.any(liquidatable) | unwinding
+    liq_fn = jax.vmap(liquidate, in_axes=(0, 0, None, 0, 0))
+    book, liq, mg = _maybe(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
-    # Stage 3, only in steps where some scenario has a candidate.
+    # Stage 3: backstop, in steps where some scenario has a candidate.
+    def then_revalue(fn):
+        def g(b, mk, p, old_margin):
+            b, rep = fn(b, mk, p)
+            return b, rep, margin.values(b, mk, p)
+        return jax.vmap(g, in_axes=(0, 0, None, 0))
     if rules.backstop == "vault":
-        need = jnp.any(vmap(lambda b, mk, p: backstop.candidates(b, mk, p)[0])(book, mkt, params))
-        book, bs = _maybe(need, vmap(backstop.run), book, mkt, params)
+        need_bs = jnp.any(jax.vmap(backstop.candidates, in_axes=(0, None))(mg, params))
+        book, bs, mg = _maybe(need_bs, then_revalue(backstop.run), book, mkt, params, mg, keep=(0, 3))
     elif rules.backstop == "insurance":
-        need = jnp.any(jax.vmap(lambda b, mk: backstop.insurance_candidates(b, mk)[0])(book, mkt))
-        book, bs = _maybe(need, vmap(backstop.run_insurance), book, mkt, params)
+        need_bs = jnp.any(jax.vmap(backstop.insurance_candidates)(book, mg))
+        book, bs, mg = _maybe(need_bs, then_revalue(backstop.run_insurance), book, mkt, params, mg, keep=(0, 3))
     else:
+        need_bs = jnp.asarray(False)
         bs = _zeros_like_output(vmap(backstop.run), book, mkt, params)[1]
 
-    # Stage 4, only in steps where some scenario has a bankrupt row.
-    need = jnp.any(vmap(lambda b, mk, p: adl.bankrupt_rows(b, mk)[0])(book, mkt, params))
+    # Stage 4: ADL, in steps where some scenario has a bankrupt row.
+    not_lp = jnp.arange(n_rows) < n_rows - 1
+    need_adl = jnp.any(not_lp & mg.has_position & (mg.av < 0))
     adl_run = jax.vmap(lambda b, mk: adl.run(b, mk, params, rules))
-    book, ad = _maybe(need, adl_run, book, mkt)
+    book, ad = _maybe(need_adl, adl_run, book, mkt)
 
     # Report.
     acc = dict(carry.acc)
@@ -106,17 +128,23 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     acc["partial_liquidation_orders"] += liq.partial_orders
     acc["liquidation_fees"] += liq.fees
     acc["vault_unwind_notional"] += liq.unwind_notional
-    acc["socialized_loss"] += ad.socialized
     acc["backstop_notional"] += bs.notional
     acc["backstop_accounts"] += bs.accounts
     acc["bad_debt_backstop"] += bs.bad_debt
     acc["adl_notional"] += ad.notional
+    acc["socialized_loss"] += ad.socialized
     acc["bad_debt_adl"] += ad.bad_debt
     acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
-    value = book.total_value() + book.insurance_fund
-    acc["conservation_error"] = jnp.maximum(acc["conservation_error"], jnp.abs(value - carry.value0))
-    acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], jnp.max(jnp.abs(jnp.sum(book.size_am, axis=-1)), axis=-1))
-    vault_av = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, mark)[:, -2]
+
+    def drift(b):
+        value = b.total_value() + b.insurance_fund
+        return jnp.abs(value - carry.value0), jnp.max(jnp.abs(jnp.sum(b.size_am, axis=-1)), axis=-1)
+    zeros = jnp.zeros_like(carry.value0)
+    err_value, err_size = lax.cond(need_liq | need_bs | need_adl, drift, lambda b: (zeros, zeros), book)
+    acc["conservation_error"] = jnp.maximum(acc["conservation_error"], err_value)
+    acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], err_size)
+    v = book.size_am[:, :, -2]
+    vault_av = book.all_cash[:, -2] + jnp.sum(v * (mark - book.entry_am[:, :, -2]), axis=-1)
     acc["vault_equity_min"] = jnp.minimum(acc["vault_equity_min"], vault_av)
 
     new = Carry(book=book, impact=impact, prev_mark=mark, acc=acc,

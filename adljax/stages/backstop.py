@@ -15,11 +15,11 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import account_value, maintenance, notional, trade
+from ..accounting import maintenance, notional, trade
 from ..book import Book
 from ..market import Market
 from ..venue import Params
-from .margin import trader_rows
+from .margin import Margin, trader_rows, values
 
 
 @pytree
@@ -31,26 +31,24 @@ class Report:
     bad_debt: Array
 
 
-def candidates(book: Book, market: Market, params: Params) -> tuple[Array, Array]:
-    """([R] bool candidates, [R] AV): trader rows with a position and ``AV < backstop_ratio·MR``."""
-    m = market.mark
-    av = account_value(book.all_cash, book.size_am, book.entry_am, m)
-    mr = maintenance(book.size_am, m, params.maintenance_margin)
-    # A row with no position but AV < 0 (filled below its bankruptcy price) is a candidate too:
-    # the vault absorbs the deficit.
-    cand = trader_rows(av.shape[-1]) & (av < params.backstop_ratio * mr)
-    return cand, av
+def candidates(margin: Margin, params: Params) -> Array:
+    """[R] bool: trader rows with ``AV < backstop_ratio·MR``.
+
+    A row with no position but ``AV < 0`` (its position was filled below its
+    bankruptcy price) is a candidate too: the vault absorbs the deficit.
+    """
+    return trader_rows(margin.av.shape[-1]) & (margin.av < params.backstop_ratio * margin.mr)
 
 
-def insurance_candidates(book: Book, market: Market) -> tuple[Array, Array]:
-    """([R] bool, [R] AV): trader rows below zero while the fund has money."""
-    av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
-    return trader_rows(av.shape[-1]) & (av < 0) & (book.insurance_fund > 0), av
+def insurance_candidates(book: Book, margin: Margin) -> Array:
+    """[R] bool: trader rows below zero while the fund has money."""
+    return trader_rows(margin.av.shape[-1]) & (margin.av < 0) & (book.insurance_fund > 0)
 
 
 def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
     """The insurance fund pays deficits in row order until it is empty."""
-    cand, av = insurance_candidates(book, market)
+    margin = values(book, market, params)
+    cand, av = insurance_candidates(book, margin), margin.av
     deficit = jnp.where(cand, -av, 0.0)
     before = jnp.cumsum(deficit) - deficit
     paid = jnp.clip(book.insurance_fund - before, 0.0, deficit)
@@ -63,7 +61,8 @@ def run(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
     """The vault takes over the candidates it can carry."""
     m, mm = market.mark, params.maintenance_margin
     size, entry = book.size_am, book.entry_am                    # [A, R]
-    cand, av = candidates(book, market, params)
+    margin = values(book, market, params)
+    cand, av = candidates(margin, params), margin.av
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault = rows == n - 2

@@ -4,10 +4,24 @@ from __future__ import annotations
 import jax.numpy as jnp
 from jax import Array
 
+from .._pytree import pytree
 from ..accounting import account_value, maintenance
 from ..book import Book
 from ..market import Market
 from ..venue import Params
+
+
+@pytree
+class Margin:
+    """Every row's standing at the step's mark (one scenario, [R] each).
+
+    The engine keeps this alongside the book within a step so that the
+    checks deciding whether a later stage must run cost nothing extra.
+    """
+
+    av: Array            # account value, USD
+    mr: Array            # maintenance requirement, USD
+    has_position: Array  # bool
 
 
 def trader_rows(n_rows: int) -> Array:
@@ -20,8 +34,21 @@ def has_position(book: Book) -> Array:
     return jnp.any(book.size_am != 0, axis=0)
 
 
-def run(book: Book, market: Market, params: Params) -> tuple[Array, Array]:
-    """([R] bool liquidatable, [R] AV): trader rows with a position and ``AV < MR`` at the step's mark."""
-    av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
-    mr = maintenance(book.size_am, market.mark, params.maintenance_margin)
-    return trader_rows(av.shape[-1]) & has_position(book) & (av < mr), av
+def values(book: Book, market: Market, params: Params) -> Margin:
+    """AV, MR and whether each row holds a position, at the step's mark."""
+    return Margin(
+        av=account_value(book.all_cash, book.size_am, book.entry_am, market.mark),
+        mr=maintenance(book.size_am, market.mark, params.maintenance_margin),
+        has_position=has_position(book),
+    )
+
+
+def liquidatable(margin: Margin) -> Array:
+    """[R] bool: trader rows with a position and ``AV < MR``."""
+    return trader_rows(margin.av.shape[-1]) & margin.has_position & (margin.av < margin.mr)
+
+
+def run(book: Book, market: Market, params: Params) -> tuple[Array, Margin]:
+    """([R] bool liquidatable, :class:`Margin`) at the step's mark."""
+    m = values(book, market, params)
+    return liquidatable(m), m
