@@ -62,6 +62,18 @@ def hyperliquid_builder(**overrides) -> Venue:
     return base.replace(**overrides)
 
 
+def _insurance_queue_venue(name: str, *, max_leverage: float, liquidation_fee: float) -> Venue:
+    """The centralised-exchange shape: whole-position liquidation with a fee to the insurance
+    fund, which backstops; then ADL by ``PnL%·EffLev`` at the bankruptcy price."""
+    return Venue(
+        name=name,
+        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
+        max_leverage=max_leverage,
+        partial_threshold=float("inf"),
+        liquidation_fee=liquidation_fee,
+    )
+
+
 def bitmex(**overrides) -> Venue:
     """BitMEX perpetual swaps (XBTUSD).
 
@@ -76,13 +88,7 @@ def bitmex(**overrides) -> Venue:
     orders (``partial_threshold`` = ∞). Not modelled: risk-limit tiers'
     incremental FillOrKill steps.
     """
-    base = Venue(
-        name="bitmex",
-        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
-        max_leverage=100.0,
-        partial_threshold=float("inf"),
-        liquidation_fee=0.005,
-    )
+    base = _insurance_queue_venue("bitmex", max_leverage=100.0, liquidation_fee=0.005)
     return base.replace(**overrides)
 
 
@@ -98,13 +104,7 @@ def binance(**overrides) -> Venue:
     "LeveragePnL" differs in detail); whole-position orders (brackets'
     incremental orders not modelled).
     """
-    base = Venue(
-        name="binance",
-        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
-        max_leverage=125.0,
-        partial_threshold=float("inf"),
-        liquidation_fee=0.005,
-    )
+    base = _insurance_queue_venue("binance", max_leverage=125.0, liquidation_fee=0.005)
     return base.replace(**overrides)
 
 
@@ -119,13 +119,7 @@ def bybit(**overrides) -> Venue:
     BitMEX's ranking formula (Bybit publishes only its ingredients);
     whole-position orders.
     """
-    base = Venue(
-        name="bybit",
-        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
-        max_leverage=100.0,
-        partial_threshold=float("inf"),
-        liquidation_fee=0.005,
-    )
+    base = _insurance_queue_venue("bybit", max_leverage=100.0, liquidation_fee=0.005)
     return base.replace(**overrides)
 
 
