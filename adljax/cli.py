@@ -68,9 +68,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("run", help="run a study (no argument: the default study)",
                        description="Run the default study and print what each stage of the waterfall did.",
                        epilog="example: adljax run --scenarios 256 --steps 300")
-    p.add_argument("--scenarios", type=int, default=1024, help="number of price-path scenarios (default 1024)")
+    p.add_argument("--scenarios", type=int, default=512, help="number of price-path scenarios (default 512)")
     p.add_argument("--steps", type=int, default=600, help="steps of one second (default 600)")
-    p.add_argument("--accounts", type=int, default=2000, help="trader accounts in the book (default 2000)")
+    p.add_argument("--accounts", type=int, default=1000, help="trader accounts in the book (default 1000)")
     p.add_argument("--seed", type=int, default=0, help="seed of the book and the paths (default 0)")
     args = parser.parse_args(argv)
     for name in ("scenarios", "steps", "accounts"):

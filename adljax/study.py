@@ -1,8 +1,8 @@
 """The default study: a Hyperliquid-like book of three markets through violent ten minutes.
 
-It is what ``adljax run`` runs with no scenario file: 2,000 cross-margin
+It is what ``adljax run`` runs with no scenario file: 1,000 cross-margin
 traders in BTC, ETH and SOL (max leverage 40×, 25×, 20×), a backstop vault,
-and 1,024 ten-minute paths at one-second steps with correlated diffusion
+and 512 ten-minute paths at one-second steps with correlated diffusion
 and frequent downward jumps; book depth thins when prices move.
 """
 from __future__ import annotations
@@ -36,13 +36,13 @@ START = np.array([100_000.0, 4_000.0, 200.0])
 MAX_LEVERAGE = np.array([40.0, 25.0, 20.0])
 
 
-def default_study(*, n_scenarios: int = 1024, n_steps: int = 600, n_accounts: int = 2000, seed: int = 0,
+def default_study(*, n_scenarios: int = 512, n_steps: int = 600, n_accounts: int = 1000, seed: int = 0,
                   dt: float = 1.0, dtype=None) -> Study:
     """Build the default study (sizes overridable). Same seed, same study."""
     k_book, k_path = jax.random.split(jax.random.key(seed))
     book = population(k_book, n_accounts, START, MAX_LEVERAGE, long_share=[0.6, 0.58, 0.65],
                       median_notional=30_000.0, leverage_mode=6.0, markets_per_account=2,
-                      vault_cash=20e6, dtype=dtype)
+                      vault_cash=10e6, dtype=dtype)
     vol = np.array([0.6, 0.8, 1.1])
     oracle = merton(k_path, START, n_scenarios=n_scenarios, n_steps=n_steps, dt=dt, vol=vol,
                     corr=[[1.0, 0.8, 0.7], [0.8, 1.0, 0.75], [0.7, 0.75, 1.0]],

@@ -1,0 +1,99 @@
+"""Time the compiled engine on a calm and a cascade study; write the figures to a JSON file.
+
+Compile time is measured separately; run time is the median of repeated
+runs after a warm-up, each ended by ``block_until_ready``. Throughput is in
+account·market·steps per second (rows = accounts + the two system rows).
+
+    python benchmarks/bench_engine.py                   # default sizes
+    python benchmarks/bench_engine.py --scenarios 256 --accounts 4096 --markets 4 --steps 200
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import adljax
+from adljax.engine import prepare, run, scenario_keys
+from adljax.generate import gbm, population, thinning_depth
+from adljax.generate.prices import YEAR
+
+
+def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0):
+    """A calm study (little liquidation) or a cascade (liquidations, backstop and ADL in many steps)."""
+    k1, k2 = jax.random.split(jax.random.key(seed))
+    start = np.geomspace(100_000.0, 10.0, a)
+    lev = np.linspace(40.0, 10.0, a)
+    book = population(k1, n, start, lev, long_share=0.7, leverage_mode=8.0 if kind == "cascade" else 2.0,
+                      markets_per_account=min(2, a), vault_cash=1e6 if kind == "cascade" else 1e8)
+    vol = 0.5 if kind == "calm" else 3.0
+    drift = 0.0 if kind == "calm" else -0.35 / (t / YEAR)      # a 35 % fall over the study
+    oracle = gbm(k2, start, n_scenarios=s, n_steps=t, dt=1.0, vol=vol, drift=drift)
+    base = 5e7 if kind == "calm" else 2e5
+    depth = thinning_depth(oracle, base, calm_move=vol * np.sqrt(1.0 / YEAR), thinning=1.0)
+    venue = adljax.venues.hyperliquid(max_leverage=lev)
+    return venue, book, adljax.Paths(oracle, depth)
+
+
+def time_engine(venue, book, paths, repeats: int):
+    params, book_b, p = prepare(venue, book, paths, 1.0)
+    keys = scenario_keys(None, p.n_scenarios)
+    compiled_at = time.perf_counter()
+    lowered = run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules)
+    exe = lowered.compile()
+    compile_s = time.perf_counter() - compiled_at
+    jax.block_until_ready(exe(params, book_b, p.oracle, p.depth, keys))     # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = exe(params, book_b, p.oracle, p.depth, keys)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t0)
+    return compile_s, statistics.median(times), out[1]
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", type=int, default=256)
+    ap.add_argument("--accounts", type=int, default=4096)
+    ap.add_argument("--markets", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--out", default="benchmarks/results/engine.json")
+    args = ap.parse_args(argv)
+    s, n, a, t = args.scenarios, args.accounts, args.markets, args.steps
+    dev = jax.devices()[0]
+    record = {
+        "device": f"{dev.platform}: {dev.device_kind}", "host": platform.processor() or platform.machine(),
+        "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__,
+        "dtype": str(jnp.result_type(float)), "sizes": dict(scenarios=s, accounts=n, markets=a, steps=t),
+        "studies": {},
+    }
+    for kind in ("calm", "cascade"):
+        venue, book, paths = study(kind, s, n, a, t)
+        compile_s, run_s, metrics = time_engine(venue, book, paths, args.repeats)
+        work = s * (n + 2) * a * t
+        fired = {k: float(np.mean(np.asarray(metrics[k]) > 0)) for k in
+                 ("market_liquidation_notional", "backstop_notional", "adl_notional")}
+        adl_steps = float(np.mean(np.asarray(metrics["adl_steps"])))
+        record["studies"][kind] = dict(compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4),
+                                       account_market_steps_per_second=float(f"{work / run_s:.4g}"),
+                                       share_of_scenarios_with=fired, mean_adl_steps=adl_steps)
+        print(f"{kind:8s} compile {compile_s:6.2f}s  run {run_s:7.3f}s  {work / run_s:.3g} account·market·steps/s  "
+              f"scenarios with ADL {fired['adl_notional']:.0%}, mean ADL steps {adl_steps:.1f}")
+    calm, casc = (record["studies"][k]["account_market_steps_per_second"] for k in ("calm", "cascade"))
+    record["cascade_cost_vs_calm"] = float(f"{calm / casc:.3g}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(f"cascade costs {calm / casc:.2f}x calm per account·market·step; figures in {args.out}")
+
+
+if __name__ == "__main__":
+    main()
