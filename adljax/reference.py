@@ -9,16 +9,19 @@ able to read it next to a venue's documentation and follow every step.
 The fast engine :func:`adljax.simulate` takes the same inputs and returns the
 same :class:`~adljax.outcome.Outcome`; the tests compare the two.
 
-Layout of one step (``step``)::
+Layout of one step (:func:`step`)::
 
     0. clock_and_mark      cooldowns tick down, impact decays, m = oracle·exp(impact)
     1. margin_check        traders with a position and AV < MR are liquidatable
-    2. market_liquidation  ready rows send orders; each market's two sides fill
-                           against the step's depth; the LP row takes the fills
-    3. backstop            the vault takes over rows with AV < ratio·MR, in row order
+    2. market_liquidation  ready rows (and the unwinding vault) send orders; each
+                           market's two sides fill against the step's depth; the
+                           LP row takes the fills; liquidated rows pay the fee
+    3. backstop            vault: takes over rows with AV < ratio·MR, in row order
+       insurance_backstop  insurance: the fund pays deficits, in row order
     4. adl                 bankrupt rows (AV < 0) are closed against opposite
-                           positions, by queue or pro rata
-    5. end of step         prev_mark ← m; rows that sent a partial order wait
+                           positions (queue, random order, pro rata), or
+       socialize           their deficit is charged to every open position
+    5. end of step         prev_mark ← m
 
 Rows: ``0..N-1`` traders, ``N`` the vault, ``N+1`` the liquidity provider (LP).
 """
@@ -34,11 +37,19 @@ from .book import Book
 from .errors import InputError, check_range
 from .outcome import HISTORY, METRICS, Outcome
 from .paths import Paths
-from .venue import ADL_POLICIES, ADL_PRICES, ADL_SCORES, BACKSTOPS, Venue
+from .venue import Venue
+
+#: The rule choices this reference states; anything else raises InputError.
+ADL_POLICIES = ("queue", "random_order", "pro_rata", "socialized")
+ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
+ADL_PRICES = ("previous_mark", "bankruptcy", "mark")
+BACKSTOPS = ("vault", "insurance", "none")
+COOLDOWN_MODES = ("whole", "wait")
 
 __all__ = ["simulate", "step", "trade", "account_value", "notional", "maintenance_requirement",
-           "clock_and_mark", "margin_check", "market_liquidation", "fill_side", "backstop", "adl",
-           "adl_score", "adl_prices", "queue_allocation", "pro_rata_allocation"]
+           "clock_and_mark", "margin_check", "market_liquidation", "fill_side", "backstop",
+           "insurance_backstop", "adl", "socialize", "adl_score", "adl_prices", "queue_allocation",
+           "random_order_allocation", "pro_rata_allocation"]
 
 
 # ---------------------------------------------------------------------------
@@ -52,21 +63,24 @@ class Settings:
     maintenance_margin: list[float]  # mm[a], one per market
     partial_threshold: float         # USD notional above which a position closes in parts
     partial_fraction: float          # fraction of such a position per order
-    cooldown: float                  # seconds a row waits after a partial order
+    cooldown: float                  # seconds a row is cooling after a partial order
     backstop_ratio: float            # the vault takes over rows with AV < ratio·MR
     slippage: float                  # fraction of price at which a step's depth is used up
     impact_coef: float               # the venue's ``impact``
     impact_half_life: float          # seconds
+    liquidation_fee: float           # fraction of a liquidated row's filled notional
+    vault_unwind: float              # share of each step's depth the vault may sell into
     dt: float                        # seconds per step
-    adl_policy: str                  # "queue" | "pro_rata"
+    cooldown_mode: str               # "whole" | "wait"
+    adl_policy: str                  # "queue" | "random_order" | "pro_rata" | "socialized"
     adl_score: str                   # "hyperliquid" | "bitmex" | "pnl"
     adl_price: str                   # "previous_mark" | "bankruptcy" | "mark"
-    backstop: str                    # "vault" | "none"
+    backstop: str                    # "vault" | "insurance" | "none"
 
 
 @dataclasses.dataclass
 class State:
-    """One scenario's mutable state: the book's rows, plus impact and the previous mark.
+    """One scenario's mutable state: the book's rows, the fund, impact and the previous mark.
 
     ``cash[r]``, ``size[r][a]``, ``entry[r][a]``, ``cooldown[r]`` for every
     row ``r`` (traders, then the vault, then the LP); ``impact[a]`` and
@@ -77,6 +91,7 @@ class State:
     size: list[list[float]]
     entry: list[list[float]]
     cooldown: list[float]
+    insurance_fund: float
     impact: list[float]
     prev_mark: list[float]
     n_traders: int
@@ -110,10 +125,13 @@ class Tally:
     market_liquidation_notional: float = 0.0
     market_liquidation_orders: int = 0
     partial_liquidation_orders: int = 0
+    liquidation_fees: float = 0.0
+    vault_unwind_notional: float = 0.0
     backstop_notional: float = 0.0
     backstop_accounts: int = 0
     adl_notional: float = 0.0
-    adl_rows: set = dataclasses.field(default_factory=set)        # counterparties ever deleveraged
+    socialized_loss: float = 0.0
+    adl_rows: set = dataclasses.field(default_factory=set)        # rows that ever lost to ADL
     bankrupt_rows: set = dataclasses.field(default_factory=set)   # rows ever bankrupt at ADL
     adl_steps: int = 0
     bad_debt_backstop: float = 0.0
@@ -152,7 +170,7 @@ def trade(size: float, entry: float, cash: float, q: float, p: float) -> tuple[f
 
     At mark ``m`` the row's account value changes by exactly ``q·(m − p)``.
     """
-    s, e, c = size, entry, cash
+    s, e, c = float(size), float(entry), float(cash)
     if s * q < 0:
         x = math.copysign(min(abs(q), abs(s)), s)
     else:
@@ -181,11 +199,9 @@ def apply_trade(state: State, r: int, a: int, q: float, p: float) -> None:
 # ---------------------------------------------------------------------------
 
 def account_value(state: State, r: int, m: list[float]) -> float:
-    """``AV[r] = cash[r] + Σ_a size[r,a]·(m[a] − entry[r,a])``."""
-    av = state.cash[r]
-    for a in range(state.n_markets):
-        av += state.size[r][a] * (m[a] - state.entry[r][a])
-    return av
+    """``AV[r] = cash[r] + Σ_a size[r,a]·(m[a] − entry[r,a])`` (the sum over markets first, then the cash)."""
+    unrealised = sum(state.size[r][a] * (m[a] - state.entry[r][a]) for a in range(state.n_markets))
+    return state.cash[r] + unrealised
 
 
 def notional(state: State, r: int, m: list[float]) -> float:
@@ -194,8 +210,12 @@ def notional(state: State, r: int, m: list[float]) -> float:
 
 
 def maintenance_requirement(sizes: list[float], m: list[float], mm: list[float]) -> float:
-    """``MR = Σ_a |size[a]|·m[a]·mm[a]`` for one row's positions ``sizes``."""
-    return sum(abs(sizes[a]) * m[a] * mm[a] for a in range(len(sizes)))
+    """``MR = Σ_a |size[a]|·m[a]·mm[a]`` for one row's positions ``sizes``.
+
+    Evaluated as ``|size|·(m·mm)``, as the fast engine does: a book built
+    with ``AV`` exactly at ``MR`` then sits on the same side of the check in both.
+    """
+    return sum(abs(sizes[a]) * (m[a] * mm[a]) for a in range(len(sizes)))
 
 
 def has_position(state: State, r: int) -> bool:
@@ -241,6 +261,63 @@ def margin_check(state: State, m: list[float], cfg: Settings) -> list[int]:
 # 2. Market liquidation
 # ---------------------------------------------------------------------------
 
+@dataclasses.dataclass
+class Order:
+    """One order of stage 2: ``row`` closes ``q`` units of ``market`` (``q > 0`` sells a long)."""
+
+    row: int
+    market: int
+    q: float
+    partial: bool = False
+
+
+def liquidation_orders(state: State, liquidatable: list[int], m: list[float], cfg: Settings) -> list[Order]:
+    """The traders' orders of stage 2.
+
+    Rule: "A row is cooling while ``cooldown > 0``. Every liquidatable row is
+    ready, except, with ``cooldown_mode = "wait"``, a cooling one. For each
+    ready row and market with ``size ≠ 0``: if the row is not cooling and
+    ``|size|·m > partial_threshold``, the order is ``q = partial_fraction·size``
+    [...]; otherwise ``q = size`` (the whole position)."
+    """
+    orders = []
+    for r in liquidatable:
+        cooling = state.cooldown[r] > 0
+        if cooling and cfg.cooldown_mode == "wait":
+            continue                                   # not ready
+        for a in range(state.n_markets):
+            s = state.size[r][a]
+            if s == 0:
+                continue
+            if not cooling and abs(s) * m[a] > cfg.partial_threshold:
+                orders.append(Order(r, a, cfg.partial_fraction * s, partial=True))
+            else:
+                orders.append(Order(r, a, s))
+    return orders
+
+
+def vault_unwind_orders(state: State, m: list[float], depth_t: list[float], cfg: Settings) -> list[Order]:
+    """The vault's unwind orders of stage 2.
+
+    Rule: "The vault (when ``vault_unwind > 0``) also sends, in every market
+    where it holds a position, an order
+    ``q = sign(size)·min(|size|, vault_unwind·depth/m)`` [...]. Its order
+    joins the same side as the traders' and fills the same way; it pays no fee."
+    """
+    if cfg.vault_unwind <= 0:
+        return []
+    v = state.vault
+    orders = []
+    for a in range(state.n_markets):
+        s = state.size[v][a]
+        if s == 0:
+            continue
+        q = math.copysign(min(abs(s), cfg.vault_unwind * depth_t[a] / m[a]), s)
+        if q != 0:
+            orders.append(Order(v, a, q))
+    return orders
+
+
 def fill_side(requested: float, depth: float, m: float, slippage: float, side: int) -> tuple[float, float, float]:
     """Fill one side of one market; returns ``(φ, F, price)``.
 
@@ -251,85 +328,101 @@ def fill_side(requested: float, depth: float, m: float, slippage: float, side: i
     filled notional ``F = φ·O``; sells fill at
     ``p_sell = m·(1 − slippage·F_sell/(2·depth))``, buys at
     ``p_buy = m·(1 + slippage·F_buy/(2·depth))``."
-    With no depth nothing fills and the price does not matter; it is ``m``.
+    With no depth, or no order on the side, nothing fills and the price is ``m``.
     """
-    if depth == 0:
+    if depth == 0 or requested == 0:
         return 0.0, 0.0, m
-    phi = 1.0 if requested == 0 else min(1.0, depth / requested)
+    phi = min(1.0, depth / requested)
     filled = phi * requested
     price = m * (1.0 + side * slippage * filled / (2.0 * depth))
     return phi, filled, price
 
 
-def liquidation_orders(state: State, ready: list[int], m: list[float], cfg: Settings,
-                       tally: Tally) -> tuple[list[tuple[int, int, float]], set[int]]:
-    """The orders of the ready rows: ``(row, market, q)``, and the rows that sent a partial order.
-
-    Rule: "For each ready row and market with ``size ≠ 0``: if
-    ``|size|·m > partial_threshold`` the order is ``q = partial_fraction·size``
-    and the row's cooldown is set to ``cooldown`` after this step's fills;
-    otherwise ``q = size`` (the whole position)."
-    Every order sent counts in ``market_liquidation_orders`` (filled or not).
-    """
-    orders: list[tuple[int, int, float]] = []
-    partial_rows: set[int] = set()
-    for r in ready:
-        for a in range(state.n_markets):
-            s = state.size[r][a]
-            if s == 0:
-                continue
-            if abs(s) * m[a] > cfg.partial_threshold:
-                q = cfg.partial_fraction * s
-                partial_rows.add(r)
-                tally.partial_liquidation_orders += 1
-            else:
-                q = s
-            tally.market_liquidation_orders += 1
-            orders.append((r, a, q))
-    return orders, partial_rows
-
-
 def market_liquidation(state: State, m: list[float], depth_t: list[float], liquidatable: list[int],
-                       cfg: Settings, tally: Tally, report: StepReport) -> set[int]:
-    """Stage 2; returns the rows that sent a partial order (they wait, stage 5).
+                       cfg: Settings, tally: Tally, report: StepReport) -> None:
+    """Stage 2: send the orders, fill each market's two sides, settle fills, fees, impact, cooldowns.
 
-    Rule: "A liquidatable row with ``cooldown = 0`` is ready. [...] Per market,
-    the sell side (orders with ``q > 0``, closing longs) and the buy side
-    (``q < 0``) are filled separately against the step's ``depth[t,a]``;
-    every order fills ``φ·q`` (pro rata): the trader closes ``φ·q`` at the
-    side's price (a trade of ``−φ·q``); the unfilled rest stays with the
-    trader, and so does the remaining collateral; the LP row takes the fills:
-    first one trade of ``+Σ_sell φ·q`` at ``p_sell``, then one trade of
-    ``+Σ_buy φ·q`` at ``p_buy``.
-    Price impact (applied to the next step's mark):
+    Rule: "Per market, the sell side (orders with ``q > 0``, closing longs)
+    and the buy side (``q < 0``) are filled separately against the step's
+    ``depth[t,a]``; every order fills ``φ·q`` (pro rata): the trader closes
+    ``φ·q`` at the side's price (a trade of ``−φ·q``); the unfilled rest
+    stays with the trader, and so does the remaining collateral; the LP row
+    takes the fills: first one trade of ``+Σ_sell φ·q`` at ``p_sell``, then
+    one trade of ``+Σ_buy φ·q`` at ``p_buy``."
+    "Price impact (applied to the next step's mark):
     ``impact[a] ← impact[a] + impact_coef·(F_buy − F_sell)/depth``
     (0 when ``depth = 0``)."
+    Partial orders: "right after this stage's fills, the row's cooldown is
+    set to ``cooldown``".
+    Reported: the traders' orders sent (filled or not) and their filled
+    notional ``|φ·q|·m``; the vault's fills separately (``vault_unwind_notional``).
     """
-    ready = [r for r in liquidatable if state.cooldown[r] == 0]
-    orders, partial_rows = liquidation_orders(state, ready, m, cfg, tally)
+    orders = liquidation_orders(state, liquidatable, m, cfg)
+    tally.market_liquidation_orders += len(orders)
+    tally.partial_liquidation_orders += sum(1 for o in orders if o.partial)
+    orders += vault_unwind_orders(state, m, depth_t, cfg)
+
+    # Per trader row, for the fee: filled notional, and the value its fills moved (fill·(price − m)).
+    filled_notional = {r: 0.0 for r in state.traders()}
+    av_before_fills = {r: account_value(state, r, m) for r in liquidatable}
+    fill_value = {r: [] for r in liquidatable}
     for a in range(state.n_markets):
-        sells = [(r, q) for (r, b, q) in orders if b == a and q > 0]
-        buys = [(r, q) for (r, b, q) in orders if b == a and q < 0]
+        sells = [o for o in orders if o.market == a and o.q > 0]
+        buys = [o for o in orders if o.market == a and o.q < 0]
         depth = depth_t[a]
-        phi_sell, f_sell, p_sell = fill_side(sum(abs(q) * m[a] for _, q in sells), depth, m[a], cfg.slippage, -1)
-        phi_buy, f_buy, p_buy = fill_side(sum(abs(q) * m[a] for _, q in buys), depth, m[a], cfg.slippage, +1)
+        # Requested notional O = Σ |q|·m (units summed first, then priced).
+        phi_sell, f_sell, p_sell = fill_side(sum(abs(o.q) for o in sells) * m[a], depth, m[a], cfg.slippage, -1)
+        phi_buy, f_buy, p_buy = fill_side(sum(abs(o.q) for o in buys) * m[a], depth, m[a], cfg.slippage, +1)
 
-        # The traders close their filled parts.
-        for r, q in sells:
-            apply_trade(state, r, a, -phi_sell * q, p_sell)
-        for r, q in buys:
-            apply_trade(state, r, a, -phi_buy * q, p_buy)
+        # Every order closes its filled part at its side's price.
+        for side_orders, phi, price in ((sells, phi_sell, p_sell), (buys, phi_buy, p_buy)):
+            for o in side_orders:
+                fill = phi * o.q
+                apply_trade(state, o.row, a, -fill, price)
+                ntl = abs(fill) * m[a]
+                if o.row == state.vault:
+                    tally.vault_unwind_notional += ntl
+                else:
+                    filled_notional[o.row] += ntl
+                    fill_value[o.row].append(fill * (price - m[a]))
+                    tally.market_liquidation_notional += ntl
+                    report.market_liquidation_notional += ntl
         # The liquidity provider takes the fills: sell side first, then buy side.
-        apply_trade(state, state.lp, a, sum(phi_sell * q for _, q in sells), p_sell)
-        apply_trade(state, state.lp, a, sum(phi_buy * q for _, q in buys), p_buy)
-
-        filled = sum(abs(phi_sell * q) * m[a] for _, q in sells) + sum(abs(phi_buy * q) * m[a] for _, q in buys)
-        tally.market_liquidation_notional += filled
-        report.market_liquidation_notional += filled
+        apply_trade(state, state.lp, a, sum(phi_sell * o.q for o in sells), p_sell)
+        apply_trade(state, state.lp, a, sum(phi_buy * o.q for o in buys), p_buy)
 
         if depth > 0:
-            state.impact[a] = state.impact[a] + cfg.impact_coef * (f_buy - f_sell) / depth
-    return partial_rows
+            state.impact[a] = state.impact[a] + cfg.impact_coef * ((f_buy - f_sell) / depth)
+
+    av_after_fills = {r: av_before_fills[r] + sum(fill_value[r]) for r in liquidatable}
+    pay_liquidation_fees(state, filled_notional, av_after_fills, cfg, tally)
+    for o in orders:
+        if o.partial:
+            state.cooldown[o.row] = cfg.cooldown
+
+
+def pay_liquidation_fees(state: State, filled_notional: dict[int, float], av_after_fills: dict[int, float],
+                         cfg: Settings, tally: Tally) -> None:
+    """The liquidated rows pay the liquidation fee.
+
+    Rule: "each trader row pays
+    ``min(liquidation_fee · Σ_a |filled units|·m, max(AV_after_fills, 0))``,
+    where ``AV_after_fills = AV + Σ_a fill·(price − m)`` (the fee never
+    creates bad debt). Fees go to the vault's cash when
+    ``backstop = "vault"``, else to the insurance fund."
+    """
+    if cfg.liquidation_fee == 0:
+        return
+    for r, ntl in filled_notional.items():
+        if ntl == 0:
+            continue
+        fee = min(cfg.liquidation_fee * ntl, max(av_after_fills[r], 0.0))
+        state.cash[r] -= fee
+        if cfg.backstop == "vault":
+            state.cash[state.vault] += fee
+        else:
+            state.insurance_fund += fee
+        tally.liquidation_fees += fee
 
 
 # ---------------------------------------------------------------------------
@@ -337,44 +430,44 @@ def market_liquidation(state: State, m: list[float], depth_t: list[float], liqui
 # ---------------------------------------------------------------------------
 
 def backstop(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepReport) -> list[int]:
-    """Stage 3; returns the rows the vault took over.
+    """Stage 3 with ``backstop = "vault"``; returns the rows the vault took over.
 
-    Rule (``backstop = "vault"``): "At the same ``m``, with values after
-    stage 2: a trader row with a position and ``AV < backstop_ratio·MR`` is a
-    candidate. The vault considers candidates in row order and takes over
-    each one as long as, with it and all earlier accepted ones, the vault's
-    own ``AV ≥ MR`` (its positions after taking theirs); it stops at the
-    first candidate it cannot carry. For the accepted rows: the vault's cash
-    rises by their ``AV``; per market, the vault makes one trade of
-    ``Σ_accepted size`` at ``m``; each accepted row is left with ``cash = 0``,
-    no positions, ``cooldown = 0``."
-    ``backstop = "none"``: nothing happens.
+    Rule: "At the same ``m``, with values after stage 2: a trader row with
+    ``AV < backstop_ratio·MR`` is a candidate." That includes a row with no
+    position left and ``AV < 0`` (its ``MR = 0``: it was filled below its
+    bankruptcy price): the vault absorbs its deficit. "The vault considers
+    candidates in row order and takes over each one as long as, with it and
+    all earlier accepted ones, the vault's own ``AV ≥ MR`` (its positions
+    after taking theirs); it stops at the first candidate it cannot carry.
+    For the accepted rows: the vault's cash rises by their ``AV``; per
+    market, the vault makes one trade of ``Σ_accepted size`` at ``m``; each
+    accepted row is left with ``cash = 0``, no positions, ``cooldown = 0``."
     """
-    if cfg.backstop == "none":
-        return []
     mm = cfg.maintenance_margin
     A = state.n_markets
     v = state.vault
     candidates = [r for r in state.traders()
-                  if has_position(state, r)
-                  and account_value(state, r, m) < cfg.backstop_ratio * maintenance_requirement(state.size[r], m, mm)]
+                  if account_value(state, r, m) < cfg.backstop_ratio * maintenance_requirement(state.size[r], m, mm)]
 
     # Would the vault, holding everything accepted so far plus this row, still have AV >= MR?
+    # (its AV plus the candidates' AVs, its positions plus theirs; the candidates' sums first)
     vault_av = account_value(state, v, m)
-    vault_size = list(state.size[v])
+    taken_av = 0.0
+    taken = [0.0] * A
     accepted: list[int] = []
     for r in candidates:
-        trial_av = vault_av + account_value(state, r, m)
-        trial_size = [vault_size[a] + state.size[r][a] for a in range(A)]
-        if trial_av >= maintenance_requirement(trial_size, m, mm):
+        trial_av = taken_av + account_value(state, r, m)
+        trial_taken = [taken[a] + state.size[r][a] for a in range(A)]
+        vault_size_after = [state.size[v][a] + trial_taken[a] for a in range(A)]
+        if vault_av + trial_av >= maintenance_requirement(vault_size_after, m, mm):
             accepted.append(r)
-            vault_av, vault_size = trial_av, trial_size
+            taken_av, taken = trial_av, trial_taken
         else:
             break
     if not accepted:
         return []
 
-    # The takeover: cash (value) first, then one vault trade per market at m.
+    # The takeover: value first, then one vault trade per market at m.
     taken_size = [0.0] * A
     for r in accepted:
         av = account_value(state, r, m)
@@ -394,6 +487,28 @@ def backstop(state: State, m: list[float], cfg: Settings, tally: Tally, report: 
         state.cooldown[r] = 0.0
     tally.backstop_accounts += len(accepted)
     return accepted
+
+
+def insurance_backstop(state: State, m: list[float], tally: Tally) -> None:
+    """Stage 3 with ``backstop = "insurance"``.
+
+    Rule: "at the same ``m``, every trader row with ``AV < 0`` (with or
+    without a position) is paid its deficit ``−AV`` in cash by the insurance
+    fund, in row order, until the fund is empty (the last one paid partly).
+    The row keeps its positions. Payments count in ``bad_debt_backstop``."
+    ``backstop_accounts`` counts the rows paid anything.
+    """
+    for r in state.traders():
+        if state.insurance_fund <= 0:
+            break
+        av = account_value(state, r, m)
+        if av >= 0:
+            continue
+        paid = min(-av, state.insurance_fund)
+        state.cash[r] += paid
+        state.insurance_fund -= paid
+        tally.bad_debt_backstop += paid
+        tally.backstop_accounts += 1
 
 
 # ---------------------------------------------------------------------------
@@ -448,12 +563,31 @@ def adl_prices(state: State, bankrupt: list[int], av: list[float], m: list[float
                 prices[r, a] = state.prev_mark[a]
             elif cfg.adl_price == "mark":
                 prices[r, a] = m[a]
-            elif cfg.adl_price == "bankruptcy":
+            else:  # "bankruptcy"
                 deficit = -av[r]
                 prices[r, a] = m[a] + deficit * (abs(s) * m[a] / ntl) / s
-            else:
-                raise InputError(f"adl_price: {cfg.adl_price!r} is not one of {', '.join(map(repr, ADL_PRICES))}")
     return prices
+
+
+def walk(ordered_groups, matched: float) -> dict[int, float]:
+    """Walk groups of ``(row, capacity)`` in order, each group closing up to its whole
+    capacity (shared pro rata to capacity within the group), until ``matched`` units are closed."""
+    closes: dict[int, float] = {}
+    remaining = matched
+    for group in ordered_groups:
+        if remaining <= 0:
+            break
+        group_cap = sum(cap for _, cap in group)
+        if group_cap <= remaining:
+            for row, cap in group:
+                closes[row] = cap
+            remaining -= group_cap
+        else:
+            share = remaining / group_cap
+            for row, cap in group:
+                closes[row] = share * cap
+            remaining = 0.0
+    return closes
 
 
 def queue_allocation(candidates: list[tuple[int, float, float]], matched: float) -> dict[int, float]:
@@ -461,34 +595,33 @@ def queue_allocation(candidates: list[tuple[int, float, float]], matched: float)
 
     Rule: "by score, highest first, each closing up to its whole position,
     the last one partially; candidates with exactly equal scores share pro
-    rata to their size." Scores of ``+∞`` come first. When ``matched`` covers
-    every candidate's capacity, every candidate closes its whole position.
-    Returns the units each row closes (``≤`` its capacity ``|size|``).
+    rata to their size." Scores of ``+∞`` come first. When ``matched``
+    covers every candidate's capacity, every candidate closes its whole
+    position. Returns the units each row closes (``≤`` its capacity ``|size|``).
     """
-    closes: dict[int, float] = {}
     if matched >= sum(cap for _, cap, _ in candidates):
-        return {row: cap for row, cap, _ in candidates}  # everyone closes everything
-    remaining = matched
+        return {row: cap for row, cap, _ in candidates}
     ranked = sorted(candidates, key=lambda c: c[2], reverse=True)
-    for _, group in itertools.groupby(ranked, key=lambda c: c[2]):
-        if remaining <= 0:
-            break
-        group = list(group)
-        group_cap = sum(cap for _, cap, _ in group)
-        if group_cap <= remaining:
-            for row, cap, _ in group:
-                closes[row] = cap
-            remaining -= group_cap
-        else:
-            share = remaining / group_cap
-            for row, cap, _ in group:
-                closes[row] = share * cap
-            remaining = 0.0
-    return closes
+    groups = [[(row, cap) for row, cap, _ in g] for _, g in itertools.groupby(ranked, key=lambda c: c[2])]
+    return walk(groups, matched)
+
+
+def random_order_allocation(candidates: list[tuple[int, float, float]], matched: float,
+                            start: int, n_rows: int) -> dict[int, float]:
+    """Split ``matched`` units over ``(row, capacity, _)`` candidates in row order from ``start``.
+
+    Rule (``random_order``, dYdX v4): "no ranking; rows in index order
+    starting from a pseudo-random row ``start`` and wrapping around, each
+    closing up to its whole position."
+    """
+    if matched >= sum(cap for _, cap, _ in candidates):
+        return {row: cap for row, cap, _ in candidates}
+    ordered = sorted(candidates, key=lambda c: (c[0] - start) % n_rows)
+    return walk([[(row, cap)] for row, cap, _ in ordered], matched)
 
 
 def pro_rata_allocation(candidates: list[tuple[int, float, float]], matched: float) -> dict[int, float]:
-    """Split ``matched`` units over ``(row, capacity, score)`` candidates pro rata.
+    """Split ``matched`` units over ``(row, capacity, _)`` candidates pro rata.
 
     Rule: "``pro_rata``: every candidate closes ``M/C`` of its position."
     """
@@ -497,8 +630,8 @@ def pro_rata_allocation(candidates: list[tuple[int, float, float]], matched: flo
     return {row: ratio * cap for row, cap, _ in candidates}
 
 
-def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepReport) -> None:
-    """Stage 4: auto-deleveraging.
+def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepReport, start: int = 0) -> None:
+    """Stage 4: auto-deleveraging (``start`` is this step's first row for ``random_order``).
 
     Rule: "At the same ``m``, with values after stage 3:
     bankrupt rows: trader or vault rows with a position and ``AV < 0``;
@@ -528,6 +661,20 @@ def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepR
     if not bankrupt:
         return
     tally.bankrupt_rows.update(bankrupt)
+    if cfg.adl_policy == "socialized":
+        any_charge = socialize(state, m, bankrupt, av, tally)
+    else:
+        any_charge = close_against_counterparties(state, m, bankrupt, av, cfg, tally, report, start)
+    if any_charge:
+        tally.adl_steps += 1
+    for r in bankrupt:
+        tally.bad_debt_adl += max(-av[r], 0.0) - max(-account_value(state, r, m), 0.0)
+
+
+def close_against_counterparties(state: State, m: list[float], bankrupt: list[int], av: list[float],
+                                 cfg: Settings, tally: Tally, report: StepReport, start: int) -> bool:
+    """The pools of stage 4 for ``queue``, ``random_order`` and ``pro_rata``; True if anything filled."""
+    R, A = state.n_rows, state.n_markets
     candidate_rows = [r for r in range(R) if av[r] >= 0 and has_position(state, r)]
     pre_size = [list(row) for row in state.size]
     pre_entry = [list(row) for row in state.entry]
@@ -566,56 +713,89 @@ def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepR
 
             if cfg.adl_policy == "queue":
                 units = queue_allocation(takers, matched)
-            elif cfg.adl_policy == "pro_rata":
-                units = pro_rata_allocation(takers, matched)
+            elif cfg.adl_policy == "random_order":
+                units = random_order_allocation(takers, matched, start, R)
             else:
-                raise InputError(f"adl_policy: {cfg.adl_policy!r} is not one of {', '.join(map(repr, ADL_POLICIES))}")
-            for r, _, _ in takers:  # row order
+                units = pro_rata_allocation(takers, matched)
+            for r, cap, _ in takers:  # row order
                 u = units.get(r, 0.0)
                 if u <= 0:
                     continue
                 # A counterparty closes u units: a short buys (+u), a long sells (−u).
-                q = -pre_size[r][a] if u == abs(pre_size[r][a]) else side * u
+                q = -pre_size[r][a] if u == cap else side * u
                 apply_trade(state, r, a, q, pool_price)
                 tally.adl_rows.add(r)
                 tally.adl_notional += u * m[a]
                 report.adl_notional += u * m[a]
                 any_fill = True
+    return any_fill
 
-    if any_fill:
-        tally.adl_steps += 1
+
+def socialize(state: State, m: list[float], bankrupt: list[int], av: list[float], tally: Tally) -> bool:
+    """Stage 4 with ``adl_policy = "socialized"`` (Drift); True if anything was charged.
+
+    Rule: "no position is closed. Each bankrupt row's deficit ``D = −AV`` is
+    split across its markets by notional, ``loss[a] = Σ_bankrupt D·|size|·m/NTL``.
+    In each market, ``Δ[a] = loss[a] / Σ_{non-bankrupt rows} |size|`` (long
+    plus short open interest of the rows that can pay), every non-bankrupt
+    position pays ``Δ[a]·|size|`` in cash, and the bankrupt rows are credited
+    their share (so they end at ``AV = 0``). A market whose other rows hold
+    nothing cannot be charged; that share stays with the bankrupt row."
+    """
+    R, A = state.n_rows, state.n_markets
+    payers = [r for r in range(R) if r not in bankrupt]
+    # Each bankrupt row's share of its deficit in each market, from the pre-ADL state.
+    share = {}
     for r in bankrupt:
-        tally.bad_debt_adl += max(-av[r], 0.0) - max(-account_value(state, r, m), 0.0)
+        ntl = notional(state, r, m)
+        for a in range(A):
+            share[r, a] = -av[r] * abs(state.size[r][a]) * m[a] / ntl
+    any_charge = False
+    for a in range(A):
+        loss = sum(share[r, a] for r in bankrupt)
+        open_interest = sum(abs(state.size[r][a]) for r in payers)
+        if loss == 0 or open_interest == 0:
+            continue                                    # nothing to charge, or nobody to charge it to
+        delta = loss / open_interest
+        for r in payers:
+            charge = delta * abs(state.size[r][a])
+            if charge == 0:
+                continue
+            state.cash[r] -= charge
+            tally.socialized_loss += charge
+            tally.adl_rows.add(r)
+            any_charge = True
+        for r in bankrupt:
+            state.cash[r] += share[r, a]
+    return any_charge
 
 
 # ---------------------------------------------------------------------------
 # One step
 # ---------------------------------------------------------------------------
 
-def step(state: State, oracle_t: list[float], depth_t: list[float], cfg: Settings, tally: Tally) -> StepReport:
+def step(state: State, oracle_t: list[float], depth_t: list[float], cfg: Settings, tally: Tally,
+         adl_start: int = 0) -> StepReport:
     """One step of length ``dt``: stages 0–5 of ``docs/rules.md`` in order, then the step's bookkeeping.
 
-    Stage 5 rule: "``prev_mark ← m``. Rows that sent a partial order get
-    ``cooldown ← cooldown`` (the parameter)."
-    A row the vault took over in this same step keeps the ``cooldown = 0``
-    the backstop left it with (stage 2 sets the cooldown "after this step's
-    fills", before the takeover; the row is flat, so only the number differs).
+    ``adl_start`` is the step's first row for the ``random_order`` ADL policy.
+    Stage 5 rule: "``prev_mark ← m``."
     """
     m = clock_and_mark(state, oracle_t, cfg)                                # 0
     report = StepReport(mark=m)
     liquidatable = margin_check(state, m, cfg)                              # 1
-    partial_rows = market_liquidation(state, m, depth_t, liquidatable, cfg, tally, report)  # 2
-    taken_over = backstop(state, m, cfg, tally, report)                     # 3
-    adl(state, m, cfg, tally, report)                                       # 4
+    market_liquidation(state, m, depth_t, liquidatable, cfg, tally, report)  # 2
+    if cfg.backstop == "vault":                                             # 3
+        backstop(state, m, cfg, tally, report)
+    elif cfg.backstop == "insurance":
+        insurance_backstop(state, m, tally)
+    adl(state, m, cfg, tally, report, adl_start)                            # 4
     state.prev_mark = list(m)                                               # 5
-    for r in partial_rows:
-        if r not in taken_over:
-            state.cooldown[r] = cfg.cooldown
 
     # Bookkeeping: vault equity path, conservation of value, zero sum per market.
     report.vault_equity = account_value(state, state.vault, m)
     tally.vault_equity_min = min(tally.vault_equity_min, report.vault_equity)
-    total = sum(account_value(state, r, m) for r in range(state.n_rows))
+    total = sum(account_value(state, r, m) for r in range(state.n_rows)) + state.insurance_fund
     tally.conservation_error = max(tally.conservation_error, abs(total - tally.total_value_start))
     for a in range(state.n_markets):
         net = sum(state.size[r][a] for r in range(state.n_rows))
@@ -634,11 +814,12 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
     venue.validate()
     check_range("dt", dt, 0.0, np.inf, lo_open=True, hi_open=True)
     rules = venue.rules
-    for field, allowed in (("adl_policy", ADL_POLICIES), ("adl_score", ADL_SCORES),
-                           ("adl_price", ADL_PRICES), ("backstop", BACKSTOPS)):
+    for field, allowed in (("adl_policy", ADL_POLICIES), ("adl_score", ADL_SCORES), ("adl_price", ADL_PRICES),
+                           ("backstop", BACKSTOPS), ("cooldown_mode", COOLDOWN_MODES)):
         v = getattr(rules, field)
         if v not in allowed:
-            raise InputError(f"{field}: {v!r} is not one of {', '.join(map(repr, allowed))}")
+            raise InputError(f"{field}: {v!r} is not one the reference engine implements "
+                             f"({', '.join(map(repr, allowed))})")
     return Settings(
         maintenance_margin=[float(x) for x in venue.maintenance(n_markets)],
         partial_threshold=float(venue.partial_threshold),
@@ -648,12 +829,40 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
         slippage=float(venue.slippage),
         impact_coef=float(venue.impact),
         impact_half_life=float(venue.impact_half_life),
+        liquidation_fee=float(venue.liquidation_fee),
+        vault_unwind=float(venue.vault_unwind),
         dt=float(dt),
+        cooldown_mode=rules.cooldown_mode,
         adl_policy=rules.adl_policy,
         adl_score=rules.adl_score,
         adl_price=rules.adl_price,
         backstop=rules.backstop,
     )
+
+
+def adl_starts(key, n_scenarios: int, n_steps: int, n_rows: int) -> list[list[int]]:
+    """The ``random_order`` policy's first row of every scenario and step.
+
+    Rule: "``start = randint(fold_in(key_s, t), 0, R)`` with
+    ``key_s = split(key, S)[s]`` (the same start for every market of the
+    step)". ``key=None`` means ``jax.random.key(0)``.
+    """
+    import jax
+
+    keys = jax.random.split(key, n_scenarios)
+    return [[int(jax.random.randint(jax.random.fold_in(keys[s], t), (), 0, n_rows)) for t in range(n_steps)]
+            for s in range(n_scenarios)]
+
+
+def _check_key(key):
+    import jax
+    import jax.numpy as jnp
+
+    if key is None:
+        return jax.random.key(0)
+    if not (hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
+        raise InputError("key: expected a new-style key from jax.random.key(seed)")
+    return key
 
 
 def _host(name: str, x, dtype=np.float64) -> np.ndarray:
@@ -665,8 +874,6 @@ def _host(name: str, x, dtype=np.float64) -> np.ndarray:
 
 def _books_per_scenario(book: Book, n_scenarios: int) -> list[dict[str, np.ndarray]]:
     """One book per scenario: a single book is used for every scenario; a batched one (leading S) row by row."""
-    if not isinstance(book, Book):
-        raise InputError(f"book: expected an adljax.Book (see Book.from_accounts), got {type(book).__name__}")
     fields = {
         "all_cash": _host("book.all_cash", book.all_cash),
         "all_size": _host("book.all_size", book.all_size),
@@ -675,12 +882,13 @@ def _books_per_scenario(book: Book, n_scenarios: int) -> list[dict[str, np.ndarr
         "isolated": _host("book.isolated", book.isolated, bool),
         "insurance_fund": _host("book.insurance_fund", book.insurance_fund),
     }
-    batched = fields["all_cash"].ndim == 2
     if fields["all_cash"].ndim not in (1, 2):
         raise InputError(f"book.all_cash: expected [R rows] or [S scenarios, R rows], got shape {fields['all_cash'].shape}")
-    lead = (n_scenarios,) if batched else ()
+    batched = fields["all_cash"].ndim == 2
     if batched and fields["all_cash"].shape[0] != n_scenarios:
-        raise InputError(f"book: has {fields['all_cash'].shape[0]} scenarios but paths have {n_scenarios}")
+        raise InputError(f"book: a batched book needs a leading axis of {n_scenarios} scenarios (as paths), "
+                         f"got cash shape {fields['all_cash'].shape}")
+    lead = (n_scenarios,) if batched else ()
     R = fields["all_cash"].shape[-1]
     A = fields["all_size"].shape[-1]
     if R < 2:
@@ -707,18 +915,18 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
         with a leading scenario axis S.
       paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A].
       dt: seconds per step.
-      key: accepted for the fast engine's signature; unused by these rules.
+      key: ``jax.random.key`` for the ``random_order`` ADL policy; scenario
+        ``s`` uses ``jax.random.split(key, S)[s]``. ``None`` means ``jax.random.key(0)``.
       history: also return the per-step series of ``adljax.outcome.HISTORY``.
 
     Returns:
-      :class:`Outcome` with the final books ([S, ...] numpy float64 arrays),
-      the metrics of ``adljax.outcome.METRICS`` ([S] float64) and, when asked,
+      :class:`Outcome` with the final books ([S, ...] float64 arrays), the
+      metrics of ``adljax.outcome.METRICS`` ([S] float64) and, when asked,
       the history.
 
     Raises:
-      InputError: for bad paths, venue, ``dt`` or book.
+      InputError: for bad paths, venue, ``dt``, key or book.
     """
-    del key  # the rules implemented here are deterministic
     if not isinstance(paths, Paths):
         raise InputError(f"paths: expected an adljax.Paths, got {type(paths).__name__}")
     if not isinstance(book, Book):
@@ -728,41 +936,39 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
     depth = _host("paths.depth", paths.depth)
     S, T, A = oracle.shape
     cfg = settings_of(venue, A, dt)
+    key = _check_key(key)
     books = _books_per_scenario(book, S)
+    R = books[0]["all_cash"].shape[0]
+    starts = adl_starts(key, S, T, R) if cfg.adl_policy == "random_order" else [[0] * T for _ in range(S)]
 
     finals, metrics, histories = [], [], []
     for s in range(S):
-        state, tally, reports = run_scenario(books[s], oracle[s], depth[s], cfg)
+        state, tally, reports = run_scenario(books[s], oracle[s], depth[s], cfg, starts[s])
         finals.append(state)
         metrics.append(report_metrics(state, tally, reports[-1].mark))
         histories.append(reports)
 
-    out_book = Book(
+    out_book = Book.from_rows(
         all_cash=np.array([st.cash for st in finals], dtype=np.float64),
-        all_size=np.array([st.size for st in finals], dtype=np.float64).reshape(S, -1, A),
-        all_entry=np.array([st.entry for st in finals], dtype=np.float64).reshape(S, -1, A),
+        all_size=np.array([st.size for st in finals], dtype=np.float64).reshape(S, R, A),
+        all_entry=np.array([st.entry for st in finals], dtype=np.float64).reshape(S, R, A),
         cooldown=np.array([st.cooldown for st in finals], dtype=np.float64),
         isolated=np.array([b["isolated"] for b in books], dtype=bool),
-        insurance_fund=np.array([b["insurance_fund"] for b in books], dtype=np.float64),
+        insurance_fund=np.array([st.insurance_fund for st in finals], dtype=np.float64),
     )
     out_metrics = {name: np.array([mt[name] for mt in metrics], dtype=np.float64) for name in METRICS}
     out_history = None
     if history:
-        out_history = {
-            "mark": np.array([[rp.mark for rp in h] for h in histories], dtype=np.float64).reshape(S, T, A),
-            "vault_equity": np.array([[rp.vault_equity for rp in h] for h in histories], dtype=np.float64),
-            "market_liquidation_notional": np.array([[rp.market_liquidation_notional for rp in h] for h in histories], dtype=np.float64),
-            "backstop_notional": np.array([[rp.backstop_notional for rp in h] for h in histories], dtype=np.float64),
-            "adl_notional": np.array([[rp.adl_notional for rp in h] for h in histories], dtype=np.float64),
-            "n_bankrupt": np.array([[rp.n_bankrupt for rp in h] for h in histories], dtype=np.float64),
-        }
-        assert set(out_history) == set(HISTORY)
+        def series(field):
+            return np.array([[getattr(rp, field) for rp in h] for h in histories], dtype=np.float64)
+        out_history = {name: series(name) for name in HISTORY}
+        out_history["mark"] = out_history["mark"].reshape(S, T, A)
     return Outcome(book=out_book, metrics=out_metrics, history=out_history)
 
 
 def run_scenario(book: dict[str, np.ndarray], oracle: np.ndarray, depth: np.ndarray,
-                 cfg: Settings) -> tuple[State, Tally, list[StepReport]]:
-    """One scenario: the start state, then ``step`` for every ``t``."""
+                 cfg: Settings, starts: list[int]) -> tuple[State, Tally, list[StepReport]]:
+    """One scenario: the start state, then :func:`step` for every ``t`` (``starts``: see :func:`adl_starts`)."""
     R = book["all_cash"].shape[0]
     A = oracle.shape[1]
     state = State(
@@ -770,6 +976,7 @@ def run_scenario(book: dict[str, np.ndarray], oracle: np.ndarray, depth: np.ndar
         size=[[float(x) for x in row] for row in book["all_size"]],
         entry=[[float(x) for x in row] for row in book["all_entry"]],
         cooldown=[float(x) for x in book["cooldown"]],
+        insurance_fund=float(book["insurance_fund"]),
         impact=[0.0] * A,                                  # "impact[a] (starts 0)"
         prev_mark=[float(x) for x in oracle[0]],           # "prev_mark[a] (starts at oracle[0,a])"
         n_traders=R - 2,
@@ -778,12 +985,12 @@ def run_scenario(book: dict[str, np.ndarray], oracle: np.ndarray, depth: np.ndar
     tally = Tally()
     tally.vault_start = account_value(state, state.vault, start_mark)
     tally.vault_equity_min = tally.vault_start
-    tally.total_value_start = sum(account_value(state, r, start_mark) for r in range(R))
+    tally.total_value_start = sum(account_value(state, r, start_mark) for r in range(R)) + state.insurance_fund
     reports = []
     for t in range(oracle.shape[0]):
         oracle_t = [float(x) for x in oracle[t]]
         depth_t = [float(x) for x in depth[t]]
-        reports.append(step(state, oracle_t, depth_t, cfg, tally))
+        reports.append(step(state, oracle_t, depth_t, cfg, tally, starts[t]))
     return state, tally, reports
 
 
@@ -801,9 +1008,12 @@ def report_metrics(state: State, tally: Tally, last_mark: list[float]) -> dict[s
         "market_liquidation_notional": tally.market_liquidation_notional,
         "market_liquidation_orders": float(tally.market_liquidation_orders),
         "partial_liquidation_orders": float(tally.partial_liquidation_orders),
+        "liquidation_fees": tally.liquidation_fees,
+        "vault_unwind_notional": tally.vault_unwind_notional,
         "backstop_notional": tally.backstop_notional,
         "backstop_accounts": float(tally.backstop_accounts),
         "adl_notional": tally.adl_notional,
+        "socialized_loss": tally.socialized_loss,
         "n_adl_accounts": float(len(tally.adl_rows)),
         "n_bankrupt_accounts": float(len(tally.bankrupt_rows)),
         "adl_steps": float(tally.adl_steps),
@@ -816,5 +1026,7 @@ def report_metrics(state: State, tally: Tally, last_mark: list[float]) -> dict[s
         "conservation_error": tally.conservation_error,
         "zero_sum_error": tally.zero_sum_error,
     }
-    assert set(out) == set(METRICS)
-    return out
+    missing = set(METRICS) - set(out)
+    if missing:  # a metric was added to outcome.METRICS: state its rule here too
+        raise NotImplementedError(f"reference engine: no rule for metric(s) {sorted(missing)}")
+    return {name: out[name] for name in METRICS}

@@ -17,7 +17,12 @@ from hypothesis import strategies as st
 
 import adljax
 from adljax import Book, Paths, venues as venue_presets
-from adljax.venue import ADL_POLICIES, ADL_PRICES, ADL_SCORES, BACKSTOPS
+
+#: The static rule values these tests draw from (the venue may know more).
+ADL_POLICIES = ("queue", "pro_rata")
+ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
+ADL_PRICES = ("previous_mark", "bankruptcy", "mark")
+BACKSTOPS = ("vault", "none")
 
 #: (N trader rows, A markets, T steps) the cases are padded/drawn to.
 SHAPES = ((4, 1, 6), (8, 2, 12), (12, 3, 20))
@@ -41,6 +46,20 @@ RULE_SETS = (
 
 DTS = (0.5, 1.0, 7.0)
 COOLDOWNS = (0.0, 2.0, 30.0)
+
+
+#: A relative nudge of 1e-6..1e-5 that no shrink removes, plus a fixed one that
+#: differs by row and market. Without them the shrinker makes values "round"
+#: and equal (leverage exactly 2× the maximum, a notional of exactly $10k, two
+#: rows of the same size), which puts AV exactly on MR, a notional exactly on
+#: the partial threshold, or an ADL pool exactly equal to the capacity of its
+#: first candidates: ties where float rounding alone decides, and two correct
+#: engines differ.
+_JITTER = st.floats(1e-6, 1e-5)
+
+
+def _row_jitter(i: int, j: int) -> float:
+    return 1e-7 * (1.0 + 0.618 * i + 0.414 * j) % 1e-6
 
 
 def _log_uniform(lo: float, hi: float) -> st.SearchStrategy[float]:
@@ -101,7 +120,7 @@ def start_prices(draw, n_markets: int) -> np.ndarray:
 
 @st.composite
 def books(draw, n_markets: int | None = None, n_accounts: int | None = None, *,
-          max_leverage=None, start=None, min_active: int = 2) -> BookCase:
+          max_leverage=None, start=None, min_active: int = 2, vault_positions: bool = True) -> BookCase:
     """A small zero-sum book.
 
     ``n_accounts`` trader rows (2–12 when not given), of which at least
@@ -112,7 +131,8 @@ def books(draw, n_markets: int | None = None, n_accounts: int | None = None, *,
     $100–$2M, so some are above the $100k partial threshold and some below;
     entries lie within ±8 % of the start price; each market has its own
     long/short skew. The liquidity-provider row holds the remainder of every
-    market (and the vault sometimes a position of its own).
+    market (and, when ``vault_positions``, the vault sometimes a position of
+    its own).
     """
     a = n_markets if n_markets is not None else draw(st.integers(1, 3))
     n = n_accounts if n_accounts is not None else draw(st.integers(2, 12))
@@ -142,7 +162,7 @@ def books(draw, n_markets: int | None = None, n_accounts: int | None = None, *,
         else:
             markets = sorted(draw(st.sets(st.integers(0, a - 1), min_size=1, max_size=a)))
         for j in markets:
-            ntl = draw(_log_uniform(100.0, 2e6))
+            ntl = draw(_log_uniform(100.0, 2e6)) * (1.0 + draw(_JITTER) + _row_jitter(i, j))
             long = draw(st.floats(0.0, 1.0)) < p_long[j]
             size[i, j] = (1.0 if long else -1.0) * ntl / p0[j]
             entry[i, j] = p0[j] * (1.0 + draw(st.floats(-0.08, 0.08)))
@@ -155,13 +175,13 @@ def books(draw, n_markets: int | None = None, n_accounts: int | None = None, *,
             lev = draw(st.floats(1.0, 2.0))
         ntl_row = float(np.sum(np.abs(size[i]) * p0))
         upnl = float(np.sum(size[i] * (p0 - entry[i])))
-        cash[i] = ntl_row / lev - upnl
+        cash[i] = ntl_row / lev * (1.0 + draw(_JITTER) + _row_jitter(i, a)) - upnl
 
     vault_cash = draw(st.sampled_from(["zero", "small", "large"]).flatmap(
         lambda k: {"zero": st.just(0.0), "small": _log_uniform(10.0, 1e4), "large": _log_uniform(1e5, 1e8)}[k]))
     vault_size = np.zeros(a)
     vault_entry = np.zeros(a)
-    if draw(st.integers(0, 4)) == 0:  # sometimes the vault already holds a position
+    if vault_positions and draw(st.integers(0, 4)) == 0:  # sometimes the vault already holds a position
         j = draw(st.integers(0, a - 1))
         vault_size[j] = draw(st.sampled_from([-1.0, 1.0])) * draw(_log_uniform(1e3, 3e5)) / p0[j]
         vault_entry[j] = p0[j] * (1.0 + draw(st.floats(-0.05, 0.05)))
@@ -324,6 +344,87 @@ def cases(draw, shapes=SHAPES, n_scenarios: int | tuple = (1, 2, 3), rules=RULE_
     n, a, t = draw(st.sampled_from(shapes))
     s = draw(st.sampled_from(n_scenarios)) if isinstance(n_scenarios, tuple) else n_scenarios
     venue, dt = draw(venues(a, rules=rules, calm=calm))
-    bc = draw(books(a, n, max_leverage=venue.max_leverage))
+    bc = draw(books(a, n, max_leverage=venue.max_leverage, vault_positions=not calm))
     oracle, depth = draw(paths(bc.start, t, s, calm=calm))
     return Case(venue=venue, dt=dt, bc=bc, oracle=oracle, depth=depth)
+
+
+# --------------------------------------------------------------------------- comparing outcomes
+#: Count metrics: compared exactly.
+COUNTS = ("market_liquidation_orders", "partial_liquidation_orders", "backstop_accounts",
+          "n_adl_accounts", "n_bankrupt_accounts", "adl_steps")
+BOOK_FIELDS = ("all_cash", "all_size", "all_entry", "cooldown", "isolated", "insurance_fund")
+_FIELD_KIND = {"all_cash": "usd", "all_size": "units", "all_entry": "price", "cooldown": "seconds",
+               "insurance_fund": "usd"}
+_HISTORY_KIND = {"mark": "price", "vault_equity": "usd", "market_liquidation_notional": "usd",
+                 "backstop_notional": "usd", "adl_notional": "usd", "n_bankrupt": "count"}
+
+
+def _kind_of_metric(name: str) -> str:
+    return "count" if name in COUNTS else "units" if name == "zero_sum_error" else "usd"
+
+
+def tolerance(case: Case, kind: str, rel: float = 1e-9) -> float:
+    """Absolute floor for a quantity: ``rel`` of the case's scale of that kind (USD, units, price, seconds)."""
+    if kind == "count":
+        return 0.0
+    if kind == "units":
+        return rel * case.size_scale
+    if kind == "price":
+        return rel * float(max(case.oracle.max(), case.bc.all_rows()[2].max()))
+    if kind == "seconds":
+        return rel * max(case.venue.cooldown, 1.0)
+    return rel * case.scale
+
+
+def compare_outcomes(case: Case, got, want, rel: float = 1e-9) -> list[str]:
+    """Every disagreement between two outcomes beyond tolerance, as readable lines ([] when they agree).
+
+    Each quantity must agree to ``rel`` relative with an absolute floor of
+    ``rel`` times the case's scale of its kind; counts must be equal. Entry
+    prices are compared where either outcome holds more than dust (a
+    position above the units floor): the entry of a 1e-13-unit position is
+    meaningless, and its USD weight ``size·entry`` is compared everywhere.
+    """
+    bad: list[str] = []
+
+    def check(name, g, w, kind, mask=None):
+        g, w = np.asarray(g, dtype=np.float64), np.asarray(w, dtype=np.float64)
+        if g.shape != w.shape:
+            bad.append(f"{name}: shape {g.shape} vs {w.shape}")
+            return
+        err = np.abs(g - w)
+        ok = err <= tolerance(case, kind, rel) + rel * np.abs(w)
+        if mask is not None:
+            ok |= ~mask
+        if not np.all(ok):
+            idx = tuple(int(i) for i in np.argwhere(~ok)[0])
+            bad.append(f"{name}{list(idx)}: {g[idx]!r} vs {w[idx]!r} (|diff| {err[idx]:.3g}; "
+                       f"{int(np.sum(~ok))} entries differ)")
+
+    for k in sorted(set(got.metrics) | set(want.metrics)):
+        if k not in got.metrics or k not in want.metrics:
+            bad.append(f"metric {k}: missing on one side")
+            continue
+        check(f"metric {k}", got.metrics[k], want.metrics[k], _kind_of_metric(k))
+    for f in BOOK_FIELDS:
+        g, w = getattr(got.book, f), getattr(want.book, f)
+        if f == "isolated":
+            if not np.array_equal(np.asarray(g), np.asarray(w)):
+                bad.append("book.isolated differs")
+        elif f == "all_entry":
+            gs = np.asarray(got.book.all_size, dtype=np.float64)
+            ws = np.asarray(want.book.all_size, dtype=np.float64)
+            held = np.maximum(np.abs(gs), np.abs(ws)) > tolerance(case, "units", rel)
+            check("book.all_entry", g, w, "price", mask=held)
+            check("book.all_size*all_entry", gs * np.asarray(g, dtype=np.float64),
+                  ws * np.asarray(w, dtype=np.float64), "usd")
+        else:
+            check(f"book.{f}", g, w, _FIELD_KIND[f])
+    if got.history is not None and want.history is not None:
+        for k in sorted(set(got.history) | set(want.history)):
+            if k not in got.history or k not in want.history:
+                bad.append(f"history {k}: missing on one side")
+                continue
+            check(f"history {k}", got.history[k], want.history[k], _HISTORY_KIND.get(k, "usd"))
+    return bad

@@ -9,24 +9,20 @@ from __future__ import annotations
 
 import numpy as np
 import jax
-import pytest
 from hypothesis import HealthCheck, assume, given, note, settings
-from hypothesis import strategies as st
 
 import adljax
 from adljax import METRICS, Paths
 
-from strategies import SHAPES, cases
+from strategies import BOOK_FIELDS, COUNTS, SHAPES, cases, compare_outcomes
 
 REL = 1e-9
-
-COUNTS = ("market_liquidation_orders", "partial_liquidation_orders", "backstop_accounts",
-          "n_adl_accounts", "n_bankrupt_accounts", "adl_steps")
 NOTIONALS = ("market_liquidation_notional", "backstop_notional", "adl_notional")
 BAD_DEBT = ("bad_debt", "bad_debt_backstop", "bad_debt_adl", "bad_debt_residual")
-BOOK_FIELDS = ("all_cash", "all_size", "all_entry", "cooldown", "isolated", "insurance_fund")
 
-SETTINGS = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+#: derandomize: the same cases every run (CI stays reproducible; a longer random run is how to hunt).
+SETTINGS = dict(deadline=None, derandomize=True,
+                suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 
 
 def metrics_np(out) -> dict[str, np.ndarray]:
@@ -42,39 +38,10 @@ def account_value(cash, size, entry, mark):
     return cash + np.sum(size * (mark[..., None, :] - entry), axis=-1)
 
 
-def metric_tol(case, name: str) -> float:
-    """Absolute tolerance (1e-9 of the case's scale) for one metric."""
-    if name in COUNTS:
-        return 0.0
-    if name == "zero_sum_error":
-        return REL * case.size_scale
-    return REL * case.scale
-
-
-def field_tol(case, field: str) -> float:
-    if field == "all_size":
-        return REL * case.size_scale
-    if field == "all_entry":
-        return REL * float(max(case.oracle.max(), case.bc.all_rows()[2].max()))
-    if field == "cooldown":
-        return REL * max(case.venue.cooldown, 1.0)
-    return REL * case.scale
-
-
-def assert_outcomes_close(case, got, want, what: str, rel: float = REL):
-    """Every metric and every book field of two outcomes agree to ``rel`` (floors tied to the case's scale)."""
-    gm, wm = metrics_np(got), metrics_np(want)
-    assert set(gm) == set(wm) == set(METRICS)
-    for k in METRICS:
-        atol = metric_tol(case, k) * rel / REL
-        np.testing.assert_allclose(gm[k], wm[k], rtol=rel, atol=atol, err_msg=f"{what}: metric {k}")
-    gb, wb = book_np(got), book_np(want)
-    for f in BOOK_FIELDS:
-        if f == "isolated":
-            np.testing.assert_array_equal(gb[f], wb[f], err_msg=f"{what}: book.{f}")
-        else:
-            np.testing.assert_allclose(gb[f].astype(np.float64), wb[f].astype(np.float64), rtol=rel,
-                                       atol=field_tol(case, f) * rel / REL, err_msg=f"{what}: book.{f}")
+def assert_outcomes_close(case, got, want, what: str):
+    """Every metric, book field and history series of two outcomes agree to 1e-9 (floors tied to the case's scale)."""
+    bad = compare_outcomes(case, got, want, REL)
+    assert not bad, f"{what}:\n" + "\n".join(bad)
 
 
 def simulate(case, dtype=np.float64, scenarios=slice(None), history=False):
@@ -139,7 +106,6 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
     assert np.all(b["cooldown"] >= 0) and np.all(b["cooldown"] <= case.venue.cooldown * (1 + rel))
     assert np.all(b["cooldown"][:, n:] == 0), "the vault and LP rows never cool down"
     np.testing.assert_array_equal(b["isolated"], np.broadcast_to(np.concatenate([bc.isolated, [False, False]]), (s, n + 2)))
-    # The vault and LP rows are never taken over: system rows' positions only change by trades.
 
     # Bad debt decomposes, every part non-negative.
     tiny = rel * scale
@@ -251,12 +217,16 @@ def _counts(out):
 def test_float32_close_to_float64_on_calm_case(case):
     """On calm paths with deep books, float32 metrics are close to float64's.
 
-    A case whose float64 decisions flip under a 1e-6 relative nudge of the
-    prices is a knife edge (float32 may legitimately decide it the other
-    way) and is skipped.
+    Only cases without knife-edge decisions compare: a case whose float64
+    counts change under a 1e-6 relative nudge of the prices is skipped, and
+    so is one with a bankrupt row (ADL of a row that takes all the opposite
+    interest of a market is a knife edge in float32, where the book is
+    zero-sum only to float32 rounding: the row is left with dust and is
+    deleveraged again a step later).
     """
     note(case.describe())
     want = simulate(case, history=True)
+    assume(np.all(metrics_np(want)["n_bankrupt_accounts"] == 0))
     for nudge in (1 + 1e-6, 1 - 1e-6):
         nudged = adljax.simulate(case.venue, case.book(), Paths(case.oracle * nudge, case.depth), dt=case.dt, history=True)
         assume(_counts(nudged) == _counts(want))

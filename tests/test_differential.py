@@ -1,0 +1,188 @@
+"""The fast engine against the reference engine, on random books × violent paths × venues.
+
+Both follow ``docs/rules.md``; in float64 they must agree to 1e-9 relative
+(with an absolute floor of 1e-9 of the case's USD, unit or price scale) on
+every metric, every account field and every history series. Counts must be
+equal. Entry prices are compared where either engine holds more than dust
+(1e-9 of the unit scale), and ``size·entry`` everywhere (see
+``strategies.compare_outcomes``).
+
+Cases: the shapes of ``strategies.SHAPES`` with the rules of
+``strategies.RULE_SETS``, plus every other meaningful rule combination on the
+middle shape. The two ``xfail(strict=True)`` tests are minimal cases of
+fast-engine disagreements found this way; they start passing (and so fail
+as XPASS) once the engine is fixed: then drop their marks.
+
+The cases must reach every stage of the waterfall often; the last test
+checks the shares over the run (``derandomize=True`` makes them
+reproducible).
+"""
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, note, settings
+from hypothesis import strategies as st
+
+import adljax
+import adljax.reference
+
+from strategies import ALL_RULES, RULE_SETS, SHAPES, BookCase, Case, cases, compare_outcomes
+
+N_EXAMPLES = 150
+MIN_SHARE = 0.15
+
+#: Rule combinations beyond RULE_SETS, run on the middle shape only (each new
+#: (shape, rules) pair compiles): every queue score with every ADL price, and
+#: pro rata with every ADL price, each with both backstops across the list.
+EXTRA_RULES = tuple(r for r in ALL_RULES if r not in RULE_SETS and (
+    r["adl_policy"] == "queue" or r["adl_score"] == "hyperliquid"))
+
+#: Per-case stage flags, filled by test_engine_matches_reference, checked by test_zz_stage_coverage.
+STAGES: list[dict[str, bool]] = []
+#: Cases that disagreed (then hypothesis shrinks, and the shares no longer describe the drawn cases).
+DISAGREED: list[int] = []
+
+
+def _reference_ready() -> bool:
+    """False while ``adljax.reference.simulate`` still raises NotImplementedError."""
+    book = adljax.Book.from_accounts([100.0], [[1.0]], [[100.0]], lp_size=[-1.0], lp_entry=[100.0], lp_cash=1e4)
+    paths = adljax.Paths(np.full((1, 2, 1), 100.0), np.full((1, 2, 1), 1e6))
+    try:
+        adljax.reference.simulate(adljax.venues.hyperliquid(), book, paths)
+    except NotImplementedError:
+        return False
+    except Exception:  # written but failing: let the tests run and show the error
+        return True
+    return True
+
+
+def _np(x) -> np.ndarray:
+    return np.asarray(x, dtype=np.float64)
+
+
+def _run_both(case):
+    book, paths = case.book(), case.paths()
+    fast = adljax.simulate(case.venue, book, paths, dt=case.dt, history=True)
+    ref = adljax.reference.simulate(case.venue, book, paths, dt=case.dt, history=True)
+    return fast, ref
+
+
+def _dust_hint(case, fast, ref) -> str:
+    """Triage help: rows left holding dust (0 < |size| ≤ 1e-9 of the unit scale) at the end, per engine.
+
+    Dust comes from rounding (an ADL pool where Q ≈ C); a row holding dust
+    at AV ≈ 0 makes knife-edge decisions (is it liquidatable, bankrupt?).
+    """
+    lim = 1e-9 * case.size_scale
+    out = []
+    for name, o in (("fast", fast), ("reference", ref)):
+        size = np.abs(_np(o.book.all_size))
+        dust = np.argwhere((size > 0) & (size <= lim))
+        if len(dust):
+            out.append(f"{name} holds dust at [scenario, row, market] {dust.tolist()[:6]}")
+    return ("\n" + "\n".join(out)) if out else ""
+
+
+def _stage_flags(case, m) -> dict[str, bool]:
+    return {
+        "market liquidation": bool(np.any(_np(m["market_liquidation_orders"]) > 0)),
+        "partial liquidation with cooldown": bool(np.any(_np(m["partial_liquidation_orders"]) > 0)
+                                                  and case.venue.cooldown > case.dt),
+        "backstop takeover": bool(np.any(_np(m["backstop_accounts"]) > 0)),
+        "ADL": bool(np.any(_np(m["adl_notional"]) > 0)),
+    }
+
+
+needs_reference = pytest.mark.skipif(not _reference_ready(), reason="adljax.reference.simulate is not written yet")
+
+DIFF_CASES = st.one_of(
+    cases(shapes=SHAPES, n_scenarios=3, rules=RULE_SETS),
+    cases(shapes=(SHAPES[1],), n_scenarios=3, rules=EXTRA_RULES),
+)
+
+
+@needs_reference
+@settings(max_examples=N_EXAMPLES, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(DIFF_CASES)
+def test_engine_matches_reference(case):
+    note(case.describe())
+    fast, ref = _run_both(case)
+    note("fast: " + repr({k: _np(v).tolist() for k, v in fast.metrics.items()}))
+    note("reference: " + repr({k: _np(v).tolist() for k, v in ref.metrics.items()}))
+    STAGES.append(_stage_flags(case, ref.metrics))
+    bad = compare_outcomes(case, fast, ref)
+    if bad:
+        DISAGREED.append(len(STAGES))
+    assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad) + _dust_hint(case, fast, ref)
+
+
+@needs_reference
+@pytest.mark.xfail(strict=True, reason=(
+    "fast engine under jit: the trader's size after a partial fill is rounded differently from the LP's "
+    "(fused multiply-add), so ADL leaves the trader 1.2e-10 units of dust and it sends an extra order"))
+def test_trader_closed_by_adl_is_flat():
+    """Found by test_engine_matches_reference (shrunk by hand): one long, the LP short, a 10 % gap.
+
+    Step 1 sends a partial order (notional > $100k) that fills 80 %; step 2
+    the row is bankrupt and ADL closes it against the LP, whose short is
+    exactly as large (every fill is a trade of ``q`` and ``−q``). Per
+    docs/rules.md the row ends flat with 2 orders sent (the reference, and
+    the fast engine under ``jax.disable_jit``); the jitted fast engine keeps
+    1.16e-10 units, sends a 3rd order for them, and reports
+    ``zero_sum_error`` 1.16e-10.
+    """
+    s = 697830.5848598663
+    bc = BookCase(cash=np.array([99690.083551409465]), size=np.array([[s]]), entry=np.array([[1.0]]),
+                  isolated=np.array([False]), vault_cash=0.0, vault_size=np.zeros(1), vault_entry=np.zeros(1),
+                  lp_cash=0.0, lp_size=np.array([-s]), lp_entry=np.array([1.0]), start=np.array([1.0]))
+    case = Case(venue=adljax.venues.hyperliquid(max_leverage=7.0, cooldown=0.0, slippage=0.0, impact=0.5, backstop="none"),
+                dt=0.5, bc=bc, oracle=np.array([[[1.0], [0.8984375], [0.8984375], [0.8984375]]]),
+                depth=np.full((1, 4, 1), 1e5))
+    fast, ref = _run_both(case)
+    assert float(ref.metrics["market_liquidation_orders"][0]) == 2.0
+    assert np.all(np.asarray(ref.book.all_size) == 0.0)
+    bad = compare_outcomes(case, fast, ref)
+    assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)
+
+
+@needs_reference
+@pytest.mark.xfail(strict=True, reason=(
+    "fast engine's queue allocation: when ADL takes every candidate's whole position, the last one "
+    "closes w·((need − Σ earlier)/w) ≠ w and keeps 4.6e-13 units, deleveraged again the next step"))
+def test_queue_takes_whole_positions_when_all_are_needed():
+    """Found by a longer random run of test_engine_matches_reference (shrunk by hand).
+
+    The vault (short a + b + 50 000 at 1.0, cash 10) goes bankrupt at 1.01;
+    the only candidates are two longs a and b (the LP's long is under
+    water). ``M = min(Q, C) = a + b``: per docs/rules.md both close their
+    whole positions and ADL happens in one step (the reference). The fast
+    engine gives the second one ``(a + b) − a = 1066.2139100260065`` of its
+    ``1066.213910026007`` units, and deleverages the 4.6e-13 left a step
+    later: ``adl_steps`` 2 instead of 1 (also under ``jax.disable_jit``).
+    """
+    a, b, lp = 14583.393924964535, 1066.213910026007, 50000.0
+    bc = BookCase(cash=np.array([1e4, 1e3]), size=np.array([[a], [b]]), entry=np.array([[1.0], [1.0]]),
+                  isolated=np.array([False, False]), vault_cash=10.0, vault_size=np.array([-(a + b + lp)]),
+                  vault_entry=np.array([1.0]), lp_cash=0.0, lp_size=np.array([lp]), lp_entry=np.array([1.05]),
+                  start=np.array([1.0]))
+    case = Case(venue=adljax.venues.hyperliquid(backstop="none"), dt=1.0, bc=bc,
+                oracle=np.array([[[1.0], [1.01], [1.01]]]), depth=np.full((1, 3, 1), 1e6))
+    fast, ref = _run_both(case)
+    assert float(ref.metrics["adl_steps"][0]) == 1.0
+    bad = compare_outcomes(case, fast, ref)
+    assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)
+
+
+@needs_reference
+def test_zz_stage_coverage():
+    """The drawn cases reach every stage of the waterfall in a good share of cases."""
+    if DISAGREED:
+        pytest.skip("test_engine_matches_reference failed: the shares would include its shrunk cases")
+    if len(STAGES) < N_EXAMPLES:
+        pytest.skip(f"test_engine_matches_reference ran {len(STAGES)} of {N_EXAMPLES} cases (deselected?)")
+    shares = {k: float(np.mean([f[k] for f in STAGES])) for k in STAGES[0]}
+    print("stage coverage over", len(STAGES), "cases:", {k: round(v, 3) for k, v in shares.items()})
+    low = {k: v for k, v in shares.items() if v < MIN_SHARE}
+    assert not low, f"stages reached in under {MIN_SHARE:.0%} of {len(STAGES)} cases: {low} (all: {shares})"
