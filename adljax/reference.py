@@ -45,6 +45,9 @@ ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
 ADL_PRICES = ("previous_mark", "bankruptcy", "mark")
 BACKSTOPS = ("vault", "insurance", "none")
 COOLDOWN_MODES = ("whole", "wait")
+#: An ADL pool whose bankrupt quantity and counterparty capacity differ by less than this
+#: (relative) is matched whole on both sides: the difference is rounding, not a position.
+POOL_TOLERANCE = 1e-12
 
 __all__ = ["simulate", "step", "trade", "account_value", "notional", "maintenance_requirement",
            "clock_and_mark", "margin_check", "market_liquidation", "fill_side", "backstop",
@@ -696,8 +699,10 @@ def close_against_counterparties(state: State, m: list[float], bankrupt: list[in
                 continue
             q_pool = sum(abs(pre_size[r][a]) for r in pool)
             capacity = sum(cap for _, cap, _ in takers)
-            matched = min(q_pool, capacity)
-            f = matched / q_pool
+            # Dust rule: sides equal but for rounding are matched whole on both sides.
+            whole = abs(capacity - q_pool) <= POOL_TOLERANCE * max(q_pool, capacity)
+            matched = q_pool if whole else min(q_pool, capacity)
+            f = 1.0 if whole else matched / q_pool
 
             # The bankrupt side closes the fraction f at its own ADL prices.
             closed = {r: f * pre_size[r][a] for r in pool}
@@ -711,7 +716,9 @@ def close_against_counterparties(state: State, m: list[float], bankrupt: list[in
             else:
                 pool_price = prices[pool[0], a]  # previous_mark or mark: the same for every row
 
-            if cfg.adl_policy == "queue":
+            if whole:
+                units = {r: cap for r, cap, _ in takers}
+            elif cfg.adl_policy == "queue":
                 units = queue_allocation(takers, matched)
             elif cfg.adl_policy == "random_order":
                 units = random_order_allocation(takers, matched, start, R)
@@ -728,6 +735,12 @@ def close_against_counterparties(state: State, m: list[float], bankrupt: list[in
                 tally.adl_notional += u * m[a]
                 report.adl_notional += u * m[a]
                 any_fill = True
+    if cfg.adl_price == "bankruptcy":
+        # "the price that leaves the bankrupt account at exactly 0": a bankrupt row closed
+        # whole is set to exactly 0 rather than to 0 ± rounding.
+        for r in bankrupt:
+            if not has_position(state, r):
+                state.cash[r] = 0.0
     return any_fill
 
 

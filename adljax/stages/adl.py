@@ -23,6 +23,11 @@ from .margin import has_position
 from .queue import take_from_top
 
 
+#: Relative difference under which an ADL pool's bankrupt quantity and its counterparties'
+#: capacity count as equal (rounding), per dtype.
+POOL_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
+
+
 @pytree
 class Report:
     """Stage 4 report (one scenario). ``deleveraged`` and ``bankrupt`` are [R] bool."""
@@ -139,9 +144,16 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     cap_short = jnp.where(cand, jnp.maximum(-size, 0.0), 0.0)   # serves bankrupt longs
     cap_long = jnp.where(cand, jnp.maximum(size, 0.0), 0.0)     # serves bankrupt shorts
     q_long, q_short = jnp.sum(long_b, axis=1), jnp.sum(short_b, axis=1)
-    matched_long = jnp.minimum(q_long, jnp.sum(cap_short, axis=1))
-    matched_short = jnp.minimum(q_short, jnp.sum(cap_long, axis=1))
-    f_long, f_short = _ratio(matched_long, q_long), _ratio(matched_short, q_short)
+    c_long, c_short = jnp.sum(cap_short, axis=1), jnp.sum(cap_long, axis=1)
+    # A pool whose two sides are equal but for rounding is matched whole on both sides,
+    # so that no row is left holding dust (docs/rules.md, "dust").
+    tol = POOL_TOLERANCE[jnp.dtype(m.dtype).name]
+    whole_long = jnp.abs(c_long - q_long) <= tol * jnp.maximum(q_long, c_long)
+    whole_short = jnp.abs(c_short - q_short) <= tol * jnp.maximum(q_short, c_short)
+    matched_long = jnp.where(whole_long, q_long, jnp.minimum(q_long, c_long))
+    matched_short = jnp.where(whole_short, q_short, jnp.minimum(q_short, c_short))
+    f_long = jnp.where(whole_long, 1.0, _ratio(matched_long, q_long))
+    f_short = jnp.where(whole_short, 1.0, _ratio(matched_short, q_short))
     closed_b = jnp.where(bankrupt, size * jnp.where(size > 0, f_long[:, None], f_short[:, None]), 0.0)
 
     # ADL price of each bankrupt position.
@@ -168,14 +180,18 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         scores = jnp.broadcast_to(random_order_score(av.shape[-1], market.adl_start, m.dtype), size.shape)
     else:
         scores = None
-    take_short = _allocate(rules, scores, cap_short, matched_long)
-    take_long = _allocate(rules, scores, cap_long, matched_short)
+    take_short = jnp.where(whole_long[:, None], cap_short, _allocate(rules, scores, cap_short, matched_long))
+    take_long = jnp.where(whole_short[:, None], cap_long, _allocate(rules, scores, cap_long, matched_short))
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c
     price = jnp.where(bankrupt, p_b, jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None]))
     new_size, new_entry, dcash = reduce_position(size, entry, closed, price)
     cash = book.all_cash + jnp.sum(dcash, axis=0)
+    if rules.adl_price == "bankruptcy":
+        # Closed whole at its bankruptcy price, a bankrupt row is at exactly 0 (not ±rounding).
+        flat = bankrupt & ~jnp.any(new_size != 0, axis=0)
+        cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 
     return new_book, _report(book, new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size))

@@ -53,4 +53,6 @@ def take_from_top(score: Array, weight: Array, need: Array) -> Array:
     tied_total = jnp.sum(tied, axis=-1)
     share = jnp.where(tied_total > 0, jnp.clip(rest / jnp.where(tied_total > 0, tied_total, 1.0), 0.0, 1.0), 0.0)
     taken = full + tied * share[..., None]
+    # When the need covers every candidate, each closes exactly its whole position.
+    taken = jnp.where((need >= jnp.sum(weight, axis=-1))[..., None], weight, taken)
     return jnp.where(need[..., None] > 0, taken, 0.0)
