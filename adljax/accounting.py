@@ -24,6 +24,16 @@ def maintenance(size: Array, mark: Array, mm: Array) -> Array:
     return jnp.sum(jnp.abs(size) * (mark * mm)[:, None], axis=0)
 
 
+#: Dust: a trade that would leave at most this share of the row's position
+#: (``|size + q| ≤ DUST·|size|``) closes the position exactly instead; such a
+#: remainder can only be rounding (docs/rules.md, "Dust"). Per dtype name.
+DUST = {"float64": 1e-12, "float32": 1e-5}
+
+
+def _dust(size: Array) -> float:
+    return DUST[jnp.dtype(size.dtype).name]
+
+
 def trade(size: Array, entry: Array, q: Array, price: Array) -> tuple[Array, Array, Array]:
     """A row trading ``q`` units at ``price`` (elementwise; ``q > 0`` buys).
 
@@ -31,7 +41,10 @@ def trade(size: Array, entry: Array, q: Array, price: Array) -> tuple[Array, Arr
     opens the rest at ``price``; the entry of an enlarged position is the
     size-weighted average. Returns ``(new_size, new_entry, cash_delta)``.
     Changes the row's value at any mark ``m`` by exactly ``q·(m − price)``.
+    A trade that would leave dust (see :data:`DUST`) closes the position
+    exactly: ``q`` becomes ``−size``.
     """
+    q = jnp.where(jnp.abs(size + q) <= _dust(size) * jnp.abs(size), -size, q)
     opposite = size * q < 0
     closed = jnp.where(opposite, jnp.sign(size) * jnp.minimum(jnp.abs(q), jnp.abs(size)), 0.0)
     cash_delta = closed * (price - entry)
@@ -52,7 +65,9 @@ def reduce_position(size: Array, entry: Array, closed: Array, price: Array) -> t
 
     The special case of :func:`trade` with ``q = −closed`` that every trader
     row meets (liquidation, ADL): no averaging, so no division. Returns
-    ``(new_size, new_entry, cash_delta)``.
+    ``(new_size, new_entry, cash_delta)``. A close that would leave dust
+    (see :data:`DUST`) closes the whole position.
     """
+    closed = jnp.where(jnp.abs(size - closed) <= _dust(size) * jnp.abs(size), size, closed)
     new_size = size - closed
     return new_size, jnp.where(new_size == 0, 0.0, entry), closed * (price - entry)

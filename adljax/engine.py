@@ -69,17 +69,20 @@ def adl_starts(keys: Array, t: Array, n_rows: int) -> Array:
 def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
-    ``inputs`` is ``(t, oracle [S, A], depth [S, A])`` of this step; ``keys`` [S] one key a scenario.
+    ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)`` of this step; ``keys`` [S] one key a scenario.
     Only the margin check runs every step; each later stage runs (for the
     whole batch) only in steps where some scenario needs it, and so does the
     conservation check, since a step in which no stage ran cannot move value.
     """
-    t, oracle, depth = inputs
+    t, oracle, depth, funding = inputs
     book = carry.book
     dt = params.dt
     book = book.replace(cooldown=jnp.maximum(book.cooldown - dt, 0.0))
     impact = carry.impact * jnp.exp2(-dt / params.impact_half_life)
     mark = oracle * jnp.exp(impact)
+    if funding is not None:  # every position pays size·mark·rate (zero-sum per market)
+        paid = jnp.sum(book.size_am * (mark * funding)[:, :, None], axis=1)
+        book = book.replace(all_cash=book.all_cash - paid)
     n_rows = book.all_cash.shape[-1]
     start = adl_starts(keys, t, n_rows) if rules.adl_policy == "random_order" else jnp.zeros(oracle.shape[0], jnp.int32)
     mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth, adl_start=start)
@@ -185,11 +188,13 @@ def _finish(carry: Carry, vault_av0: Array) -> dict[str, Array]:
 
 
 @partial(jax.jit, static_argnames=("rules", "history"))
-def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, *, rules: Rules, history: bool = False):
-    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth`` [S, T, A], ``keys`` [S] → (final book, metrics, history)."""
+def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None = None, *,
+        rules: Rules, history: bool = False):
+    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S] → (final book, metrics, history)."""
     carry = _init(book, oracle[:, 0])
     vault_av0 = carry.acc["vault_equity_min"]
-    xs = (jnp.arange(oracle.shape[1]), jnp.swapaxes(oracle, 0, 1), jnp.swapaxes(depth, 0, 1))
+    time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
+    xs = (jnp.arange(oracle.shape[1]), time_major(oracle), time_major(depth), time_major(funding))
 
     def body(c, x):
         c, h = step(c, x, params, rules, keys)
@@ -222,30 +227,39 @@ def prepare(venue: Venue, book: Book, paths: Paths, dt: float):
     return params, book, paths.astype(dtype)
 
 
-def scenario_keys(key, n_scenarios: int) -> Array:
-    """[S] keys, one a scenario: ``jax.random.split(key, S)`` (``key(0)`` when ``key`` is None)."""
+def scenario_keys(key, n_scenarios: int, first_scenario: int = 0) -> Array:
+    """[S] keys, one a scenario: scenario ``i`` gets ``fold_in(key, first_scenario + i)``.
+
+    A scenario's key depends on its index only, never on the batch it runs
+    in, so a study run in chunks draws what it draws in one piece.
+    ``key=None`` means ``jax.random.key(0)``.
+    """
     if key is None:
         key = jax.random.key(0)
     if not (hasattr(key, "dtype") and jnp.issubdtype(key.dtype, jax.dtypes.prng_key)):
         raise InputError("key: expected a new-style key from jax.random.key(seed)")
-    return jax.random.split(key, n_scenarios)
+    idx = first_scenario + jnp.arange(n_scenarios)
+    return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
 
 
 def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
-             history: bool = False) -> Outcome:
+             history: bool = False, first_scenario: int = 0) -> Outcome:
     """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
 
     Args:
       venue: rules and numbers, e.g. ``adljax.venues.hyperliquid()``.
       book: the starting :class:`Book` (one book for every scenario, or a
         batch of books with a leading axis S).
-      paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A].
+      paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A] (and
+        optionally ``funding``).
       dt: seconds per step (> 0).
       key: ``jax.random.key`` for policies that draw (``random_order``);
-        scenario ``i`` uses ``jax.random.split(key, S)[i]``, so a scenario's
-        draws do not depend on the batch it runs in when the same split
-        is used. ``None`` means ``jax.random.key(0)``.
+        scenario ``i`` uses ``jax.random.fold_in(key, first_scenario + i)``,
+        so its draws do not depend on the batch it runs in. ``None`` means
+        ``jax.random.key(0)``.
       history: also return per-step series (memory grows with T).
+      first_scenario: the index of ``paths``' first scenario in a larger
+        study run in chunks (only the keys depend on it).
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of
       :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
@@ -254,6 +268,7 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
       InputError: naming the field, for any malformed input.
     """
     params, book_b, paths = prepare(venue, book, paths, dt)
-    keys = scenario_keys(key, paths.n_scenarios)
-    final, metrics, hist = run(params, book_b, paths.oracle, paths.depth, keys, rules=venue.rules, history=history)
+    keys = scenario_keys(key, paths.n_scenarios, first_scenario)
+    final, metrics, hist = run(params, book_b, paths.oracle, paths.depth, keys, paths.funding,
+                               rules=venue.rules, history=history)
     return Outcome(book=final, metrics=metrics, history=hist)

@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 from jax import Array
 
 from ._pytree import pytree
-from .errors import InputError, check_positive
+from .errors import InputError, as_host, check_finite, check_positive
 
 
 @pytree
@@ -17,10 +18,15 @@ class Paths:
       oracle: [S, T, A] oracle (index) price, USD per unit, > 0.
       depth: [S, T, A] USD notional the book absorbs on each side in one step
         (the liquidation orders of a step fill pro-rata up to it), ≥ 0.
+      funding: optional [S, T, A] funding rate of each step, as a fraction
+        of notional: every position pays ``size·mark·funding`` of cash at the
+        start of the step (longs pay shorts when positive). Zero-sum within
+        each market. ``None`` (the default) means no funding.
     """
 
     oracle: Array
     depth: Array
+    funding: Array | None = None
 
     @property
     def n_scenarios(self) -> int:
@@ -50,6 +56,19 @@ class Paths:
             raise InputError(f"paths.oracle: has {a} markets but the book has {n_markets}")
         check_positive("paths.oracle", self.oracle)
         check_positive("paths.depth", self.depth, allow_zero=True)
+        if self.funding is not None:
+            if np.shape(self.funding) != np.shape(self.oracle):
+                raise InputError(f"paths.funding: shape {tuple(np.shape(self.funding))} does not match paths.oracle {tuple(np.shape(self.oracle))}")
+            check_finite("paths.funding", self.funding)
+            h = as_host(self.funding)
+            if h is not None and np.any(np.abs(h) >= 1):
+                idx = tuple(int(i) for i in np.argwhere(np.abs(h) >= 1)[0])
+                raise InputError(f"paths.funding: rate {h[idx]!r} at index {idx} is a fraction of notional per step and must be in (-1, 1)")
 
     def astype(self, dtype) -> "Paths":
-        return Paths(oracle=jnp.asarray(self.oracle, dtype), depth=jnp.asarray(self.depth, dtype))
+        funding = None if self.funding is None else jnp.asarray(self.funding, dtype)
+        return Paths(oracle=jnp.asarray(self.oracle, dtype), depth=jnp.asarray(self.depth, dtype), funding=funding)
+
+    def scenarios(self, first: int, n: int) -> "Paths":
+        """Scenarios ``[first, first + n)`` of these paths."""
+        return jax.tree_util.tree_map(lambda x: x[first:first + n], self)

@@ -48,6 +48,8 @@ COOLDOWN_MODES = ("whole", "wait")
 #: An ADL pool whose bankrupt quantity and counterparty capacity differ by less than this
 #: (relative) is matched whole on both sides: the difference is rounding, not a position.
 POOL_TOLERANCE = 1e-12
+#: docs/rules.md, "Dust": a trade leaving at most this share of a position closes it.
+DUST = 1e-12
 
 __all__ = ["simulate", "step", "trade", "account_value", "notional", "maintenance_requirement",
            "clock_and_mark", "margin_check", "market_liquidation", "fill_side", "backstop",
@@ -174,6 +176,10 @@ def trade(size: float, entry: float, cash: float, q: float, p: float) -> tuple[f
     At mark ``m`` the row's account value changes by exactly ``q·(m − p)``.
     """
     s, e, c = float(size), float(entry), float(cash)
+    if abs(s + q) <= DUST * abs(s):
+        # Dust: "a trade that would leave at most DUST of the row's position
+        # closes it exactly" -- such a remainder can only be rounding.
+        q = -s
     if s * q < 0:
         x = math.copysign(min(abs(q), abs(s)), s)
     else:
@@ -787,14 +793,23 @@ def socialize(state: State, m: list[float], bankrupt: list[int], av: list[float]
 # One step
 # ---------------------------------------------------------------------------
 
+def pay_funding(state: State, m: list[float], funding_t: list[float]) -> None:
+    """Stage 0, funding: "every position pays ``size·m·funding[t,a]`` of cash" (longs pay shorts when positive)."""
+    for r in range(state.n_rows):
+        for a in range(state.n_markets):
+            state.cash[r] -= state.size[r][a] * m[a] * funding_t[a]
+
+
 def step(state: State, oracle_t: list[float], depth_t: list[float], cfg: Settings, tally: Tally,
-         adl_start: int = 0) -> StepReport:
+         adl_start: int = 0, funding_t: list[float] | None = None) -> StepReport:
     """One step of length ``dt``: stages 0–5 of ``docs/rules.md`` in order, then the step's bookkeeping.
 
     ``adl_start`` is the step's first row for the ``random_order`` ADL policy.
     Stage 5 rule: "``prev_mark ← m``."
     """
     m = clock_and_mark(state, oracle_t, cfg)                                # 0
+    if funding_t is not None:
+        pay_funding(state, m, funding_t)
     report = StepReport(mark=m)
     liquidatable = margin_check(state, m, cfg)                              # 1
     market_liquidation(state, m, depth_t, liquidatable, cfg, tally, report)  # 2
@@ -853,16 +868,16 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
     )
 
 
-def adl_starts(key, n_scenarios: int, n_steps: int, n_rows: int) -> list[list[int]]:
+def adl_starts(key, n_scenarios: int, n_steps: int, n_rows: int, first_scenario: int = 0) -> list[list[int]]:
     """The ``random_order`` policy's first row of every scenario and step.
 
     Rule: "``start = randint(fold_in(key_s, t), 0, R)`` with
-    ``key_s = split(key, S)[s]`` (the same start for every market of the
+    ``key_s = fold_in(key, first_scenario + s)`` (the same start for every market of the
     step)". ``key=None`` means ``jax.random.key(0)``.
     """
     import jax
 
-    keys = jax.random.split(key, n_scenarios)
+    keys = [jax.random.fold_in(key, first_scenario + s) for s in range(n_scenarios)]
     return [[int(jax.random.randint(jax.random.fold_in(keys[s], t), (), 0, n_rows)) for t in range(n_steps)]
             for s in range(n_scenarios)]
 
@@ -919,7 +934,8 @@ def _books_per_scenario(book: Book, n_scenarios: int) -> list[dict[str, np.ndarr
     return [fields] * n_scenarios
 
 
-def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=None, history: bool = False) -> Outcome:
+def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=None, history: bool = False,
+             first_scenario: int = 0) -> Outcome:
     """Run the waterfall over every scenario, event by event (the readable twin of :func:`adljax.simulate`).
 
     Args:
@@ -929,8 +945,9 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
       paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A].
       dt: seconds per step.
       key: ``jax.random.key`` for the ``random_order`` ADL policy; scenario
-        ``s`` uses ``jax.random.split(key, S)[s]``. ``None`` means ``jax.random.key(0)``.
+        ``s`` uses ``jax.random.fold_in(key, first_scenario + s)``. ``None`` means ``jax.random.key(0)``.
       history: also return the per-step series of ``adljax.outcome.HISTORY``.
+      first_scenario: index of the first scenario in a study run in chunks.
 
     Returns:
       :class:`Outcome` with the final books ([S, ...] float64 arrays), the
@@ -947,16 +964,18 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
     paths.validate(book.n_markets)
     oracle = _host("paths.oracle", paths.oracle)
     depth = _host("paths.depth", paths.depth)
+    funding = None if paths.funding is None else _host("paths.funding", paths.funding)
     S, T, A = oracle.shape
     cfg = settings_of(venue, A, dt)
     key = _check_key(key)
     books = _books_per_scenario(book, S)
     R = books[0]["all_cash"].shape[0]
-    starts = adl_starts(key, S, T, R) if cfg.adl_policy == "random_order" else [[0] * T for _ in range(S)]
+    starts = adl_starts(key, S, T, R, first_scenario) if cfg.adl_policy == "random_order" else [[0] * T for _ in range(S)]
 
     finals, metrics, histories = [], [], []
     for s in range(S):
-        state, tally, reports = run_scenario(books[s], oracle[s], depth[s], cfg, starts[s])
+        state, tally, reports = run_scenario(books[s], oracle[s], depth[s], cfg, starts[s],
+                                             None if funding is None else funding[s])
         finals.append(state)
         metrics.append(report_metrics(state, tally, reports[-1].mark))
         histories.append(reports)
@@ -980,7 +999,8 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
 
 
 def run_scenario(book: dict[str, np.ndarray], oracle: np.ndarray, depth: np.ndarray,
-                 cfg: Settings, starts: list[int]) -> tuple[State, Tally, list[StepReport]]:
+                 cfg: Settings, starts: list[int], funding: np.ndarray | None = None
+                 ) -> tuple[State, Tally, list[StepReport]]:
     """One scenario: the start state, then :func:`step` for every ``t`` (``starts``: see :func:`adl_starts`)."""
     R = book["all_cash"].shape[0]
     A = oracle.shape[1]
@@ -1003,7 +1023,8 @@ def run_scenario(book: dict[str, np.ndarray], oracle: np.ndarray, depth: np.ndar
     for t in range(oracle.shape[0]):
         oracle_t = [float(x) for x in oracle[t]]
         depth_t = [float(x) for x in depth[t]]
-        reports.append(step(state, oracle_t, depth_t, cfg, tally, starts[t]))
+        funding_t = None if funding is None else [float(x) for x in funding[t]]
+        reports.append(step(state, oracle_t, depth_t, cfg, tally, starts[t], funding_t))
     return state, tally, reports
 
 

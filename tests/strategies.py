@@ -42,6 +42,10 @@ RULE_SETS = (
     dict(adl_policy="queue", adl_score="pnl", adl_price="mark", backstop="vault"),
     dict(adl_policy="pro_rata", adl_score="hyperliquid", adl_price="previous_mark", backstop="none"),
     dict(adl_policy="queue", adl_score="bitmex", adl_price="mark", backstop="vault"),
+    dict(adl_policy="random_order", adl_score="hyperliquid", adl_price="bankruptcy", backstop="insurance"),
+    dict(adl_policy="socialized", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault"),
+    dict(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark", backstop="insurance",
+         cooldown_mode="wait"),
 )
 
 DTS = (0.5, 1.0, 7.0)
@@ -82,6 +86,7 @@ class BookCase:
     lp_size: np.ndarray     # [A]
     lp_entry: np.ndarray
     start: np.ndarray       # [A] start prices (= oracle at step 0)
+    insurance_fund: float = 0.0
 
     @property
     def n_accounts(self) -> int:
@@ -95,7 +100,7 @@ class BookCase:
         return Book.from_accounts(
             self.cash, self.size, self.entry, vault_cash=self.vault_cash, vault_size=self.vault_size,
             vault_entry=self.vault_entry, lp_cash=self.lp_cash, lp_size=self.lp_size,
-            lp_entry=self.lp_entry, isolated=self.isolated, dtype=dtype)
+            lp_entry=self.lp_entry, isolated=self.isolated, insurance_fund=self.insurance_fund, dtype=dtype)
 
     def all_rows(self):
         """(cash [R], size [R, A], entry [R, A]) with the vault and LP rows, float64."""
@@ -109,7 +114,7 @@ class BookCase:
             return (f"BookCase(cash={self.cash!r}, size={self.size!r}, entry={self.entry!r}, "
                     f"isolated={self.isolated!r}, vault_cash={self.vault_cash!r}, vault_size={self.vault_size!r}, "
                     f"vault_entry={self.vault_entry!r}, lp_cash={self.lp_cash!r}, lp_size={self.lp_size!r}, "
-                    f"lp_entry={self.lp_entry!r}, start={self.start!r})")
+                    f"lp_entry={self.lp_entry!r}, start={self.start!r}, insurance_fund={self.insurance_fund!r})")
 
 
 @st.composite
@@ -192,9 +197,11 @@ def books(draw, n_markets: int | None = None, n_accounts: int | None = None, *,
     lp_kind = draw(st.sampled_from(["zero", "thin", "margined", "deep"]))
     lp_cash = {"zero": 0.0, "thin": 0.02 * lp_ntl, "margined": 0.3 * lp_ntl, "deep": 1e8}[lp_kind]
     lp_cash -= float(np.sum(lp_size * (p0 - lp_entry))) if lp_kind != "zero" else 0.0
+    fund = draw(st.sampled_from(["zero", "small", "large"]).flatmap(
+        lambda k: {"zero": st.just(0.0), "small": _log_uniform(10.0, 1e4), "large": _log_uniform(1e5, 1e8)}[k]))
     return BookCase(cash=cash, size=size, entry=entry, isolated=isolated, vault_cash=float(vault_cash),
                     vault_size=vault_size, vault_entry=vault_entry, lp_cash=float(lp_cash), lp_size=lp_size,
-                    lp_entry=lp_entry, start=p0)
+                    lp_entry=lp_entry, start=p0, insurance_fund=float(fund))
 
 
 # --------------------------------------------------------------------------- paths
@@ -299,6 +306,8 @@ def venues(draw, n_markets: int, *, rules=RULE_SETS, calm: bool = False):
         partial_fraction=draw(st.sampled_from([0.2, 0.2, 0.5])),
         cooldown=draw(st.sampled_from(COOLDOWNS + (30.0,))),
         backstop_ratio=draw(st.sampled_from([2.0 / 3.0, 2.0 / 3.0, 0.3, 1.0])),
+        liquidation_fee=draw(st.sampled_from([0.0, 0.0, 0.005, 0.0125])),
+        vault_unwind=draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])),
     )
     overrides.update(draw(st.sampled_from(rules)))
     dt = draw(st.sampled_from(DTS))
@@ -313,12 +322,14 @@ class Case:
     bc: BookCase
     oracle: np.ndarray  # [S, T, A]
     depth: np.ndarray
+    funding: np.ndarray | None = None  # [S, T, A] rate per step (zeros in half the cases)
 
     def book(self, dtype=np.float64) -> Book:
         return self.bc.book(dtype)
 
     def paths(self, dtype=np.float64, scenarios=slice(None)) -> Paths:
-        return Paths(np.asarray(self.oracle[scenarios], dtype), np.asarray(self.depth[scenarios], dtype))
+        funding = None if self.funding is None else np.asarray(self.funding[scenarios], dtype)
+        return Paths(np.asarray(self.oracle[scenarios], dtype), np.asarray(self.depth[scenarios], dtype), funding)
 
     @property
     def scale(self) -> float:
@@ -335,7 +346,7 @@ class Case:
     def describe(self) -> str:
         with np.printoptions(precision=17, linewidth=200, threshold=10_000):
             return (f"venue={self.venue!r}\ndt={self.dt!r}\n{self.bc.describe()}\n"
-                    f"oracle={self.oracle!r}\ndepth={self.depth!r}")
+                    f"oracle={self.oracle!r}\ndepth={self.depth!r}\nfunding={self.funding!r}")
 
 
 @st.composite
@@ -346,7 +357,11 @@ def cases(draw, shapes=SHAPES, n_scenarios: int | tuple = (1, 2, 3), rules=RULE_
     venue, dt = draw(venues(a, rules=rules, calm=calm))
     bc = draw(books(a, n, max_leverage=venue.max_leverage, vault_positions=not calm))
     oracle, depth = draw(paths(bc.start, t, s, calm=calm))
-    return Case(venue=venue, dt=dt, bc=bc, oracle=oracle, depth=depth)
+    # Funding: always an array (a None would compile the engine again), zero in half the cases;
+    # otherwise a rate per market of up to 0.5 % of notional a step, either sign.
+    rates = [draw(st.just(0.0) | st.floats(-0.005, 0.005)) for _ in range(a)]
+    funding = np.broadcast_to(np.asarray(rates), oracle.shape).copy()
+    return Case(venue=venue, dt=dt, bc=bc, oracle=oracle, depth=depth, funding=funding)
 
 
 # --------------------------------------------------------------------------- comparing outcomes

@@ -1,5 +1,6 @@
 """Every ADL policy, fill price and backstop mode on hand-worked books (fast engine, no-jit and reference)."""
 import jax
+import jax.numpy as jnp
 import numpy as np
 import pytest
 
@@ -48,11 +49,11 @@ def test_insurance_fund_pays_first_then_adl_takes_the_rest(sim):
 
 def test_dydx_random_order_from_the_key(sim):
     # Rows in index order from a pseudo-random start (wrapping), each closing up to its whole
-    # position. The start is randint(fold_in(split(key, S)[0], t=1), 0, R) by docs/rules.md.
+    # position. The start is randint(fold_in(fold_in(key, 0), t=1), 0, R) by docs/rules.md.
     key = jax.random.key(7)
     book = _adl_book()
     r = book.all_cash.shape[-1]                  # 6 traders + vault + LP = 8
-    start = int(jax.random.randint(jax.random.fold_in(jax.random.split(key, 1)[0], 1), (), 0, r))
+    start = int(jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, 0), 1), (), 0, r))
     shorts = {1: 5.0, 2: 10.0, 3: 15.0}
     need, expect = 20.0, {}
     for i in [(start + k) % r for k in range(r)]:
@@ -168,3 +169,45 @@ def test_every_preset_conserves_value_and_spares_flat_accounts(name):
     assert m(out, "market_liquidation_orders") > 0
     for k, v in out.metrics.items():
         assert np.all(np.isfinite(np.asarray(v))), k
+
+
+def test_funding_is_paid_by_longs_to_shorts_each_step(sim):
+    # A long 10 @100, B short 10 @100; rate 0.001 of notional a step, then -0.002.
+    # step 0 @100: A pays 10*100*0.001 = 1.00; step 1 @110: A pays 10*110*0.001 = 1.10;
+    # step 2 @110: rate -0.002: A receives 10*110*0.002 = 2.20. A: 1000 - 1 - 1.1 + 2.2 = 1000.1.
+    book = Book.from_accounts(cash=[1000.0, 1000.0], size=[[10.0], [-10.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    p = paths([100, 110, 110], BIG)
+    p = Paths(p.oracle, p.depth, funding=np.array([0.001, 0.001, -0.002])[None, :, None])
+    out = sim(venues.hyperliquid(**BASE), book, p)
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0], [1000.1, 999.9], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.vault_cash)[0], 0.0)
+    assert m(out, "conservation_error") < 1e-9
+
+
+def test_funding_can_push_an_account_into_liquidation(sim):
+    # A long 100 @100 with cash 600: MR at 100 = 100*100*0.05 = 500. A rate of 0.002 costs
+    # 20 a step: 600 -> 580 (step 0) -> 560 -> ... AV < MR after six payments (480 < 500),
+    # so step 5 liquidates the whole position (notional 10k < 100k) at 100.
+    book = Book.from_accounts(cash=[600.0, 1e6], size=[[100.0], [-100.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    p = paths([100] * 7, BIG)
+    p = Paths(p.oracle, p.depth, funding=np.full((1, 7, 1), 0.002))
+    out = sim(venues.hyperliquid(**BASE), book, p, history=True)
+    liq = np.asarray(out.history["market_liquidation_notional"])[0]
+    np.testing.assert_allclose(liq, [0, 0, 0, 0, 0, 10_000.0, 0])
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, 0], 480.0, rtol=1e-12)
+
+
+def test_a_trade_that_would_leave_dust_closes_the_position_exactly():
+    # docs/rules.md, "Dust": |s + q| <= 1e-12 |s| closes exactly; 1e-9 of a position is kept.
+    from adljax.accounting import reduce_position, trade
+    s, e = jnp.array([1.0, 1.0, -3.0]), jnp.array([100.0, 100.0, 50.0])
+    q = jnp.array([-(1.0 - 1e-14), -(1.0 - 1e-9), 3.0 * (1 - 1e-13)])
+    new_size, new_entry, dcash = trade(s, e, q, jnp.array([110.0, 110.0, 40.0]))
+    np.testing.assert_array_equal(np.asarray(new_size)[[0, 2]], [0.0, 0.0])
+    np.testing.assert_allclose(np.asarray(new_size)[1], 1e-9, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(dcash), [10.0, 10.0 * (1 - 1e-9), 30.0], rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(new_entry)[[0, 2]], [0.0, 0.0])
+    closed = jnp.array([1.0 - 1e-14, 1.0 - 1e-9, -3.0 * (1 - 1e-13)])
+    new_size, _, _ = reduce_position(s, e, closed, jnp.array([110.0, 110.0, 40.0]))
+    np.testing.assert_array_equal(np.asarray(new_size)[[0, 2]], [0.0, 0.0])
+    assert adljax.reference.trade(1.0, 100.0, 0.0, -(1.0 - 1e-14), 110.0) == (0.0, 0.0, 10.0)
