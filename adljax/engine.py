@@ -12,11 +12,13 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 from jax import Array, lax
 
 from ._pytree import pytree
 from .accounting import account_value
 from .book import Book, check_zero_sum
+from .chunking import scenarios_per_chunk
 from .errors import InputError
 from .market import Market
 from .outcome import METRICS, Outcome
@@ -143,7 +145,11 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
         value = b.total_value() + b.insurance_fund
         return jnp.abs(value - carry.value0), jnp.max(jnp.abs(jnp.sum(b.size_am, axis=-1)), axis=-1)
     zeros = jnp.zeros_like(carry.value0)
-    err_value, err_size = lax.cond(need_liq | need_bs | need_adl, drift, lambda b: (zeros, zeros), book)
+    # A step in which no stage ran (and no funding was paid) cannot move value or sizes, so the
+    # check is skipped there; the start book's own zero-sum error is counted at _init, so a
+    # scenario's errors do not depend on the batch it runs in.
+    moved = need_liq | need_bs | need_adl | (funding is not None)
+    err_value, err_size = lax.cond(moved, drift, lambda b: (zeros, zeros), book)
     acc["conservation_error"] = jnp.maximum(acc["conservation_error"], err_value)
     acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], err_size)
     v = book.size_am[:, :, -2]
@@ -170,6 +176,7 @@ def _init(book: Book, oracle0: Array) -> Carry:
     av0 = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, oracle0)
     acc = {k: jnp.zeros(s, dtype) for k in _SUMS}
     acc["vault_equity_min"] = av0[:, -2]
+    acc["zero_sum_error"] = jnp.max(jnp.abs(jnp.sum(book.size_am, axis=-1)), axis=-1)
     return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
                  deleveraged=jnp.zeros(book.all_cash.shape, bool), bankrupt=jnp.zeros(book.all_cash.shape, bool),
                  value0=book.total_value() + book.insurance_fund)
@@ -206,8 +213,8 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
     return carry.book, _finish(carry, vault_av0), hist
 
 
-def prepare(venue: Venue, book: Book, paths: Paths, dt: float):
-    """Check the inputs and bring them to one dtype and a batched book. Shared by both engines."""
+def prepare(venue: Venue, book: Book, paths: Paths, dt: float, *, batch: bool = True):
+    """Check the inputs and bring them to one dtype (and, with ``batch``, a book batched like ``paths``)."""
     if not isinstance(venue, Venue):
         raise InputError(f"venue: expected an adljax.Venue (e.g. adljax.venues.hyperliquid()), got {type(venue).__name__}")
     if not isinstance(book, Book):
@@ -219,12 +226,19 @@ def prepare(venue: Venue, book: Book, paths: Paths, dt: float):
     s = paths.n_scenarios
     dtype = book.all_cash.dtype
     check_zero_sum(book.all_size, "book.size")
-    if book.all_cash.ndim == 1:
-        book = jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (s,) + x.shape), book)
-    elif book.all_cash.ndim != 2 or book.all_cash.shape[0] != s:
+    if book.all_cash.ndim not in (1, 2) or (book.all_cash.ndim == 2 and book.all_cash.shape[0] != s):
         raise InputError(f"book: a batched book needs a leading axis of {s} scenarios (as paths), got cash shape {tuple(book.all_cash.shape)}")
     params = venue.params(a, dt=dt, dtype=dtype)
+    if batch:
+        book = batch_book(book, s)
     return params, book, paths.astype(dtype)
+
+
+def batch_book(book: Book, n_scenarios: int, first: int = 0) -> Book:
+    """The book of scenarios ``[first, first + n)``: a single book repeated, or a batched one sliced."""
+    if book.all_cash.ndim == 1:
+        return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_scenarios,) + x.shape), book)
+    return jax.tree_util.tree_map(lambda x: x[first:first + n_scenarios], book)
 
 
 def scenario_keys(key, n_scenarios: int, first_scenario: int = 0) -> Array:
@@ -243,7 +257,7 @@ def scenario_keys(key, n_scenarios: int, first_scenario: int = 0) -> Array:
 
 
 def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
-             history: bool = False, first_scenario: int = 0) -> Outcome:
+             history: bool = False, first_scenario: int = 0, chunk: int | None = None) -> Outcome:
     """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
 
     Args:
@@ -260,6 +274,10 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
       history: also return per-step series (memory grows with T).
       first_scenario: the index of ``paths``' first scenario in a larger
         study run in chunks (only the keys depend on it).
+      chunk: scenarios per compiled run. ``None`` (the default) sizes chunks
+        to the device's memory (:mod:`adljax.chunking`): a study that fits
+        runs in one piece; a larger one runs chunk by chunk, each chunk's
+        results brought to the host, with the same numbers.
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of
       :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
@@ -267,8 +285,27 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
     Raises:
       InputError: naming the field, for any malformed input.
     """
-    params, book_b, paths = prepare(venue, book, paths, dt)
-    keys = scenario_keys(key, paths.n_scenarios, first_scenario)
-    final, metrics, hist = run(params, book_b, paths.oracle, paths.depth, keys, paths.funding,
-                               rules=venue.rules, history=history)
+    params, book0, paths = prepare(venue, book, paths, dt, batch=False)
+    n = paths.n_scenarios
+    keys = scenario_keys(key, n, first_scenario)
+    if chunk is None:
+        itemsize = jnp.dtype(book0.all_cash.dtype).itemsize
+        chunk = scenarios_per_chunk(book0.all_cash.shape[-1], book0.n_markets, paths.n_steps, itemsize,
+                                    history=history)
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
+
+    def one(first: int, size: int):
+        p = paths.scenarios(first, size) if size < n else paths
+        return run(params, batch_book(book0, size, first), p.oracle, p.depth, keys[first:first + size], p.funding,
+                   rules=venue.rules, history=history)
+
+    if n <= chunk:
+        final, metrics, hist = one(0, n)
+        return Outcome(book=final, metrics=metrics, history=hist)
+    parts = []
+    for first in range(0, n, chunk):
+        size = min(chunk, n - first)
+        parts.append(jax.device_get(one(first, size)))
+    final, metrics, hist = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
     return Outcome(book=final, metrics=metrics, history=hist)
