@@ -418,7 +418,8 @@ def pay_liquidation_fees(state: State, filled_notional: dict[int, float], av_aft
     ``min(liquidation_fee · Σ_a |filled units|·m, max(AV_after_fills, 0))``,
     where ``AV_after_fills = AV + Σ_a fill·(price − m)`` (the fee never
     creates bad debt). Fees go to the vault's cash when
-    ``backstop = "vault"``, else to the insurance fund."
+    ``backstop = "vault"``, else to the insurance fund. A fee that takes all
+    a flat row has left leaves its cash at exactly 0."
     """
     if cfg.liquidation_fee == 0:
         return
@@ -427,6 +428,10 @@ def pay_liquidation_fees(state: State, filled_notional: dict[int, float], av_aft
             continue
         fee = min(cfg.liquidation_fee * ntl, max(av_after_fills[r], 0.0))
         state.cash[r] -= fee
+        takes_all = av_after_fills[r] > 0 and fee == av_after_fills[r]
+        if takes_all and not any(x != 0 for x in state.size[r]):
+            # "A fee that takes all a flat row has left leaves its cash at exactly 0."
+            state.cash[r] = 0.0
         if cfg.backstop == "vault":
             state.cash[state.vault] += fee
         else:

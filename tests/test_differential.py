@@ -188,3 +188,40 @@ def test_zz_stage_coverage():
     print("stage coverage over", len(STAGES), "cases:", {k: round(v, 3) for k, v in shares.items()})
     low = {k: v for k, v in shares.items() if v < MIN_SHARE}
     assert not low, f"stages reached in under {MIN_SHARE:.0%} of {len(STAGES)} cases: {low} (all: {shares})"
+
+
+@needs_reference
+def test_a_fee_that_takes_all_a_flat_row_has_left_leaves_exactly_zero():
+    """Found by the 300-case run (the drawn case; scenario 1 is the one that disagreed).
+
+    Step 1 liquidates a row whole into thin depth; its 1.25 % fee is capped
+    at what it has left, ``AV_after_fills``, so it should end at 0. One
+    engine's cash came out at −1e-16, the other's at +1e-16: with the row
+    flat and ``AV < 0`` the backstop took it over in one engine only
+    (``backstop_accounts`` 2 vs 1). docs/rules.md now says the row ends at
+    exactly 0.
+    """
+    bc = BookCase(cash=np.array([4.1552720344834579e+00, 1.0717450102522744e+01, 4.6206416610155583e+02,
+                                 3.4252832227020530e+05]),
+                  size=np.array([[1.5472666508066579e+01], [1.5472778724126382e+01], [1.0019960523446515e+02],
+                                 [8.2968374399819688e+04]]),
+                  entry=np.array([[6.533122637462047], [6.980222558710341], [6.463169035842908], [6.617262205499563]]),
+                  isolated=np.array([False, False, False, True]), vault_cash=100000.0, vault_size=np.zeros(1),
+                  vault_entry=np.zeros(1), lp_cash=0.0, lp_size=np.array([-83099.51945028635]),
+                  lp_entry=np.array([6.327378320420321]), start=np.array([6.463169035842908]))
+    # The three scenarios as drawn: the rounding that decided it depends on the batch's shape.
+    oracle = np.array([
+        [6.463169035842908, 6.489300725148046, 6.529904647110879, 6.440886315200106, 6.443937483704876, 4.291292817992324],
+        [6.463169035842908, 6.296700717482231, 5.980986666730266, 5.930351033595293, 5.489270442277689, 5.655067189707831],
+        [6.463169035842908, 6.499247464795534, 8.519342556059478, 8.474945204118015, 6.4797850505172585, 6.401146504265878]])
+    depth = np.array([[0.0, 0.0] + [4.0103453451123657e+06] * 4,
+                      [0.0, 3.4224496468584935e+03] * 3,
+                      [1.4706208215851617e+04] * 6])
+    venue = adljax.venues.hyperliquid(max_leverage=44.022146542460135, partial_threshold=1e6, cooldown=0.0,
+                                      backstop_ratio=1.0, slippage=0.01, impact=0.0, liquidation_fee=0.0125)
+    case = Case(venue=venue, dt=0.5, bc=bc, oracle=oracle[:, :, None], depth=depth[:, :, None],
+                funding=np.full((3, 6, 1), 0.00185892560771031))
+    fast, ref = _run_both(case)
+    assert float(ref.metrics["backstop_accounts"][1]) == 1.0
+    bad = compare_outcomes(case, fast, ref)
+    assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)

@@ -80,6 +80,10 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     fee = jnp.where(is_vault, 0.0, jnp.minimum(params.liquidation_fee * jnp.sum(fill_ntl, axis=0), jnp.maximum(av_after, 0.0)))
     fees = jnp.sum(fee)
     cash = cash - fee
+    # A fee that takes all a flat row has left leaves it at exactly 0, not at ±rounding
+    # (which would decide whether the backstop takes it over: docs/rules.md).
+    takes_all = (av_after > 0) & (fee == av_after) & ~jnp.any(new_size != 0, axis=0)
+    cash = jnp.where(takes_all, 0.0, cash)
     fund = book.insurance_fund
     if rules.backstop == "vault":
         cash = cash + jnp.where(is_vault, fees, 0.0)
