@@ -34,6 +34,17 @@ def _dust(size: Array) -> float:
     return DUST[jnp.dtype(size.dtype).name]
 
 
+def below_zero(av: Array, cash: Array, size: Array, entry: Array, mark: Array) -> Array:
+    """[R] bool: ``AV`` below zero by more than its own rounding (docs/rules.md, "Dust").
+
+    ``AV < −DUST·(|cash| + Σ_a |size|·(mark + entry))``: the scale is what
+    the sum that makes ``AV`` adds up, so a row whose deficit was just paid
+    (``AV = 0`` but for rounding) is not below zero in any evaluation order.
+    """
+    scale = jnp.abs(cash) + jnp.sum(jnp.abs(size) * (mark[:, None] + jnp.abs(entry)), axis=0)
+    return av < -_dust(av) * scale
+
+
 def trade(size: Array, entry: Array, q: Array, price: Array) -> tuple[Array, Array, Array]:
     """A row trading ``q`` units at ``price`` (elementwise; ``q > 0`` buys).
 

@@ -213,6 +213,14 @@ def account_value(state: State, r: int, m: list[float]) -> float:
     return state.cash[r] + unrealised
 
 
+def below_zero(state: State, r: int, m: list[float], av: float) -> bool:
+    """Rule (Dust): "``AV`` is below zero when ``AV < −dust·(|cash| + Σ_a |size|·(m + |entry|))``"
+    -- below by more than the rounding of the sum that makes it."""
+    scale = abs(state.cash[r]) + sum(abs(state.size[r][a]) * (m[a] + abs(state.entry[r][a]))
+                                     for a in range(state.n_markets))
+    return av < -DUST * scale
+
+
 def notional(state: State, r: int, m: list[float]) -> float:
     """``NTL[r] = Σ_a |size[r,a]|·m[a]``."""
     return sum(abs(state.size[r][a]) * m[a] for a in range(state.n_markets))
@@ -516,7 +524,7 @@ def insurance_backstop(state: State, m: list[float], tally: Tally) -> None:
         if state.insurance_fund <= 0:
             break
         av = account_value(state, r, m)
-        if av >= 0:
+        if not below_zero(state, r, m, av):
             continue
         paid = min(-av, state.insurance_fund)
         state.cash[r] += paid
@@ -670,7 +678,7 @@ def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepR
     # --- the pre-ADL state: everything below is decided from it -----------
     av = [account_value(state, r, m) for r in range(R)]
     traders_and_vault = list(state.traders()) + [state.vault]
-    bankrupt = [r for r in traders_and_vault if has_position(state, r) and av[r] < 0]
+    bankrupt = [r for r in traders_and_vault if has_position(state, r) and below_zero(state, r, m, av[r])]
     report.n_bankrupt = len(bankrupt)
     if not bankrupt:
         return

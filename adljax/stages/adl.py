@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import account_value, notional, reduce_position
+from ..accounting import account_value, below_zero, notional, reduce_position
 from ..book import Book
 from ..market import Market
 from ..venue import Params, Rules
@@ -41,10 +41,11 @@ class Report:
 
 
 def bankrupt_rows(book: Book, market: Market) -> tuple[Array, Array]:
-    """([R] bool bankrupt, [R] AV): trader or vault rows with a position and ``AV < 0``."""
+    """([R] bool bankrupt, [R] AV): trader or vault rows with a position and ``AV < 0`` (beyond rounding)."""
     av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
     not_lp = jnp.arange(av.shape[-1]) < av.shape[-1] - 1
-    return not_lp & has_position(book) & (av < 0), av
+    negative = below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
+    return not_lp & has_position(book) & negative, av
 
 
 def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Array:

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import maintenance, notional, trade
+from ..accounting import below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
 from ..venue import Params
@@ -41,14 +41,16 @@ def candidates(margin: Margin, params: Params) -> Array:
 
 
 def insurance_candidates(book: Book, margin: Margin) -> Array:
-    """[R] bool: trader rows below zero while the fund has money."""
+    """[R] bool: trader rows below zero while the fund has money (the cheap test; the
+    stage itself also requires ``AV`` below zero beyond rounding, see ``below_zero``)."""
     return trader_rows(margin.av.shape[-1]) & (margin.av < 0) & (book.insurance_fund > 0)
 
 
 def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
     """The insurance fund pays deficits in row order until it is empty."""
     margin = values(book, market, params)
-    cand, av = insurance_candidates(book, margin), margin.av
+    av = margin.av
+    cand = insurance_candidates(book, margin) & below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
     deficit = jnp.where(cand, -av, 0.0)
     before = jnp.cumsum(deficit) - deficit
     paid = jnp.clip(book.insurance_fund - before, 0.0, deficit)

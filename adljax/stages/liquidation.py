@@ -103,7 +103,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     trader_order = (q != 0) & ~is_vault
     vault_ntl = jnp.sum(fill_ntl[:, -2])
     report = Report(
-        filled_notional=jnp.sum(filled_s + filled_b) - vault_ntl,
+        filled_notional=jnp.sum(jnp.where(is_vault, 0.0, fill_ntl)),   # traders' fills (not the vault's unwind)
         orders=jnp.sum(trader_order).astype(m.dtype),
         partial_orders=jnp.sum(big).astype(m.dtype),
         unwind_notional=vault_ntl,
