@@ -520,8 +520,9 @@ def insurance_backstop(state: State, m: list[float], tally: Tally) -> None:
     The row keeps its positions. Payments count in ``bad_debt_backstop``."
     ``backstop_accounts`` counts the rows paid anything.
     """
+    fund0 = state.insurance_fund
     for r in state.traders():
-        if state.insurance_fund <= 0:
+        if state.insurance_fund <= DUST * fund0:   # (Dust: "a fund left with dust by rounding is empty")
             break
         av = account_value(state, r, m)
         if not below_zero(state, r, m, av):
@@ -531,6 +532,8 @@ def insurance_backstop(state: State, m: list[float], tally: Tally) -> None:
         state.insurance_fund -= paid
         tally.bad_debt_backstop += paid
         tally.backstop_accounts += 1
+    if state.insurance_fund <= DUST * fund0:
+        state.insurance_fund = 0.0   # emptied but for rounding: empty
 
 
 # ---------------------------------------------------------------------------

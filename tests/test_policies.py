@@ -211,3 +211,18 @@ def test_a_trade_that_would_leave_dust_closes_the_position_exactly():
     new_size, _, _ = reduce_position(s, e, closed, jnp.array([110.0, 110.0, 40.0]))
     np.testing.assert_array_equal(np.asarray(new_size)[[0, 2]], [0.0, 0.0])
     assert adljax.reference.trade(1.0, 100.0, 0.0, -(1.0 - 1e-14), 110.0) == (0.0, 0.0, 10.0)
+
+
+def test_an_insurance_fund_paid_out_is_exactly_empty(sim):
+    # Found by the 300-case differential run: fund 100 pays 19.616120449547108 to A, then
+    # the rest to B; the sum of the two payments came to 100 - 3.4e-13, and in the next
+    # step the fund "paid" C 3.4e-13 (backstop_accounts 3 instead of 2). docs/rules.md (Dust):
+    # a fund left with dust is empty.
+    a = 19.616120449547108
+    book = Book.from_accounts(cash=[-a, -12082.786943022300, -5.0, 1000.0], size=[[0.0], [0.0], [0.0], [1.0]],
+                              entry=[[0.0], [0.0], [0.0], [100.0]], lp_size=[-1.0], lp_entry=[100.0], lp_cash=1e6,
+                              insurance_fund=100.0, dtype=np.float64)
+    out = sim(venues.bitmex(max_leverage=10), book, paths([100, 100, 100], BIG))
+    assert float(np.asarray(out.book.insurance_fund)[0]) == 0.0
+    assert m(out, "backstop_accounts") == 2.0
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, :3], [0.0, -12082.7869430223 + 100 - a, -5.0], rtol=1e-12)

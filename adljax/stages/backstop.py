@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import below_zero, maintenance, notional, trade
+from ..accounting import _dust, below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
 from ..venue import Params
@@ -53,10 +53,14 @@ def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Rep
     cand = insurance_candidates(book, margin) & below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
     deficit = jnp.where(cand, -av, 0.0)
     before = jnp.cumsum(deficit) - deficit
-    paid = jnp.clip(book.insurance_fund - before, 0.0, deficit)
+    left = book.insurance_fund - before
+    # A fund left with dust by rounding is empty (docs/rules.md, "Dust").
+    paid = jnp.where(left > _dust(left) * book.insurance_fund, jnp.clip(left, 0.0, deficit), 0.0)
     total = jnp.sum(paid)
     report = Report(notional=jnp.zeros_like(total), accounts=jnp.sum(paid > 0).astype(total.dtype), bad_debt=total)
-    return book.replace(all_cash=book.all_cash + paid, insurance_fund=book.insurance_fund - total), report
+    fund = book.insurance_fund - total
+    fund = jnp.where(fund <= _dust(fund) * book.insurance_fund, 0.0, fund)   # emptied but for rounding
+    return book.replace(all_cash=book.all_cash + paid, insurance_fund=fund), report
 
 
 def run(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
