@@ -25,7 +25,7 @@ METRICS: dict[str, str] = {
     "adl_steps": "count: steps in which ADL closed anything",
     "bad_debt": "USD: deficit resolved = bad_debt_backstop + bad_debt_adl + bad_debt_residual",
     "bad_debt_backstop": "USD: deficits (−AV) of rows the vault took over, or paid by the insurance fund",
-    "bad_debt_adl": "USD: reduction of bankrupt rows' deficits by their ADL fills",
+    "bad_debt_adl": "USD: reduction of bankrupt rows' deficits by their ADL fills (negative when closing at the previous mark deepened them)",
     "bad_debt_residual": "USD: Σ max(−AV, 0) over traders and vault at the end (left over)",
     "vault_pnl": "USD: vault account value at the end minus at the start",
     "vault_equity_min": "USD: lowest vault account value after any step (start included)",

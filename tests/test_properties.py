@@ -112,6 +112,8 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
     # Bad debt decomposes, every part non-negative.
     tiny = rel * scale
     for k in BAD_DEBT:
+        if k == "bad_debt_adl" and case.venue.rules.adl_price == "previous_mark":
+            continue   # closing at the previous mark can deepen a deficit when the price moved (Hyperliquid's rule)
         assert np.all(m[k] >= -tiny), (k, m[k])
     np.testing.assert_allclose(m["bad_debt"], m["bad_debt_backstop"] + m["bad_debt_adl"] + m["bad_debt_residual"],
                                rtol=rel, atol=tiny)

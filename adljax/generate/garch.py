@@ -9,8 +9,7 @@ import jax.numpy as jnp
 from jax import Array, lax
 
 from ..errors import InputError, as_host
-from .prices import (DIFFUSION, YEAR, _cholesky, check_batch, check_dt, check_key, correlate, market_vector,
-                     prices_from_returns, scenario_keys, start_prices)
+from .prices import DIFFUSION, YEAR, checked_inputs, correlate, market_vector, prices_from_returns, scenario_keys
 
 
 def garch(key, start, *, n_scenarios: int, n_steps: int, dt: float, vol, alpha, beta, drift=0.0, corr=None,
@@ -50,12 +49,8 @@ def garch(key, start, *, n_scenarios: int, n_steps: int, dt: float, vol, alpha, 
     Returns:
       [S, T, A] prices; ``[:, 0] == start``.
     """
-    check_key(key)
-    check_batch(n_scenarios, n_steps, first_scenario)
-    check_dt(dt)
-    start = start_prices(start, dtype)
+    start, chol = checked_inputs(key, start, corr, n_scenarios, n_steps, dt, first_scenario, dtype)
     a = start.shape[0]
-    chol = _cholesky(corr, a).astype(start.dtype)
     vol = market_vector("vol", vol, a, start.dtype, positive=True, allow_zero=False)
     alpha = market_vector("alpha", alpha, a, start.dtype, positive=True)
     beta = market_vector("beta", beta, a, start.dtype, positive=True)

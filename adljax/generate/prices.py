@@ -157,6 +157,15 @@ def prices_from_returns(start: Array, r: Array) -> Array:
 
 
 # ---- generators -------------------------------------------------------------------
+def checked_inputs(key, start, corr, n_scenarios, n_steps, dt, first_scenario, dtype):
+    """The checks every path generator makes; returns ``(start [A], Cholesky factor [A, A])``."""
+    check_key(key)
+    check_batch(n_scenarios, n_steps, first_scenario)
+    check_dt(dt)
+    start = start_prices(start, dtype)
+    return start, _cholesky(corr, start.shape[0]).astype(start.dtype)
+
+
 def gbm(key, start, *, n_scenarios: int, n_steps: int, dt: float, vol, drift=0.0, corr=None, dtype=None,
         first_scenario: int = 0) -> Array:
     """Geometric Brownian motion with correlated markets.
@@ -177,12 +186,8 @@ def gbm(key, start, *, n_scenarios: int, n_steps: int, dt: float, vol, drift=0.0
     Returns:
       [S, T, A] prices; ``[:, 0] == start``.
     """
-    check_key(key)
-    check_batch(n_scenarios, n_steps, first_scenario)
-    check_dt(dt)
-    start = start_prices(start, dtype)
+    start, chol = checked_inputs(key, start, corr, n_scenarios, n_steps, dt, first_scenario, dtype)
     a = start.shape[0]
-    chol = _cholesky(corr, a).astype(start.dtype)
     vol = market_vector("vol", vol, a, start.dtype, positive=True)
     drift = market_vector("drift", drift, a, start.dtype)
     keys = scenario_keys(key, n_scenarios, first_scenario)
@@ -221,12 +226,8 @@ def merton(key, start, *, n_scenarios: int, n_steps: int, dt: float, vol, drift=
     Returns:
       [S, T, A] prices; ``[:, 0] == start``.
     """
-    check_key(key)
-    check_batch(n_scenarios, n_steps, first_scenario)
-    check_dt(dt)
-    start = start_prices(start, dtype)
+    start, chol = checked_inputs(key, start, corr, n_scenarios, n_steps, dt, first_scenario, dtype)
     a = start.shape[0]
-    chol = _cholesky(corr, a).astype(start.dtype)
     vol = market_vector("vol", vol, a, start.dtype, positive=True)
     drift = market_vector("drift", drift, a, start.dtype)
     rate = market_vector("jump_rate", jump_rate, a, start.dtype, positive=True)

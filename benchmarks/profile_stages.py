@@ -1,0 +1,82 @@
+"""Where a cascade step's time goes: each stage timed alone, vmapped over scenarios, on a mid-cascade book.
+
+The cascade study of ``bench_engine.py`` is run for ``--warm-steps`` steps to
+reach a book where liquidation, backstop and ADL all have work; then each
+stage is jitted on that state and timed (median of repeats,
+``block_until_ready``). Also reports in how many steps of the whole run each
+stage fired in at least one scenario (the batch-level ``cond`` runs a stage
+for every scenario of the batch when any one needs it). Writes JSON.
+
+    python benchmarks/profile_stages.py --scenarios 64 --accounts 4096 --markets 4
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import adljax
+from adljax.engine import prepare, run, scenario_keys
+from adljax.market import Market
+from adljax.stages import adl, backstop, liquidation, margin
+
+from bench_engine import study
+
+
+def timed(fn, *args, repeats=5):
+    out = fn(*args)
+    jax.block_until_ready(out)
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(fn(*args))
+        ts.append(time.perf_counter() - t0)
+    return statistics.median(ts)
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--scenarios", type=int, default=64)
+    ap.add_argument("--accounts", type=int, default=4096)
+    ap.add_argument("--markets", type=int, default=4)
+    ap.add_argument("--steps", type=int, default=200)
+    ap.add_argument("--warm-steps", type=int, default=100)
+    ap.add_argument("--out", default="benchmarks/results/profile_stages.json")
+    args = ap.parse_args(argv)
+    s, n, a, t = args.scenarios, args.accounts, args.markets, args.steps
+    venue, book, paths = study("cascade", s, n, a, t)
+    params, book_b, p = prepare(venue, book, paths, 1.0)
+    keys = scenario_keys(None, s)
+    rules = venue.rules
+    # the whole run, with history: how many steps did each stage fire in (any scenario)?
+    _, metrics, hist = run(params, book_b, p.oracle, p.depth, keys, rules=rules, history=True)
+    fired_steps = {k: int(np.sum(np.any(np.asarray(hist[k]) > 0, axis=0)))
+                   for k in ("market_liquidation_notional", "backstop_notional", "adl_notional")}
+    # a mid-cascade state
+    w = args.warm_steps
+    mid, _, _ = run(params, book_b, p.oracle[:, :w], p.depth[:, :w], keys, rules=rules)
+    mk = Market(mark=p.oracle[:, w], prev_mark=p.oracle[:, w - 1], depth=p.depth[:, w],
+                adl_start=jnp.zeros(s, jnp.int32))
+    vm = lambda f: jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
+    t_margin = timed(vm(margin.run), mid, mk, params)
+    liq, mg = vm(margin.run)(mid, mk, params)
+    t_liq = timed(jax.jit(jax.vmap(lambda b, m, pr, l, av: liquidation.run(b, m, pr, rules, l, av),
+                                   in_axes=(0, 0, None, 0, 0))), mid, mk, params, liq, mg.av)
+    t_bs = timed(vm(backstop.run), mid, mk, params)
+    t_adl = timed(jax.jit(jax.vmap(lambda b, m, pr: adl.run(b, m, pr, rules), in_axes=(0, 0, None))), mid, mk, params)
+    rec = dict(sizes=dict(scenarios=s, accounts=n, markets=a, steps=t), device=str(jax.devices()[0]),
+               seconds_per_call=dict(margin=t_margin, liquidation=t_liq, backstop=t_bs, adl=t_adl),
+               steps_where_stage_fired=fired_steps, bankrupt_rows_mid=int(np.sum(np.asarray(mg.av) < 0)))
+    print(json.dumps(rec, indent=1))
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(rec, indent=2) + "\n")
+
+
+if __name__ == "__main__":
+    main()
