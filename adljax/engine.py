@@ -62,7 +62,6 @@ def _maybe(pred: Array, fn, *args, keep=(0,)):
     # account·market·steps/s).
     zeros = _zeros_like_output(fn, *args)
     init = (pred, tuple(args[i] for i in keep), zeros[1])
-    others = [i for i in range(len(args)) if i not in keep]
 
     def body(state):
         _, kept, _ = state

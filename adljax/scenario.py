@@ -56,7 +56,7 @@ from .generate import (apply_stress, bootstrap, cascade, gap, garch, gbm, load_p
                        thinning_depth, v_crash)
 from .generate.prices import YEAR
 from .paths import Paths
-from .study import Study
+from .study import Study, seed_keys
 
 TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venue", "markets", "book", "paths",
        "stress", "depth", "calibrate"}
@@ -242,7 +242,7 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
             raise w.error("book", str(err)) from None
     w.keys("book", d, BOOK_GENERATED)
     n = accounts or w.number("book", d, "accounts", 1000, lo=1, integer=True)
-    key = jax.random.fold_in(jax.random.key(seed), 0)
+    key = seed_keys(seed)[0]
     kw = dict(
         long_share=mcol["long_share"],
         median_notional=w.number("book", d, "median_notional", 20_000.0, lo=0.0, lo_open=True),
@@ -285,7 +285,7 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
         eig = np.linalg.eigvalsh(corr)
         if eig.min() <= 0:
             raise w.error("paths", f"corr: not positive definite (smallest eigenvalue {eig.min():.4g})")
-    key = jax.random.fold_in(jax.random.key(seed), 1)
+    key = seed_keys(seed)[1]
     common = dict(n_steps=n_steps, dt=dt, dtype=dtype)
     if model == "merton":
         rate = w.number("paths", d, "jumps_per_hour", 0.0, lo=0.0) * YEAR / 3600.0

@@ -65,14 +65,18 @@ class Study:
 
     @property
     def key(self):
-        """The engine's key (``random_order`` draws): ``fold_in(key(seed), 2)``."""
-        return jax.random.fold_in(jax.random.key(self.seed), 2)
+        """The engine's key (``random_order`` draws): :func:`seed_keys` ``(seed)[2]``."""
+        return seed_keys(self.seed)[2]
 
-    def book_key(self):
-        return jax.random.fold_in(jax.random.key(self.seed), 0)
 
-    def path_key(self):
-        return jax.random.fold_in(jax.random.key(self.seed), 1)
+def seed_keys(seed: int):
+    """A study's three keys from its seed: (book, paths, engine) = ``fold_in(key(seed), 0 / 1 / 2)``.
+
+    Every study, in code or from a file, derives its keys this way, so the
+    same seed gives the same book and paths whichever way it is built.
+    """
+    root = jax.random.key(seed)
+    return tuple(jax.random.fold_in(root, i) for i in range(3))
 
 
 MARKETS = ("BTC", "ETH", "SOL")
@@ -90,13 +94,11 @@ def default_study(*, n_scenarios: int = 512, n_steps: int = 600, n_accounts: int
     downward jumps (0.5 per market per path, −6 % ± 4 %); book depth
     ($8M/$3M/$1M a side a step) thins when prices move. Same seed, same study.
     """
-    probe = Study("default", venues.hyperliquid(max_leverage=MAX_LEVERAGE), None, dt, n_scenarios, n_steps,
-                  lambda first, n: None, MARKETS, seed)
-    book = population(probe.book_key(), n_accounts, START, MAX_LEVERAGE, long_share=[0.6, 0.58, 0.65],
+    k_book, k_path, _ = seed_keys(seed)
+    book = population(k_book, n_accounts, START, MAX_LEVERAGE, long_share=[0.6, 0.58, 0.65],
                       median_notional=30_000.0, leverage_mode=6.0, markets_per_account=2,
                       vault_cash=10e6, dtype=dtype)
     vol = np.array([0.6, 0.8, 1.1])
-    k_path = probe.path_key()
 
     def make_paths(first: int, n: int) -> Paths:
         oracle = merton(k_path, START, n_scenarios=n, n_steps=n_steps, dt=dt, vol=vol,
@@ -106,5 +108,5 @@ def default_study(*, n_scenarios: int = 512, n_steps: int = 600, n_accounts: int
         depth = thinning_depth(oracle, [8e6, 3e6, 1e6], calm_move=vol * np.sqrt(dt / YEAR), thinning=0.3)
         return Paths(oracle, depth)
 
-    return dataclasses.replace(probe, book=book, make_paths=make_paths,
-                               description=default_study.__doc__.split("\n\n")[1].strip())
+    return Study("default", venues.hyperliquid(max_leverage=MAX_LEVERAGE), book, dt, n_scenarios, n_steps,
+                 make_paths, MARKETS, seed, default_study.__doc__.split("\n\n")[1].strip())
