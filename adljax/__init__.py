@@ -6,7 +6,7 @@ exact rules and the README for a tour.
 """
 from . import venues
 from .book import Book
-from .engine import simulate
+from .simulation import simulate
 from .errors import InputError
 from .indicator import adl_queue
 from .outcome import HISTORY, METRICS, Outcome

@@ -250,7 +250,7 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
     """
     import jax
 
-    from .engine import simulate
+    from .simulation import simulate
     from .outcome import METRICS
 
     t0 = time.perf_counter()
@@ -327,7 +327,7 @@ def sample_histories(study, indices: list[int], chunk: int) -> dict[int, dict[st
     """
     import jax
 
-    from .engine import simulate
+    from .simulation import simulate
 
     out = {}
     for i in indices:

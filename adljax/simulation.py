@@ -1,0 +1,74 @@
+"""The user-facing driver: :func:`simulate` checks the inputs, derives the keys,
+splits a large study into chunks sized to the device's memory, and runs the
+compiled engine (:func:`adljax.engine.run`) on each.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from .chunking import scenarios_per_chunk
+from .book import Book
+from .engine import batch_book, prepare, run, scenario_keys
+from .errors import InputError
+from .outcome import Outcome
+from .paths import Paths
+from .venue import Venue
+
+
+def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
+             history: bool = False, first_scenario: int = 0, chunk: int | None = None) -> Outcome:
+    """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
+
+    Args:
+      venue: rules and numbers, e.g. ``adljax.venues.hyperliquid()``.
+      book: the starting :class:`Book` (one book for every scenario, or a
+        batch of books with a leading axis S).
+      paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A] (and
+        optionally ``funding``).
+      dt: seconds per step (> 0).
+      key: ``jax.random.key`` for policies that draw (``random_order``);
+        scenario ``i`` uses ``jax.random.fold_in(key, first_scenario + i)``,
+        so its draws do not depend on the batch it runs in. ``None`` means
+        ``jax.random.key(0)``.
+      history: also return per-step series (memory grows with T).
+      first_scenario: the index of ``paths``' first scenario in a larger
+        study run in chunks (only the keys depend on it).
+      chunk: scenarios per compiled run. ``None`` (the default) sizes chunks
+        to the device's memory (:mod:`adljax.chunking`): a study that fits
+        runs in one piece; a larger one runs chunk by chunk, each chunk's
+        results brought to the host, with the same numbers.
+    Returns:
+      :class:`Outcome` with the final books [S, ...] and the metrics of
+      :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
+      book's dtype.
+    Raises:
+      InputError: naming the field, for any malformed input.
+    """
+    params, book0, paths = prepare(venue, book, paths, dt, batch=False)
+    n = paths.n_scenarios
+    keys = scenario_keys(key, n, first_scenario)
+    if chunk is None:
+        itemsize = jnp.dtype(book0.all_cash.dtype).itemsize
+        chunk = scenarios_per_chunk(book0.all_cash.shape[-1], book0.n_markets, paths.n_steps, itemsize,
+                                    history=history)
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
+
+    def one(first: int, size: int):
+        p = paths.scenarios(first, size) if size < n else paths
+        return run(params, batch_book(book0, size, first), p.oracle, p.depth, keys[first:first + size], p.funding,
+                   rules=venue.rules, history=history)
+
+    if n <= chunk:
+        final, metrics, hist = one(0, n)
+        return Outcome(book=final, metrics=metrics, history=hist)
+    parts = []
+    for first in range(0, n, chunk):
+        size = min(chunk, n - first)
+        parts.append(jax.device_get(one(first, size)))
+    final, metrics, hist = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+    return Outcome(book=final, metrics=metrics, history=hist)
