@@ -10,6 +10,11 @@ arguments and outputs about 3 × S·R·A·itemsize each. The estimate below
 takes 24 × S·R·A·itemsize (more than twice the measured 15) plus the
 per-row vectors and the scenario's paths, and allows itself 40 % of the
 device's memory.
+
+With several local devices a chunk is split over them
+(:func:`adljax.sharding.scenario_map`), so it may hold the devices' memory
+together — except on CPU, where the "devices" share the host's memory — and
+is a multiple of the device count, so that no device runs padding.
 """
 from __future__ import annotations
 
@@ -26,12 +31,12 @@ ROW_FACTOR = 16
 
 
 def device_memory(device=None) -> int:
-    """Bytes of memory of ``device`` (default: the first JAX device).
+    """Bytes of memory of ``device`` (default: this process's first device).
 
     Accelerators report ``memory_stats()['bytes_limit']``; on CPU, the
     machine's physical memory.
     """
-    d = device or jax.devices()[0]
+    d = device or jax.local_devices()[0]
     try:
         stats = d.memory_stats() or {}
     except Exception:  # some backends do not implement it
@@ -53,8 +58,9 @@ def bytes_per_scenario(n_rows: int, n_markets: int, n_steps: int, itemsize: int,
 
 
 def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int, *, history: bool = False,
-                        device=None, memory: int | None = None) -> int:
-    """The most scenarios one run should hold on ``device`` (at least 1).
+                        device=None, memory: int | None = None, n_devices: int = 1,
+                        shared_memory: bool | None = None) -> int:
+    """The most scenarios one run should hold on ``n_devices`` devices like ``device`` (at least ``n_devices``).
 
     Args:
       n_rows: R, rows of the book (traders + 2).
@@ -62,7 +68,24 @@ def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int
       n_steps: T.
       itemsize: bytes of the float dtype (4 or 8).
       history: whether per-step series are kept.
-      memory: bytes available (default: :func:`device_memory`).
+      device: the device whose memory counts (default: this process's first).
+      memory: bytes available on one device (default: :func:`device_memory`).
+      n_devices: devices the chunk is split over (:func:`adljax.sharding.scenario_map`).
+      shared_memory: whether the devices share one memory (CPU devices
+        share the host's); default: ``device``'s platform is ``cpu``.
+    Returns:
+      With one device, what fits its memory; with D devices, a multiple of
+      D: D × what fits one device, or what fits the shared memory rounded
+      down to a multiple of D.
     """
+    if isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 1:
+        raise ValueError(f"n_devices: must be a whole number >= 1, got {n_devices!r}")
     budget = MEMORY_SHARE * (memory if memory is not None else device_memory(device))
-    return max(1, int(budget // bytes_per_scenario(n_rows, n_markets, n_steps, itemsize, history=history)))
+    fits = max(1, int(budget // bytes_per_scenario(n_rows, n_markets, n_steps, itemsize, history=history)))
+    if n_devices == 1:
+        return fits
+    if shared_memory is None:
+        shared_memory = (device or jax.local_devices()[0]).platform == "cpu"
+    if shared_memory:
+        return max(n_devices, fits // n_devices * n_devices)
+    return fits * n_devices

@@ -23,11 +23,19 @@ examples:
   adljax run scenarios/oct10_cascade.toml --chunk 32
   adljax run scenarios/venue_comparison.toml         one subfolder per venue and a comparison table
   adljax run scenarios/oct10_cascade.toml --resume   finish a run that was stopped
+  adljax run --out /shared/r --coordinator 10.0.0.1:8476 --num-processes 2 --process-id 0   on host 0
+  adljax run --out /shared/r --coordinator 10.0.0.1:8476 --num-processes 2 --process-id 1   on host 1
 
 The results folder (default results/<study name>) gets scenarios.parquet (one row
 per scenario: index + every metric), summary.json, PNG figures, and chunks/ (one
 file per finished chunk, which --resume reuses). Compiled engines are kept in
-~/.cache/adljax between runs (ADLJAX_COMPILATION_CACHE=DIR to move it, =0 for none)."""
+~/.cache/adljax between runs (ADLJAX_COMPILATION_CACHE=DIR to move it, =0 for none).
+
+Every local device (GPU, or JAX_NUM_CPU_DEVICES=N on CPU) runs a share of each chunk.
+Several hosts: start one process per host with the same arguments plus --coordinator,
+--num-processes and --process-id (under Slurm's srun or Open MPI's mpirun they are
+detected); --out must be a folder every host sees. Each process writes its own chunks;
+process 0 writes scenarios.parquet, summary.json and the figures (docs/scaling.md)."""
 
 INSPECT_EPILOG = """\
 example:
@@ -137,6 +145,25 @@ def _enable_x64() -> None:
     jax.config.update("jax_enable_x64", True)
 
 
+def _join(args) -> tuple[int, int]:
+    """Join a multi-process run when asked (--coordinator/--num-processes/--process-id) or launched as one
+    (srun, mpirun: JAX detects the rest). Returns ``(process index, process count)``; ``(0, 1)`` alone."""
+    from . import sharding
+    from .errors import InputError
+
+    given = (args.coordinator, args.num_processes, args.process_id)
+    if all(v is None for v in given) and not sharding.launched_by_cluster():
+        return 0, 1
+    try:
+        return sharding.initialize(args.coordinator, args.num_processes, args.process_id)
+    except InputError as err:
+        msg = str(err)
+        for name, flag in (("coordinator", "--coordinator"), ("num_processes", "--num-processes"),
+                           ("process_id", "--process-id")):
+            msg = msg.replace(name, flag)
+        raise UsageError(msg) from None
+
+
 def _load(args):
     """``(studies, source, comparison name or None)`` from the arguments."""
     from . import scenario
@@ -233,6 +260,10 @@ def _run_one(study, out: Path, chunk: int, source: dict, args, console, label: s
     with progress:
         info = runner.run_study(study, out, chunk=chunk, source=source, resume=True, on_start=on_start,
                                 on_chunk=on_chunk)
+    if info.metrics is None:          # a process other than 0 of a multi-process run: its chunks are written
+        console.print(f"process {info.process} of {info.processes}: {info.chunks_run} chunks written into "
+                      f"{out / runner.CHUNKS}/; process 0 writes the results")
+        return None
     t0 = time.perf_counter()
     summary_stats = results.summarize(info.metrics)
     figures = []
@@ -246,13 +277,14 @@ def _run_one(study, out: Path, chunk: int, source: dict, args, console, label: s
                  f"{study.dt:g} s × {study.book.n_accounts} accounts")
         figures = [p.name for p in plots.all_figures(info.metrics, hist, study.markets, study.dt, out, title,
                                                      samples)]
-    dev = jax.devices()[0]
+    dev = jax.local_devices()[0]
     summary = {
         "study": describe(study),
         "sizes": {"scenarios": study.n_scenarios, "steps": study.n_steps, "accounts": study.book.n_accounts,
                   "markets": study.book.n_markets, "rows": study.book.n_accounts + 2, "chunk": info.chunk,
                   "chunks": info.chunks},
         "device": f"{dev.platform}: {dev.device_kind}",
+        "devices": {"per_process": jax.local_device_count(), "processes": jax.process_count()},
         "jax": jax.__version__,
         "adljax": __version__,
         "seconds": {"total": info.seconds + time.perf_counter() - t0, "simulate": info.simulate_seconds,
@@ -308,8 +340,12 @@ def _print_summary(study, summary: dict, out: Path, console) -> None:
     ce = s["max_conservation_error"]
     sec = summary["seconds"]
     resumed = f" ({sec['chunks_resumed']} of {z['chunks']} chunks resumed)" if sec["chunks_resumed"] else ""
+    d = summary["devices"]
+    n_dev = d["per_process"] * d["processes"]
+    where = summary["device"] if n_dev == 1 else f"{n_dev} × {summary['device']}" + (
+        f" ({d['processes']} processes)" if d["processes"] > 1 else "")
     console.print(f"conservation error ≤ ${ce:.3g} ({ce / scale:.1e} of collateral)   "
-                  f"{sec['total']:.1f} s on {summary['device']}{resumed}")
+                  f"{sec['total']:.1f} s on {where}{resumed}")
     figs = summary["files"]["figures"]
     console.print(f"results: {out}/ (scenarios.parquet, summary.json{', ' + ', '.join(figs) if figs else ''})")
 
@@ -349,32 +385,60 @@ def _print_comparison(rows: list[dict], title: str, console) -> None:
 
 
 def cmd_run(args) -> int:
-    from . import runner
+    from . import sharding
 
     if args.out is not None and Path(args.out).exists() and not Path(args.out).is_dir():
         raise UsageError(f"--out {args.out}: is a file, not a folder")
+    index, count = _join(args)        # before any JAX computation (loading a study computes)
+    if count == 1:
+        return _cmd_run(args)
+    # a multi-process run: the others learn from process 0 whether it finished (and exit as it did)
+    if index == 0:
+        try:
+            code = _cmd_run(args)
+        except BaseException as err:
+            sharding.publish("cli/finished", {"error": " ".join(str(err).split()) or type(err).__name__})
+            raise
+        sharding.publish("cli/finished", {"error": None})
+        return code
+    code = _cmd_run(args)
+    got = sharding.wait_for("cli/finished")
+    if got["error"] is not None:
+        raise sharding.DistributedError(f"process 0 stopped: {got['error']}")
+    return code
+
+
+def _cmd_run(args) -> int:
+    from . import runner, sharding
+
     studies, source, comparison_name = _load(args)
     if args.out is not None:
         out = Path(args.out)
     else:
         out = Path("results") / (comparison_name or studies[0].name)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"--out {out}: is a file, not a folder")
-    if comparison_name and not args.resume and out.is_dir() and any(out.iterdir()):
-        raise UsageError(f"--out {out}: already holds files; use --resume to finish (or reuse) them, "
-                         "or choose another --out")
     folders = [out / st.venue.name if comparison_name else out for st in studies]
-    chunks = []
-    for st, folder in zip(studies, folders):
-        if args.chunk:
-            chunks.append(min(args.chunk, st.n_scenarios))
-        elif args.resume and runner.recorded_chunk(folder):
-            chunks.append(runner.recorded_chunk(folder))    # the folder's own chunking (it depends on the device)
-        else:
-            chunks.append(runner.default_chunk(st))
-    # Check (or make) every folder before running anything, so a bad --resume fails at once.
-    for st, folder, ch in zip(studies, folders, chunks):
-        runner.prepare_folder(folder, runner.identity(st, source, ch), resume=args.resume)
+
+    def plan() -> list[int]:
+        """Chunk sizes, and every folder made or checked before anything runs (a bad --resume fails at once).
+        In a multi-process run process 0 does this and the others use its chunk sizes."""
+        if out.exists() and not out.is_dir():
+            raise UsageError(f"--out {out}: is a file, not a folder")
+        if comparison_name and not args.resume and out.is_dir() and any(out.iterdir()):
+            raise UsageError(f"--out {out}: already holds files; use --resume to finish (or reuse) them, "
+                             "or choose another --out")
+        chunks = []
+        for st, folder in zip(studies, folders):
+            if args.chunk:
+                chunks.append(min(args.chunk, st.n_scenarios))
+            elif args.resume and runner.recorded_chunk(folder):
+                chunks.append(runner.recorded_chunk(folder))    # the folder's own chunking (it depends on the device)
+            else:
+                chunks.append(runner.default_chunk(st))
+        for st, folder, ch in zip(studies, folders, chunks):
+            runner.prepare_folder(folder, runner.identity(st, source, ch), resume=args.resume)
+        return chunks
+
+    chunks = sharding.from_process_0("cli/plan", plan)
     console, err_console = _console(), _progress_console()
     summaries = {}
     for i, (st, folder, ch) in enumerate(zip(studies, folders, chunks)):
@@ -382,6 +446,8 @@ def cmd_run(args) -> int:
         if comparison_name:
             label = f"[{i + 1}/{len(studies)}] {label}"
         summary = _run_one(st, folder, ch, source, args, err_console, label)
+        if summary is None:           # not process 0: it writes the results
+            continue
         summaries[st.venue.name] = summary["statistics"]
         if not comparison_name:
             _print_summary(st, summary, folder, console)
@@ -389,7 +455,7 @@ def cmd_run(args) -> int:
             s = summary["statistics"]
             err_console.print(f"{st.venue.name}: P(ADL) {s['p_adl']:.1%}, mean bad debt "
                               f"{_money(s['bad_debt']['mean'])} → {folder}/")
-    if comparison_name:
+    if comparison_name and summaries:
         from . import results
 
         rows = results.comparison(summaries)
@@ -560,6 +626,12 @@ def build_parser() -> argparse.ArgumentParser:
                    "refuses a folder made by another study)")
     p.add_argument("--no-plots", action="store_true", help="skip the PNG figures")
     p.add_argument("--float64", action="store_true", help="run in float64 (default float32, or the file's dtype)")
+    g = p.add_argument_group("several hosts (docs/scaling.md); detected under srun / mpirun")
+    g.add_argument("--coordinator", metavar="HOST:PORT", help="address of process 0 and a free port, the same for "
+                   "every process")
+    g.add_argument("--num-processes", type=_int_at_least(1), metavar="N", help="processes in the run")
+    g.add_argument("--process-id", type=_int_at_least(0), metavar="I", help="this process's number, 0 .. N-1 "
+                   "(0 writes the results)")
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("inspect", help="ADL queue and liquidation distances of a book file",
@@ -603,6 +675,7 @@ def main(argv=None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from .errors import InputError
+    from .sharding import DistributedError
 
     try:
         if args.func is not cmd_bench:         # bench measures compile time: no cache there
@@ -610,6 +683,9 @@ def main(argv=None) -> int:
         return args.func(args)
     except (UsageError, InputError) as err:
         return _fail(str(err))
+    except DistributedError as err:            # another process of a multi-process run failed
+        _fail(str(err))
+        return err.exit_code
     except OSError as err:       # writing the results folder: permission, disk full, ...
         where = f"{err.filename}: " if getattr(err, "filename", None) else ""
         return _fail(f"{where}{err.strerror or err}")

@@ -864,6 +864,9 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
         if v not in allowed:
             raise InputError(f"{field}: {v!r} is not one the reference engine implements "
                              f"({', '.join(map(repr, allowed))})")
+    if rules.temperature != 0:
+        raise InputError(f"temperature: the reference engine states the hard rules only; got temperature="
+                         f"{rules.temperature} (use venue.replace(temperature=0))")
     return Settings(
         maintenance_margin=[float(x) for x in venue.maintenance(n_markets)],
         partial_threshold=float(venue.partial_threshold),
@@ -1067,6 +1070,7 @@ def report_metrics(state: State, tally: Tally, last_mark: list[float]) -> dict[s
         "n_adl_accounts": float(len(tally.adl_rows)),
         "n_bankrupt_accounts": float(len(tally.bankrupt_rows)),
         "adl_steps": float(tally.adl_steps),
+        "adl_indicator": 1.0 if tally.adl_steps > 0 else 0.0,   # "1 if ADL closed or charged anything"
         "bad_debt": tally.bad_debt_backstop + tally.bad_debt_adl + residual,
         "bad_debt_backstop": tally.bad_debt_backstop,
         "bad_debt_adl": tally.bad_debt_adl,

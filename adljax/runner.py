@@ -17,11 +17,23 @@ resumed run gives exactly the numbers of an uninterrupted one.
 Every chunk runs at the same shape: a short last chunk is filled up with the
 scenarios after the study's end (their results are dropped), so the path
 generators and the engine compile once.
+
+Several processes (a multi-host run joined by :func:`adljax.sharding.initialize`)
+share one results folder on a filesystem they all see: process 0 makes the
+folder (or checks it, on resume) and the others check it once it is there;
+process ``p`` of ``P`` runs chunks ``p, p + P, p + 2P, ...`` and writes each
+into the folder itself; each process reports to process 0 through JAX's
+distributed key-value store when its chunks are written (or why they are
+not), and process 0, once every process has reported, reads every chunk and
+writes ``scenarios.parquet`` as a one-process run does. Scenario ``i``'s
+numbers do not depend on which process or device ran it, so the folder is
+that of a one-process run.
 """
 from __future__ import annotations
 
 import dataclasses
 import hashlib
+import itertools
 import json
 import math
 import os
@@ -47,13 +59,23 @@ class ResultsFolderError(InputError):
     """The results folder cannot be used (another study's, or not empty without resume)."""
 
 
-def default_chunk(study) -> int:
-    """About 1/16 of the study, at least 16 scenarios, at most what fits the device (:mod:`adljax.chunking`)."""
+def default_chunk(study, *, n_devices: int | None = None, n_processes: int | None = None) -> int:
+    """About 1/16 of the study (1/P with P > 16 processes), at least 16 scenarios, a multiple of the local device
+    count, at most what fits the local devices (:mod:`adljax.chunking`); never more than the study.
+
+    ``n_devices`` / ``n_processes`` default to this process's devices and the run's processes.
+    """
+    import jax
+
     from .chunking import scenarios_per_chunk
 
+    d = jax.local_device_count() if n_devices is None else n_devices
+    p = jax.process_count() if n_processes is None else n_processes
     itemsize = np.asarray(study.book.all_cash).dtype.itemsize
-    fits = scenarios_per_chunk(study.book.n_accounts + 2, study.book.n_markets, study.n_steps, itemsize)
-    c = max(math.ceil(study.n_scenarios / TARGET_CHUNKS), MIN_CHUNK)
+    fits = scenarios_per_chunk(study.book.n_accounts + 2, study.book.n_markets, study.n_steps, itemsize,
+                               n_devices=d)
+    c = max(math.ceil(study.n_scenarios / max(TARGET_CHUNKS, p)), MIN_CHUNK)
+    c = math.ceil(c / d) * d
     return max(1, min(c, fits, study.n_scenarios))
 
 
@@ -180,6 +202,21 @@ def prepare_folder(out: Path, ident: dict, *, resume: bool) -> None:
                           "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
 
 
+def check_folder(out: Path, ident: dict) -> None:
+    """Check, without changing anything, that ``out`` is a results folder of this study (made by another process).
+
+    Raises ResultsFolderError: no manifest there (``out`` is not on a
+    filesystem this process shares with process 0), or another study's.
+    """
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise ResultsFolderError(f"--out {out}: process 0 made the results folder but this process does not see it; "
+                                 "--out must be on a filesystem every process shares")
+    if _read_manifest(out).get("identity_hash") != identity_hash(ident):
+        raise ResultsFolderError(f"--out {out}: its manifest is not this process's study (do all processes run the "
+                                 "same adljax version, arguments and files?)")
+
+
 def recorded_chunk(out) -> int | None:
     """The chunk size a results folder was made with (None if it has no readable manifest)."""
     try:
@@ -221,15 +258,23 @@ def chunk_paths(study, first: int, n: int, chunk: int):
 
 @dataclasses.dataclass
 class RunInfo:
-    """What :func:`run_study` did."""
+    """What :func:`run_study` did (in a multi-process run: what this process did; only process 0 has ``metrics``)."""
 
     out: Path
-    metrics: dict[str, np.ndarray]       # every scenario, in index order, float64
+    metrics: dict[str, np.ndarray] | None  # every scenario, in index order, float64 (None on processes other than 0)
     chunk: int
-    chunks: int
+    chunks: int                          # of the study
     chunks_resumed: int                  # found finished in the folder
     seconds: float                       # this call's wall time
     simulate_seconds: float              # of which running chunks (compile included)
+    chunks_run: int = 0                  # run by this process in this call
+    process: int = 0                     # this process's index
+    processes: int = 1                   # processes of the run
+
+
+#: run_study calls in this process: in a multi-process run every process makes the same calls in the same order,
+#: so the n-th call's messages in the key-value store are named after n.
+_CALLS = itertools.count()
 
 
 def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
@@ -237,49 +282,81 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
               on_chunk: Callable[[int], None] | None = None) -> RunInfo:
     """Run ``study`` into the results folder ``out``, chunk by chunk (see the module docstring).
 
+    Each chunk runs on every local device (:func:`adljax.simulate` splits it
+    over them). In a multi-process run every process calls this with the
+    same arguments; each runs its share of the chunks and process 0
+    assembles the results.
+
     Args:
       study: an :class:`adljax.study.Study`.
       out: the results folder.
       chunk: scenarios per chunk.
       source: the study's origin for its identity (e.g. ``{"file": ..., "sha256": ...}``).
       resume: finish a folder made by the same study (skip its finished chunks).
-      on_start: ``(n_chunks, n_done_chunks, n_done_scenarios)`` before the first chunk runs.
+      on_start: ``(n_chunks, n_done_chunks, n_done_scenarios)`` before the first chunk runs (this process's
+        chunks in a multi-process run).
       on_chunk: ``(n_scenarios)`` after each chunk is written.
     Returns:
-      :class:`RunInfo` with every scenario's metrics (read back from the chunk files).
+      :class:`RunInfo` with every scenario's metrics (read back from the chunk files; on process 0 only).
+    Raises:
+      ResultsFolderError: the folder cannot be used, or a chunk file is not readable.
+      DistributedError: another process failed (its message says which and why).
     """
     import jax
 
-    from .simulation import simulate
+    from . import sharding
     from .outcome import METRICS
+    from .simulation import simulate
 
     t0 = time.perf_counter()
     out = Path(out)
     if chunk < 1:
         raise InputError(f"--chunk: must be at least 1, got {chunk}")
     ident = identity(study, source, chunk)
-    prepare_folder(out, ident, resume=resume)
+    index, count = sharding.process_index(), sharding.process_count()
+    tag = f"run_study/{next(_CALLS)}"
+    # process 0 makes (or checks) the folder; the others look only once it is there
+    sharding.from_process_0(f"{tag}/folder", lambda: prepare_folder(out, ident, resume=resume))
     bounds = chunk_bounds(study.n_scenarios, chunk)
-    done = {(f, n) for f, n in bounds if (out / CHUNKS / chunk_name(f, n)).is_file()}
-    if on_start:
-        on_start(len(bounds), len(done), sum(n for _, n in done))
+    mine = bounds[index::count]
     stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
     written = 0
     sim_s = 0.0
-    for first, n in bounds:
-        if (first, n) in done:
-            continue
-        t1 = time.perf_counter()
-        paths = chunk_paths(study, first, n, chunk)
-        o = simulate(study.venue, study.book, paths, dt=study.dt, key=study.key, first_scenario=first, chunk=chunk)
-        m = {k: np.asarray(v)[:n] for k, v in jax.device_get(o.metrics).items()}
-        sim_s += time.perf_counter() - t1
-        write_parquet(out / CHUNKS / chunk_name(first, n), metrics_table(first, m))
-        written += 1
-        if on_chunk:
-            on_chunk(n)
-        if stop_after and written >= stop_after:
-            os._exit(1)
+    done = set()
+    try:    # from here on, every process reports to process 0, finished or not
+        if index != 0:
+            check_folder(out, ident)
+        done = {(f, n) for f, n in bounds if (out / CHUNKS / chunk_name(f, n)).is_file()}
+        if on_start:
+            on_start(len(mine), len(done.intersection(mine)), sum(n for f, n in mine if (f, n) in done))
+        for first, n in mine:
+            if (first, n) in done:
+                continue
+            t1 = time.perf_counter()
+            paths = chunk_paths(study, first, n, chunk)
+            o = simulate(study.venue, study.book, paths, dt=study.dt, key=study.key, first_scenario=first,
+                         chunk=chunk)
+            m = {k: np.asarray(v)[:n] for k, v in jax.device_get(o.metrics).items()}
+            sim_s += time.perf_counter() - t1
+            write_parquet(out / CHUNKS / chunk_name(first, n), metrics_table(first, m))
+            written += 1
+            if on_chunk:
+                on_chunk(n)
+            if stop_after and written >= stop_after:
+                os._exit(1)
+    except BaseException as err:
+        sharding.report(f"{tag}/chunks", err)
+        raise
+    sharding.report(f"{tag}/chunks")
+    info = dict(out=out, chunk=chunk, chunks=len(bounds), chunks_resumed=len(done), chunks_run=written,
+                process=index, processes=count)
+    if index != 0:
+        return RunInfo(metrics=None, seconds=time.perf_counter() - t0, simulate_seconds=sim_s, **info)
+    failed = sharding.wait_for_reports(f"{tag}/chunks")
+    if failed:
+        p, why = next(iter(failed.items()))
+        raise sharding.DistributedError(f"process {p} stopped before writing its chunks ({why}); the chunks written "
+                                        f"are kept: run again with --resume")
 
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -287,6 +364,9 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
     tables = []
     for first, n in bounds:
         f = out / CHUNKS / chunk_name(first, n)
+        if not f.is_file():
+            raise ResultsFolderError(f"{f}: missing chunk (was it written where this process cannot see it?); "
+                                     "run with --resume again")
         try:
             t = pq.read_table(f)
         except (OSError, pa.ArrowException) as err:
@@ -298,8 +378,7 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
     table = pa.concat_tables(tables)
     write_parquet(out / SCENARIOS, table)
     metrics = {c: table.column(c).to_numpy() for c in table.column_names if c != "scenario"}
-    return RunInfo(out=out, metrics=metrics, chunk=chunk, chunks=len(bounds), chunks_resumed=len(done),
-                   seconds=time.perf_counter() - t0, simulate_seconds=sim_s)
+    return RunInfo(metrics=metrics, seconds=time.perf_counter() - t0, simulate_seconds=sim_s, **info)
 
 
 def sample_scenarios(metrics: dict[str, np.ndarray], k: int = 4) -> dict[int, str]:

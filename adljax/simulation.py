@@ -1,9 +1,11 @@
 """The user-facing driver: :func:`simulate` checks the inputs, derives the keys,
-splits a large study into chunks sized to the device's memory, and runs the
-compiled engine (:func:`adljax.engine.run`) on each.
+splits a large study into chunks sized to the devices' memory, and runs the
+compiled engine (:func:`adljax.engine.run`) on each — split over every local
+device when there are several (:func:`adljax.sharding.scenario_map`).
 """
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 import jax
@@ -16,11 +18,28 @@ from .engine import batch_book, prepare, run, scenario_keys
 from .errors import InputError
 from .outcome import Outcome
 from .paths import Paths
-from .venue import Venue
+from .sharding import scenario_map
+from .venue import Rules, Venue
+
+
+@functools.lru_cache(maxsize=32)
+def engine_for(rules: Rules, history: bool, devices: tuple | None = None):
+    """The compiled engine for ``rules``: ``f(params, book, oracle, depth, keys, funding)`` on batched inputs.
+
+    With one device (``devices`` None or of length 1), :func:`adljax.engine.run`
+    itself; with several, the same split over them by
+    :func:`adljax.sharding.scenario_map`. Cached, so a study's chunks share
+    one compiled program.
+    """
+    fn = functools.partial(run, rules=rules, history=history)
+    if devices is None or len(devices) == 1:
+        return fn
+    return scenario_map(fn, devices=devices)
 
 
 def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
-             history: bool = False, first_scenario: int = 0, chunk: int | None = None) -> Outcome:
+             history: bool = False, first_scenario: int = 0, chunk: int | None = None,
+             devices: int | None = None) -> Outcome:
     """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
 
     Args:
@@ -38,9 +57,15 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
       first_scenario: the index of ``paths``' first scenario in a larger
         study run in chunks (only the keys depend on it).
       chunk: scenarios per compiled run. ``None`` (the default) sizes chunks
-        to the device's memory (:mod:`adljax.chunking`): a study that fits
-        runs in one piece; a larger one runs chunk by chunk, each chunk's
-        results brought to the host, with the same numbers.
+        to the devices' memory (:mod:`adljax.chunking`; a multiple of the
+        device count): a study that fits runs in one piece; a larger one runs
+        chunk by chunk, each chunk's results brought to the host, with the
+        same numbers.
+      devices: how many of this process's devices to split each chunk over
+        (the first ``devices`` of ``jax.local_devices()``). ``None`` (the
+        default): all of them. With more than one, each device runs its
+        share of the scenarios (:func:`adljax.sharding.scenario_map`); the
+        numbers are those of one device, scenario by scenario.
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of
       :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
@@ -48,20 +73,26 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
     Raises:
       InputError: naming the field, for any malformed input.
     """
+    local = jax.local_devices()
+    if devices is None:
+        devices = len(local)
+    elif isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
+        raise InputError(f"devices: must be a whole number from 1 to {len(local)} (this process's devices), "
+                         f"got {devices!r}")
     params, book0, paths = prepare(venue, book, paths, dt, batch=False)
     n = paths.n_scenarios
     keys = scenario_keys(key, n, first_scenario)
     if chunk is None:
         itemsize = jnp.dtype(book0.all_cash.dtype).itemsize
         chunk = scenarios_per_chunk(book0.all_cash.shape[-1], book0.n_markets, paths.n_steps, itemsize,
-                                    history=history)
+                                    history=history, n_devices=devices)
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
+    engine = engine_for(venue.rules, history, tuple(local[:devices]) if devices > 1 else None)
 
     def one(first: int, size: int):
         p = paths.scenarios(first, size) if size < n else paths
-        return run(params, batch_book(book0, size, first), p.oracle, p.depth, keys[first:first + size], p.funding,
-                   rules=venue.rules, history=history)
+        return engine(params, batch_book(book0, size, first), p.oracle, p.depth, keys[first:first + size], p.funding)
 
     if n <= chunk:
         final, metrics, hist = one(0, n)

@@ -49,6 +49,13 @@ class Rules:
       backstop: ``"vault"`` (takeover by the vault row), ``"insurance"``
         (an insurance fund pays bankrupt rows' deficits in cash until it is
         empty) or ``"none"``.
+      temperature: ``0`` (the default) runs the hard rules. ``τ > 0`` runs
+        the smooth mode: every yes/no decision of the waterfall becomes a
+        weight that ramps from 0 to 1 across a band of width ``τ`` around its
+        threshold, in the rule's natural unit (``AV/MR`` for margin checks,
+        ``asinh(score)`` for the ADL queue; table in :mod:`adljax.smooth`),
+        so outcomes are differentiable in the Params and the book; as
+        ``τ → 0`` the smooth engine becomes the hard one. Typical: 0.01–0.3.
     """
 
     adl_policy: str = "queue"
@@ -56,6 +63,7 @@ class Rules:
     adl_price: str = "previous_mark"
     backstop: str = "vault"
     cooldown_mode: str = "whole"
+    temperature: float = 0.0
 
     def __post_init__(self):
         for field, allowed in (("adl_policy", ADL_POLICIES), ("adl_score", ADL_SCORES),
@@ -64,6 +72,15 @@ class Rules:
             v = getattr(self, field)
             if v not in allowed:
                 raise InputError(f"{field}: {v!r} is not one of {', '.join(map(repr, allowed))}")
+        t = self.temperature
+        if isinstance(t, bool) or not isinstance(t, (int, float)) or not np.isfinite(t) or not 0 <= t <= 1:
+            raise InputError(f"temperature: must be a number in [0, 1] (0: the hard rules), got {t!r}")
+        object.__setattr__(self, "temperature", float(t))
+
+    @property
+    def smooth(self) -> bool:
+        """True in the smooth (differentiable) mode, ``temperature > 0``."""
+        return self.temperature > 0
 
 
 @pytree

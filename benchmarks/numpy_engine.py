@@ -326,6 +326,7 @@ def simulate(venue, book, paths, *, dt: float = 1.0, dtype=None) -> dict:
     metrics["vault_pnl"] = av[:, V] - vault_av0
     metrics["n_adl_accounts"] = np.sum(deleveraged, axis=-1).astype(dtype)
     metrics["n_bankrupt_accounts"] = np.sum(ever_bankrupt, axis=-1).astype(dtype)
+    metrics["adl_indicator"] = (metrics["adl_steps"] > 0).astype(dtype)
     metrics = {k: np.asarray(metrics[k], dtype=dtype) for k in adljax.METRICS}
     out_book = {
         "all_cash": cash,

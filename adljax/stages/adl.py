@@ -15,12 +15,13 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import account_value, below_zero, notional, reduce_position
+from ..accounting import account_value, below_zero, maintenance, notional, reduce_position
 from ..book import Book
 from ..market import Market
 from ..venue import Params, Rules
 from .margin import has_position
-from .queue import take_from_top
+from ..smooth import above, any_of, negate, ratio, weigh
+from .queue import take_from_top, take_soft
 
 
 #: Relative difference under which an ADL pool's bankrupt quantity and its counterparties'
@@ -38,14 +39,38 @@ class Report:
     deleveraged: Array
     bankrupt: Array
     any_fill: Array
+    indicator: Array
 
 
-def bankrupt_rows(book: Book, market: Market) -> tuple[Array, Array]:
-    """([R] bool bankrupt, [R] AV): trader or vault rows with a position and ``AV < 0`` (beyond rounding)."""
+def bankrupt_rows(book: Book, market: Market, params: Params | None = None,
+                  temperature: float = 0.0) -> tuple[Array, Array, Array]:
+    """([R] bankrupt, [R] AV, [R] candidate) at the stage's mark.
+
+    Bankrupt: trader or vault rows with a position and ``AV < 0`` (beyond
+    rounding). Candidate (may serve as an ADL counterparty): ``AV ≥ 0``.
+    Both bool, or in the smooth mode weights: bankrupt by
+    ``above(−AV/MR, τ)``, candidate by one minus that.
+    """
     av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
     not_lp = jnp.arange(av.shape[-1]) < av.shape[-1] - 1
-    negative = below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
-    return not_lp & has_position(book) & negative, av
+    rows = not_lp & has_position(book)
+    if temperature == 0:
+        negative = below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
+        return rows & negative, av, av >= 0
+    mr = maintenance(book.size_am, market.mark, params.maintenance_margin)
+    negative = above(ratio(-av, mr, -1.0), temperature)
+    return weigh(rows, negative), av, negate(negative)
+
+
+def needed(margin, params: Params, temperature: float = 0.0) -> Array:
+    """[R] bool: rows the stage would act on, from the step's :class:`~adljax.stages.margin.Margin`
+    (the cheap test that decides whether the stage runs at all): a position and
+    ``AV < 0``, or in the smooth mode a bankruptcy weight above 0."""
+    n = margin.av.shape[-1]
+    rows = (jnp.arange(n) < n - 1) & margin.has_position
+    if temperature == 0:
+        return rows & (margin.av < 0)
+    return rows & (ratio(-margin.av, margin.mr, -1.0) > -0.5 * temperature)
 
 
 def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Array:
@@ -54,15 +79,17 @@ def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Ar
     safe_entry = jnp.where(entry > 0, entry, 1.0)
     pos_av = av > 0
     safe_av = jnp.where(pos_av, av, 1.0)
-    lev = jnp.where(pos_av, jnp.abs(size) * mark / safe_av, jnp.inf)
+    # Leverage is infinite where AV <= 0; kept finite inside the arithmetic (and the infinity
+    # put back by the outer where), so that gradients in the smooth mode are not 0·inf = NaN.
+    lev = jnp.where(pos_av, jnp.abs(size) * mark / safe_av, 0.0)
     if rules.adl_score == "hyperliquid":
         ratio = jnp.where(size > 0, mark / safe_entry, safe_entry / mark)
         return jnp.where(pos_av, ratio * lev, jnp.inf)
     if rules.adl_score == "bitmex":
         pnl_pct = jnp.sign(size) * (mark - entry) / safe_entry
-        finite = jnp.isfinite(lev) & (lev > 0)
+        finite = pos_av & (lev > 0)
         losing = jnp.where(finite, pnl_pct / jnp.where(finite, lev, 1.0), 0.0)
-        return jnp.where(pnl_pct > 0, pnl_pct * lev, losing)
+        return jnp.where(pnl_pct > 0, jnp.where(pos_av, pnl_pct * lev, jnp.inf), losing)
     if rules.adl_score == "pnl":
         return size * (mark - entry)
     raise ValueError(rules.adl_score)
@@ -98,18 +125,23 @@ def _deficit_share(size: Array, av: Array, m: Array) -> Array:
 def _report(book: Book, new_book: Book, m: Array, bankrupt: Array, av: Array, closed_c: Array,
             closed_b: Array, charged: Array) -> Report:
     av_after = account_value(new_book.all_cash, new_book.size_am, new_book.entry_am, m)
-    covered = jnp.where(bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
+    is_bankrupt = bankrupt if bankrupt.dtype == jnp.bool_ else bankrupt > 0
+    covered = jnp.where(is_bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
+    # 1 where ADL closed or charged anything; in the smooth mode the largest bankruptcy
+    # weight of a row that ADL acted on (the relaxed indicator behind P(ADL)).
+    acted = jnp.any((closed_b != 0) | (charged != 0), axis=0)
     return Report(
         notional=jnp.sum(notional(closed_c, m)),
         bad_debt=jnp.sum(covered),
         socialized=jnp.sum(charged),
         deleveraged=jnp.any((closed_c != 0) | (charged != 0), axis=0),
-        bankrupt=bankrupt,
+        bankrupt=is_bankrupt,
         any_fill=jnp.any(closed_b != 0) | jnp.any(charged != 0),
+        indicator=any_of(weigh(acted, bankrupt)).astype(m.dtype),
     )
 
 
-def socialize(book: Book, market: Market) -> tuple[Book, Report]:
+def socialize(book: Book, market: Market, params: Params | None = None, temperature: float = 0.0) -> tuple[Book, Report]:
     """Drift's socialized loss: per market, ``Δ = loss / (long OI + short OI)`` charged per contract.
 
     Each bankrupt row's deficit is split across its markets by notional; in
@@ -118,12 +150,12 @@ def socialize(book: Book, market: Market) -> tuple[Book, Report]:
     """
     m = market.mark
     size = book.size_am
-    bankrupt, av = bankrupt_rows(book, market)
-    loss = jnp.where(bankrupt, _deficit_share(size, av, m), 0.0)       # [A, R]
-    payers_oi = jnp.sum(jnp.where(bankrupt, 0.0, jnp.abs(size)), axis=1)
+    bankrupt, av, _ = bankrupt_rows(book, market, params, temperature)
+    loss = weigh(bankrupt, _deficit_share(size, av, m))                 # [A, R]
+    payers_oi = jnp.sum(weigh(negate(bankrupt), jnp.abs(size)), axis=1)
     can = payers_oi > 0
     delta = jnp.where(can, jnp.sum(loss, axis=1) / jnp.where(can, payers_oi, 1.0), 0.0)
-    charged = jnp.where(bankrupt, 0.0, jnp.abs(size) * delta[:, None])
+    charged = weigh(negate(bankrupt), jnp.abs(size) * delta[:, None])
     credit = jnp.sum(jnp.where(can[:, None], loss, 0.0), axis=0)
     new_book = book.replace(all_cash=book.all_cash + credit - jnp.sum(charged, axis=0))
     zero = jnp.zeros_like(size)
@@ -132,18 +164,18 @@ def socialize(book: Book, market: Market) -> tuple[Book, Report]:
 
 def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book, Report]:
     """Deleverage every bankrupt row of one scenario (all markets at once)."""
+    tau = rules.temperature
     if rules.adl_policy == "socialized":
-        return socialize(book, market)
+        return socialize(book, market, params, tau)
     m = market.mark
     mc = m[:, None]
     size, entry = book.size_am, book.entry_am                   # [A, R]
-    bankrupt, av = bankrupt_rows(book, market)
-    cand = av >= 0
+    bankrupt, av, cand = bankrupt_rows(book, market, params, tau)
 
-    long_b = jnp.where(bankrupt, jnp.maximum(size, 0.0), 0.0)
-    short_b = jnp.where(bankrupt, jnp.maximum(-size, 0.0), 0.0)
-    cap_short = jnp.where(cand, jnp.maximum(-size, 0.0), 0.0)   # serves bankrupt longs
-    cap_long = jnp.where(cand, jnp.maximum(size, 0.0), 0.0)     # serves bankrupt shorts
+    long_b = weigh(bankrupt, jnp.maximum(size, 0.0))
+    short_b = weigh(bankrupt, jnp.maximum(-size, 0.0))
+    cap_short = weigh(cand, jnp.maximum(-size, 0.0))            # serves bankrupt longs
+    cap_long = weigh(cand, jnp.maximum(size, 0.0))              # serves bankrupt shorts
     q_long, q_short = jnp.sum(long_b, axis=1), jnp.sum(short_b, axis=1)
     c_long, c_short = jnp.sum(cap_short, axis=1), jnp.sum(cap_long, axis=1)
     # A pool whose two sides are equal but for rounding is matched whole on both sides,
@@ -155,7 +187,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     matched_short = jnp.where(whole_short, q_short, jnp.minimum(q_short, c_short))
     f_long = jnp.where(whole_long, 1.0, _ratio(matched_long, q_long))
     f_short = jnp.where(whole_short, 1.0, _ratio(matched_short, q_short))
-    closed_b = jnp.where(bankrupt, size * jnp.where(size > 0, f_long[:, None], f_short[:, None]), 0.0)
+    closed_b = weigh(bankrupt, size * jnp.where(size > 0, f_long[:, None], f_short[:, None]))
 
     # ADL price of each bankrupt position.
     if rules.adl_price == "previous_mark":
@@ -181,17 +213,25 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         scores = jnp.broadcast_to(random_order_score(av.shape[-1], market.adl_start, m.dtype), size.shape)
     else:
         scores = None
-    take_short = jnp.where(whole_long[:, None], cap_short, _allocate(rules, scores, cap_short, matched_long))
-    take_long = jnp.where(whole_short[:, None], cap_long, _allocate(rules, scores, cap_long, matched_short))
+    allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if tau > 0 and rules.adl_policy == "queue"
+                                  else _allocate(rules, scores, cap, need))
+    take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, matched_long))
+    take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, matched_short))
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c
-    price = jnp.where(bankrupt, p_b, jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None]))
+    p_c = jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None])
+    if tau == 0:
+        price = jnp.where(bankrupt, p_b, p_c)
+    else:  # a row partly bankrupt may close both ways: the average of its two prices
+        nz = closed != 0
+        price = jnp.where(nz, (closed_b * p_b + closed_c * p_c) / jnp.where(nz, closed, 1.0), p_c)
     new_size, new_entry, dcash = reduce_position(size, entry, closed, price)
     cash = book.all_cash + jnp.sum(dcash, axis=0)
     if rules.adl_price == "bankruptcy":
         # Closed whole at its bankruptcy price, a bankrupt row is at exactly 0 (not ±rounding).
-        flat = bankrupt & ~jnp.any(new_size != 0, axis=0)
+        whole = bankrupt if tau == 0 else bankrupt >= 1
+        flat = whole & ~jnp.any(new_size != 0, axis=0)
         cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 

@@ -18,6 +18,7 @@ from .._pytree import pytree
 from ..accounting import _dust, below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
+from ..smooth import above, both, count, ratio, weigh
 from ..venue import Params
 from .margin import Margin, trader_rows, values
 
@@ -31,13 +32,19 @@ class Report:
     bad_debt: Array
 
 
-def candidates(margin: Margin, params: Params) -> Array:
-    """[R] bool: trader rows with ``AV < backstop_ratio·MR``.
+def candidates(margin: Margin, params: Params, temperature: float = 0.0) -> Array:
+    """[R] trader rows with ``AV < backstop_ratio·MR``: bool, or weights in the smooth mode.
 
     A row with no position but ``AV < 0`` (its position was filled below its
     bankruptcy price) is a candidate too: the vault absorbs the deficit.
+    Smooth: ``above((ratio·MR − AV)/MR, τ)``, and ``−AV/|AV|`` for a row
+    without a position (so such a row is a candidate exactly as in the hard rule).
     """
-    return trader_rows(margin.av.shape[-1]) & (margin.av < params.backstop_ratio * margin.mr)
+    rows = trader_rows(margin.av.shape[-1])
+    if temperature == 0:
+        return rows & (margin.av < params.backstop_ratio * margin.mr)
+    scale = jnp.where(margin.mr > 0, margin.mr, jnp.abs(margin.av))
+    return both(rows, above(ratio(params.backstop_ratio * margin.mr - margin.av, scale), temperature))
 
 
 def insurance_candidates(book: Book, margin: Margin) -> Array:
@@ -63,32 +70,44 @@ def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Rep
     return book.replace(all_cash=book.all_cash + paid, insurance_fund=fund), report
 
 
-def run(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
-    """The vault takes over the candidates it can carry."""
+def run(book: Book, market: Market, params: Params, temperature: float = 0.0) -> tuple[Book, Report]:
+    """The vault takes over the candidates it can carry.
+
+    Smooth mode: a candidate of weight ``w`` that the vault carries with
+    weight ``c`` (``above(AV_v/MR_v − 1, τ)`` after taking every candidate
+    so far) is taken over by ``w·Π(1 − w_j·(1 − c_j))`` over the rows up to
+    it: that share of its positions (at mark) and of its cash move to the vault.
+    """
     m, mm = market.mark, params.maintenance_margin
-    size, entry = book.size_am, book.entry_am                    # [A, R]
+    size = book.size_am                                          # [A, R]
     margin = values(book, market, params)
-    cand, av = candidates(margin, params), margin.av
+    cand, av = candidates(margin, params, temperature), margin.av
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault = rows == n - 2
     # Vault value and positions after taking every candidate up to each row, in row order.
-    cum_av = av[-2] + jnp.cumsum(jnp.where(cand, av, 0.0))
-    cum_size = size[:, -2:-1] + jnp.cumsum(jnp.where(cand, size, 0.0), axis=1)
-    carries = cum_av >= maintenance(cum_size, m, mm)
-    first_refused = jnp.min(jnp.where(cand & ~carries, rows, n))
-    take = cand & (rows < first_refused)
+    cum_av = av[-2] + jnp.cumsum(weigh(cand, av))
+    cum_size = size[:, -2:-1] + jnp.cumsum(weigh(cand, size), axis=1)
+    cum_mr = maintenance(cum_size, m, mm)
+    if temperature == 0:
+        carries = cum_av >= cum_mr
+        first_refused = jnp.min(jnp.where(cand & ~carries, rows, n))
+        take = cand & (rows < first_refused)
+    else:
+        carries = above(ratio(cum_av, cum_mr, jnp.where(cum_av >= 0, 2.0, -2.0)) - 1.0, temperature)
+        take = cand * jnp.cumprod(1.0 - cand * (1.0 - carries))
 
-    taken_size = jnp.where(take, size, 0.0)
-    v_size, v_entry, v_dcash = trade(size[:, -2], entry[:, -2], jnp.sum(taken_size, axis=1), m)
-    cash = jnp.where(take, 0.0, book.all_cash)
-    cash = cash + jnp.where(is_vault, jnp.sum(jnp.where(take, av, 0.0)) + jnp.sum(v_dcash), 0.0)
-    new_size = jnp.where(is_vault, v_size[:, None], jnp.where(take, 0.0, size))
-    new_entry = jnp.where(is_vault, v_entry[:, None], jnp.where(take, 0.0, entry))
-    cooldown = jnp.where(take, 0.0, book.cooldown)
+    taken_size = weigh(take, size)
+    v_size, v_entry, v_dcash = trade(size[:, -2], book.entry_am[:, -2], jnp.sum(taken_size, axis=1), m)
+    cash = book.all_cash - weigh(take, book.all_cash)
+    cash = cash + jnp.where(is_vault, jnp.sum(weigh(take, av)) + jnp.sum(v_dcash), 0.0)
+    kept = size - taken_size
+    new_size = jnp.where(is_vault, v_size[:, None], kept)
+    new_entry = jnp.where(is_vault, v_entry[:, None], jnp.where(kept == 0, 0.0, book.entry_am))
+    cooldown = book.cooldown - weigh(take, book.cooldown)
     report = Report(
         notional=jnp.sum(notional(taken_size, m)),
-        accounts=jnp.sum(take).astype(m.dtype),
-        bad_debt=jnp.sum(jnp.where(take, jnp.maximum(-av, 0.0), 0.0)),
+        accounts=count(take, m.dtype),
+        bad_debt=jnp.sum(weigh(take, jnp.maximum(-av, 0.0))),
     )
     return book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown), report

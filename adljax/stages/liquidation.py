@@ -20,6 +20,7 @@ from jax import Array
 from .._pytree import pytree
 from ..accounting import reduce_position, trade
 from ..book import Book
+from ..smooth import above, ratio
 from ..market import Market
 from ..venue import Params, Rules
 
@@ -57,10 +58,20 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault, is_lp = rows == n - 2, rows == n - 1
-    cooling = book.cooldown > 0
-    ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
-    big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready & ~cooling
-    q = jnp.where(ready, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    tau = rules.temperature
+    if tau == 0:
+        cooling = book.cooldown > 0
+        ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
+        big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready & ~cooling
+        q = jnp.where(ready, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    else:
+        # Smooth mode (adljax.smooth): in cooldown by cooldown/(τ·cooldown), liquidatable and
+        # over the partial threshold by weights; the order is the weighted mix of the two sizes.
+        cooling = jnp.clip(ratio(book.cooldown, tau * params.cooldown), 0.0, 1.0)
+        ready = liquidatable * (1.0 - cooling) if rules.cooldown_mode == "wait" else liquidatable
+        over = above(ratio(jnp.abs(size) * mc, params.partial_threshold, 2.0) - 1.0, tau) * (1.0 - cooling)
+        big = jnp.where(size != 0, over * ready, 0.0)
+        q = ready * size * (1.0 - over * (1.0 - params.partial_fraction))
     v_size = size[:, -2]
     unwind = jnp.sign(v_size) * jnp.minimum(jnp.abs(v_size), params.vault_unwind * depth / m)
     q = jnp.where(is_vault, unwind[:, None], q)
@@ -98,14 +109,17 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     new_size = jnp.where(is_lp, lp_size[:, None], new_size)
     new_entry = jnp.where(is_lp, lp_entry[:, None], new_entry)
 
-    partial_row = jnp.any(big, axis=0)
-    cooldown = jnp.where(partial_row, params.cooldown, book.cooldown)
-    trader_order = (q != 0) & ~is_vault
+    if tau == 0:
+        cooldown = jnp.where(jnp.any(big, axis=0), params.cooldown, book.cooldown)
+        trader_order = (q != 0) & ~is_vault
+    else:
+        cooldown = jnp.maximum(book.cooldown, jnp.max(big, axis=0) * params.cooldown)
+        trader_order = jnp.where((size != 0) & ~is_vault, ready, 0.0)
     vault_ntl = jnp.sum(fill_ntl[:, -2])
     report = Report(
         filled_notional=jnp.sum(jnp.where(is_vault, 0.0, fill_ntl)),   # traders' fills (not the vault's unwind)
-        orders=jnp.sum(trader_order).astype(m.dtype),
-        partial_orders=jnp.sum(big).astype(m.dtype),
+        orders=jnp.sum(trader_order.astype(m.dtype)),
+        partial_orders=jnp.sum(big.astype(m.dtype)),
         unwind_notional=vault_ntl,
         fees=fees,
         flow=filled_b - filled_s,

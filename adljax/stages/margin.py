@@ -8,6 +8,7 @@ from .._pytree import pytree
 from ..accounting import account_value, maintenance
 from ..book import Book
 from ..market import Market
+from ..smooth import above, both, ratio
 from ..venue import Params
 
 
@@ -43,12 +44,19 @@ def values(book: Book, market: Market, params: Params) -> Margin:
     )
 
 
-def liquidatable(margin: Margin) -> Array:
-    """[R] bool: trader rows with a position and ``AV < MR``."""
-    return trader_rows(margin.av.shape[-1]) & margin.has_position & (margin.av < margin.mr)
+def liquidatable(margin: Margin, temperature: float = 0.0) -> Array:
+    """[R] trader rows with a position and ``AV < MR``: bool, or a weight in the smooth mode.
+
+    Smooth: ``above(1 − AV/MR, τ)`` (:mod:`adljax.smooth`); a row with a
+    position always has ``MR > 0``.
+    """
+    rows = trader_rows(margin.av.shape[-1]) & margin.has_position
+    if temperature == 0:
+        return rows & (margin.av < margin.mr)
+    return both(rows, above(1.0 - ratio(margin.av, margin.mr), temperature))
 
 
-def run(book: Book, market: Market, params: Params) -> tuple[Array, Margin]:
-    """([R] bool liquidatable, :class:`Margin`) at the step's mark."""
+def run(book: Book, market: Market, params: Params, temperature: float = 0.0) -> tuple[Array, Margin]:
+    """([R] liquidatable, :class:`Margin`) at the step's mark (bool, or weights when ``temperature > 0``)."""
     m = values(book, market, params)
-    return liquidatable(m), m
+    return liquidatable(m, temperature), m

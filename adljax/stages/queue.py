@@ -11,9 +11,10 @@ pro rata. The allocation is exactly that of walking the sorted queue.
 """
 from __future__ import annotations
 
-import jax
 import jax.numpy as jnp
 from jax import Array, lax
+
+from ..smooth import smoothstep
 
 
 def order_key(score: Array) -> Array:
@@ -56,3 +57,59 @@ def take_from_top(score: Array, weight: Array, need: Array) -> Array:
     # When the need covers every candidate, each closes exactly its whole position.
     taken = jnp.where((need >= jnp.sum(weight, axis=-1))[..., None], weight, taken)
     return jnp.where(need[..., None] > 0, taken, 0.0)
+
+
+def take_soft(score: Array, weight: Array, need: Array, temperature: float) -> Array:
+    """The smooth mode's queue: ``take_from_top`` with the cut-off made a ramp.
+
+    Each candidate closes ``weight·g((z − c)/τ)`` with ``z = asinh(score)``
+    and ``g(u) = smoothstep(u + 1/2)`` (:mod:`adljax.smooth`); the cut-off
+    ``c`` is set by bisection so that the candidates close ``need`` in all.
+    Candidates whose ``z`` is above ``c + τ/2`` close whole, those below
+    ``c − τ/2`` nothing, and the band between shares the rest: as ``τ → 0``
+    this is the hard queue. The cut-off's gradient is the implicit one
+    (``Σ taken = need`` held fixed), so the allocation responds smoothly to
+    changes of scores, capacities and need.
+
+    Args: as :func:`take_from_top`, plus ``temperature`` (> 0, asinh-score units).
+    Returns: [..., A, R] units taken; sums to ``min(need, Σ weight)``.
+    """
+    tau = temperature
+    z = jnp.arcsinh(jnp.clip(score, -1e30, 1e30))
+    active = weight > 0
+    total = jnp.sum(weight, axis=-1)
+    ramp = lambda c: smoothstep((z - c[..., None]) / tau + 0.5)
+    F = lambda c: jnp.sum(weight * ramp(c), axis=-1)
+
+    lo = jnp.min(jnp.where(active, z, jnp.inf), axis=-1) - tau       # F(lo) = total
+    hi = jnp.max(jnp.where(active, z, -jnp.inf), axis=-1) + tau      # F(hi) = 0
+    lo = jnp.where(jnp.isfinite(lo), lo, 0.0)
+    hi = jnp.where(jnp.isfinite(hi), hi, 0.0)
+    target = jnp.minimum(need, total)
+
+    def body(_, bounds):
+        a, b = bounds
+        mid = 0.5 * (a + b)
+        enough = F(mid) >= target
+        return jnp.where(enough, mid, a), jnp.where(enough, b, mid)
+
+    a, b = lax.fori_loop(0, 60, body, (lax.stop_gradient(lo), lax.stop_gradient(hi)))
+    c_star = lax.stop_gradient(0.5 * (a + b))
+    # Implicit gradient of the cut-off: dc = (dF − d need)/(−∂F/∂c), value unchanged.
+    resid = F(c_star) - target
+    u = (z - c_star[..., None]) / tau + 0.5
+    slope = jnp.sum(weight * _smoothstep_slope(u), axis=-1) / tau    # −∂F/∂c ≥ 0
+    slope = lax.stop_gradient(slope)
+    c = c_star + jnp.where(slope > 0, (resid - lax.stop_gradient(resid)) / jnp.where(slope > 0, slope, 1.0), 0.0)
+    taken = weight * ramp(c)
+    # Rescale so the units taken sum to the target exactly (the bisection leaves ~1e-15).
+    got = jnp.sum(taken, axis=-1)
+    taken = taken * jnp.where(got > 0, target / jnp.where(got > 0, got, 1.0), 0.0)[..., None]
+    taken = jnp.where((need >= total)[..., None], weight, taken)
+    return jnp.where(need[..., None] > 0, taken, 0.0)
+
+
+def _smoothstep_slope(u: Array) -> Array:
+    """d smoothstep/du = 30u²(1 − u)² on [0, 1], 0 outside."""
+    u = jnp.clip(u, 0.0, 1.0)
+    return 30.0 * u * u * (1.0 - u) * (1.0 - u)

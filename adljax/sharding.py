@@ -1,0 +1,347 @@
+"""Scenarios over several devices and several hosts, with JAX's own machinery.
+
+**Devices.** :func:`scenario_map` runs a batched engine function on every
+local device at once: a one-axis :class:`jax.sharding.Mesh` named
+``"scenarios"`` over the local devices, the scenario axis split over it
+with :func:`jax.shard_map`, the venue's parameters replicated. Each device
+runs the function on its own share of the scenarios, so the engine's
+batch-level skips (``jnp.any`` over the batch deciding whether a stage runs
+this step) are decided per device, without a cross-device collective in
+every step. Scenarios never interact in the engine, and a scenario's draws
+depend on its index only (``fold_in(key, index)``), so the results are
+those of one device, scenario by scenario (bitwise in the tests, float64
+and float32). Sums over scenarios (a loss for calibration, its gradient
+with respect to replicated parameters) are reduced across devices by
+JAX (the transpose of a replicated input is a ``psum``), so their rounding
+can differ from one device's in the last bits.
+
+**Hosts.** :func:`initialize` joins the processes of a multi-host run
+(``jax.distributed.initialize``). Each process then runs its own share of a
+study's chunks on its own devices (:func:`adljax.runner.run_study`); the
+processes tell each other what they did through the JAX distributed
+runtime's key-value store (:func:`publish`, :func:`wait_for`,
+:func:`from_process_0`): process 0 prepares the results folder and, once
+every process has reported its chunks written, assembles the results. No
+array crosses between hosts: each host writes its chunks into the shared
+results folder itself.
+
+Why the key-value store and not a device collective
+(``multihost_utils.sync_global_devices``) as the barrier: on CPU the
+collectives go through gloo, whose rendezvous gives up after 30 s
+(``Gloo context initialization failed: DEADLINE_EXCEEDED``, measured with
+jax 0.10.2): a process that finishes its chunks a minute before another
+would fail. The key-value store waits as long as it is told to, on every
+backend, and moves no device memory.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import math
+import os
+import re
+from typing import Any, Callable, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import Mesh, PartitionSpec as P
+
+from .errors import InputError
+
+#: The mesh axis the scenarios are split over.
+AXIS = "scenarios"
+#: How long a process waits for another by default (ms): about 11 days, i.e. as long as a study takes.
+#: A process that dies without reporting is caught by the distributed runtime's heartbeat instead.
+WAIT_MS = 10 ** 9
+
+
+class DistributedError(RuntimeError):
+    """Another process of a multi-process run failed; the message says which and why.
+
+    ``exit_code`` is what the command line exits with (2 when process 0
+    refused the arguments or the results folder, 1 when a process failed
+    while running).
+    """
+
+    def __init__(self, message: str, exit_code: int = 1):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+# ---- devices -----------------------------------------------------------------------------------
+def local_device_count() -> int:
+    """The number of devices this process drives (all of them on a one-host machine)."""
+    return jax.local_device_count()
+
+
+def scenario_mesh(devices: Sequence | None = None) -> Mesh:
+    """A one-axis mesh named ``"scenarios"`` over ``devices`` (default: every local device)."""
+    devs = list(jax.local_devices() if devices is None else devices)
+    if not devs:
+        raise InputError("devices: expected at least one device")
+    return Mesh(np.array(devs, dtype=object), (AXIS,))
+
+
+def padded(n: int, n_devices: int) -> int:
+    """``n`` rounded up to a multiple of ``n_devices``."""
+    return int(math.ceil(n / n_devices) * n_devices)
+
+
+def _pad(x, total: int):
+    """``x`` [S, ...] → [total, ...], the last scenario repeated (its copies' results are dropped)."""
+    s = x.shape[0]
+    if total == s:
+        return x
+    return jnp.concatenate([x, jnp.repeat(x[-1:], total - s, axis=0)], axis=0)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _pad_all(tree, total: int):
+    return jax.tree_util.tree_map(lambda x: _pad(x, total), tree)
+
+
+@functools.partial(jax.jit, static_argnums=1)
+def _cut_all(tree, s: int):
+    return jax.tree_util.tree_map(lambda x: x[:s], tree)
+
+
+def scenario_map(fn: Callable, *, devices: Sequence | None = None) -> Callable:
+    """Run a batched engine function with its scenarios split over the local devices.
+
+    Args:
+      fn: ``fn(params, book, oracle, depth, keys, funding) -> pytree`` whose
+        leaves all have a leading scenario axis S. ``book`` (a :class:`Book`
+        pytree), ``oracle``/``depth``/``funding`` [S, T, A] and ``keys`` [S]
+        are batched over S; ``params`` is replicated; ``funding`` may be
+        ``None``. ``fn`` may be jitted (e.g. ``adljax.engine.run`` with its
+        static arguments bound by ``functools.partial``) or a plain function.
+      devices: the devices to use (default: every local device,
+        ``jax.local_devices()``).
+    Returns:
+      A function with ``fn``'s signature and result. With one device it is
+      ``fn`` itself. With D > 1 devices it pads S up to a multiple of D
+      (repeating the last scenario), runs ``fn`` on each device's S/D
+      scenarios with :func:`jax.shard_map` over the mesh axis
+      ``"scenarios"`` under ``jax.jit`` (so each device makes its own
+      batch-level decisions), and slices the padding off. It composes with
+      ``jax.jit`` and ``jax.grad`` (reverse mode w.r.t. ``params`` and the
+      book's floats: the padded copies get zero cotangents).
+
+    Called eagerly (as :func:`adljax.simulate` does), the padding, the
+    sharded run and the slicing are three compiled programs: XLA cannot fuse
+    the padding's copy into the engine's first reductions, which would
+    change their rounding (measured: a start book's zero-sum error of 0
+    became 1.4e-12 when the concatenation was fused into it), so each
+    device runs exactly the program one device runs on the same scenarios.
+    """
+    devs = list(jax.local_devices() if devices is None else devices)
+    if len(devs) == 1:
+        return fn
+    mesh = scenario_mesh(devs)
+    n_dev = len(devs)
+    sharded_fns = {}
+
+    def sharded(names: tuple[str, ...]):
+        if names not in sharded_fns:
+            def per_device(p, *xs):
+                kw = dict(zip(names, xs))
+                return fn(p, kw["book"], kw["oracle"], kw["depth"], kw["keys"], kw.get("funding"))
+
+            # check_vma=False: the engine's skips are while loops whose predicate varies by device and whose
+            # "ran" flag is a constant; the replication checker rejects that carry (jax 0.10.2), and nothing
+            # here relies on it: every output is split over the scenarios, none is claimed replicated.
+            sharded_fns[names] = jax.jit(jax.shard_map(per_device, mesh=mesh,
+                                                       in_specs=(P(),) + (P(AXIS),) * len(names),
+                                                       out_specs=P(AXIS), check_vma=False))
+        return sharded_fns[names]
+
+    def mapped(params, book, oracle, depth, keys, funding=None):
+        s = int(np.shape(oracle)[0])
+        batched = {"book": book, "oracle": oracle, "depth": depth, "keys": keys}
+        if funding is not None:
+            batched["funding"] = funding
+        for name, tree in batched.items():
+            for leaf in jax.tree_util.tree_leaves(tree):
+                if np.ndim(leaf) < 1 or np.shape(leaf)[0] != s:
+                    raise InputError(f"{name}: every array needs a leading axis of {s} scenarios (as oracle), "
+                                     f"got shape {tuple(np.shape(leaf))}")
+        total = padded(s, n_dev)
+        if total != s:
+            batched = _pad_all(batched, total)
+        names = tuple(batched)
+        out = sharded(names)(params, *(batched[n] for n in names))
+        return out if total == s else _cut_all(out, s)
+
+    mapped.__wrapped__ = fn
+    mapped.devices = tuple(devs)
+    return mapped
+
+
+# ---- hosts -------------------------------------------------------------------------------------
+_ADDRESS = re.compile(r"^(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9_.\-]+):([0-9]{1,5})$")
+
+
+def check_coordinator(address: str) -> str:
+    """``address`` if it is ``HOST:PORT`` (``[IPv6]:PORT`` too) with a port in 1..65535, else InputError."""
+    m = _ADDRESS.match(address.strip()) if isinstance(address, str) else None
+    if not m or not 1 <= int(m.group(2)) <= 65535:
+        raise InputError(f"coordinator: expected HOST:PORT (e.g. 10.0.0.1:8476, the address of process 0 and a free "
+                         f"port), got {address!r}")
+    return address.strip()
+
+
+def launched_by_cluster() -> str | None:
+    """The launcher that started this process as one of several, as JAX detects it, or None.
+
+    Slurm (``srun``: ``SLURM_JOB_ID``, ``SLURM_STEP_NODELIST``, ``SLURM_NTASKS``,
+    ``SLURM_PROCID``, ``SLURM_LOCALID`` all set, more than one task) or Open
+    MPI (``mpirun``: ``OMPI_MCA_orte_hnp_uri`` set, ``OMPI_COMM_WORLD_SIZE`` > 1):
+    the environments whose variables ``jax.distributed.initialize()``
+    reads by itself. One task is not a multi-process launch.
+    """
+    env = os.environ
+
+    def more_than_one(var):
+        try:
+            return int(env.get(var, "1")) > 1
+        except ValueError:
+            return False
+
+    slurm = ("SLURM_JOB_ID", "SLURM_STEP_NODELIST", "SLURM_NTASKS", "SLURM_PROCID", "SLURM_LOCALID")
+    if all(v in env for v in slurm) and more_than_one("SLURM_NTASKS"):
+        return "slurm"
+    if "OMPI_MCA_orte_hnp_uri" in env and more_than_one("OMPI_COMM_WORLD_SIZE"):
+        return "openmpi"
+    return None
+
+
+def initialize(coordinator: str | None = None, num_processes: int | None = None, process_id: int | None = None,
+               *, timeout_s: int = 300) -> tuple[int, int]:
+    """Join this process to a multi-process run (``jax.distributed.initialize``), before any JAX computation.
+
+    Args:
+      coordinator: ``HOST:PORT`` of process 0 (it listens there; every
+        process gives the same address).
+      num_processes: how many processes in all (>= 1).
+      process_id: this process's number, ``0 .. num_processes - 1``.
+      timeout_s: how long to wait for every process to join.
+    All three ``None``: JAX detects them (Slurm, Open MPI, Cloud TPU,
+    Kubernetes with ``kubernetes`` installed, or ``JAX_COORDINATOR_ADDRESS``
+    plus a launcher). ``num_processes=1`` with nothing else runs alone
+    (nothing to join).
+    Returns:
+      ``(process_index, process_count)``.
+    Raises:
+      InputError: naming the argument, for a malformed one, an id out of
+        range, an incomplete set JAX cannot complete, or a call after JAX
+        has started computing.
+    """
+    if num_processes is not None:
+        if isinstance(num_processes, bool) or not isinstance(num_processes, int) or num_processes < 1:
+            raise InputError(f"num_processes: must be a whole number >= 1, got {num_processes!r}")
+    if process_id is not None:
+        if isinstance(process_id, bool) or not isinstance(process_id, int) or process_id < 0:
+            raise InputError(f"process_id: must be a whole number >= 0, got {process_id!r}")
+        if num_processes is not None and process_id >= num_processes:
+            raise InputError(f"process_id: must be below num_processes ({num_processes}), got {process_id}")
+    if coordinator is not None:
+        coordinator = check_coordinator(coordinator)
+    if isinstance(timeout_s, bool) or not isinstance(timeout_s, int) or timeout_s < 1:
+        raise InputError(f"timeout_s: must be a whole number of seconds >= 1, got {timeout_s!r}")
+    if num_processes == 1 and process_id in (None, 0):
+        return 0, 1
+    if jax.distributed.is_initialized():
+        raise InputError("initialize: this process has already joined a multi-process run")
+    try:
+        jax.distributed.initialize(coordinator_address=coordinator, num_processes=num_processes,
+                                   process_id=process_id, initialization_timeout=timeout_s)
+    except ValueError as err:    # JAX could not detect what was not given
+        missing = [flag for flag, v in (("coordinator", coordinator), ("num_processes", num_processes),
+                                        ("process_id", process_id)) if v is None]
+        raise InputError(f"{', '.join(missing) or 'initialize'}: not given and not detected from a launcher "
+                         f"(Slurm, Open MPI, ...): {err}") from None
+    except RuntimeError as err:
+        if "already" in str(err) or "backend" in str(err).lower():
+            raise InputError(f"initialize: must run before any JAX computation in this process ({err})") from None
+        raise
+    return jax.process_index(), jax.process_count()
+
+
+def process_index() -> int:
+    """This process's number in a multi-process run (0 alone)."""
+    return jax.process_index()
+
+
+def process_count() -> int:
+    """The number of processes of the run (1 alone)."""
+    return jax.process_count()
+
+
+def _client():
+    """The JAX distributed runtime's client (its key-value store and barriers), or None when running alone."""
+    if jax.process_count() == 1:
+        return None
+    from jax._src import distributed   # jax is pinned to 0.10.x (pyproject.toml); the client is not re-exported
+
+    client = distributed.global_state.client
+    if client is None:
+        raise DistributedError("this run has several processes but no JAX distributed client")
+    return client
+
+
+def publish(key: str, value: Any) -> None:
+    """Set ``key`` (once per run) to JSON ``value`` for the other processes to read."""
+    client = _client()
+    if client is not None:
+        client.key_value_set(f"adljax/{key}", json.dumps(value))
+
+
+def wait_for(key: str, timeout_ms: int = WAIT_MS) -> Any:
+    """The JSON value another process :func:`publish`-ed under ``key``, waiting for it."""
+    client = _client()
+    if client is None:
+        raise DistributedError(f"wait_for({key!r}): this process runs alone; nobody will publish it")
+    return json.loads(client.blocking_key_value_get(f"adljax/{key}", timeout_ms))
+
+
+def from_process_0(key: str, make: Callable[[], Any]) -> Any:
+    """Process 0 runs ``make()`` and passes its JSON result (or its error) to every other process.
+
+    Alone, just ``make()``. On process 0, ``make``'s exception is published
+    and raised; on the others, it is raised as :class:`DistributedError`
+    (exit code 2 when process 0's error was an :class:`InputError`).
+    """
+    if process_count() == 1:
+        return make()
+    if process_index() == 0:
+        try:
+            value = make()
+        except BaseException as err:
+            publish(key, {"error": " ".join(str(err).split()) or type(err).__name__,
+                          "input": isinstance(err, InputError)})
+            raise
+        publish(key, {"value": value})
+        return value
+    got = wait_for(key)
+    if "error" in got:
+        raise DistributedError(f"process 0 stopped: {got['error']}", exit_code=2 if got.get("input") else 1)
+    return got["value"]
+
+
+def report(key: str, error: BaseException | None = None) -> None:
+    """Tell process 0 this process finished the work named ``key`` (or failed with ``error``)."""
+    if process_count() > 1:
+        what = None if error is None else (" ".join(str(error).split()) or type(error).__name__)
+        publish(f"{key}/{process_index()}", {"error": what})
+
+
+def wait_for_reports(key: str, timeout_ms: int = WAIT_MS) -> dict[int, str]:
+    """On process 0: wait until every other process has :func:`report`-ed ``key``; ``{process: error}`` of those
+    that failed (empty when all finished)."""
+    failed = {}
+    for p in range(1, process_count()):
+        got = wait_for(f"{key}/{p}", timeout_ms)
+        if got.get("error") is not None:
+            failed[p] = got["error"]
+    return failed
