@@ -245,11 +245,12 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
     def values_of(u_):
         return {k: u_[k].astype(dtype) * scale_j[k] for k in u_}
 
-    def paths_for(i: int):
-        first = study.n_scenarios + (i * scenarios if fresh else 0)
-        return first, study.make_paths(first, scenarios)
+    def batch_for(i: int):
+        first = study.n_scenarios + i * scenarios
+        paths = study.make_paths(first, scenarios).astype(dtype)
+        return paths, (paths.oracle, paths.depth, paths.funding, scenario_keys(study.key, scenarios, first))
 
-    first0, paths0 = paths_for(0)
+    paths0, batch0 = batch_for(0)
     params0, _, _ = prepare(venue, study.book, paths0, study.dt, batch=False)
     rules = venue.rules
 
@@ -274,9 +275,7 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
     history = []
     bar = _progress(progress, iterations)
     for i in range(iterations):
-        first, paths = paths_for(i) if i else (first0, paths0)
-        paths = paths.astype(dtype)
-        batch = (paths.oracle, paths.depth, paths.funding, scenario_keys(study.key, scenarios, first))
+        batch = batch_for(i)[1] if (fresh and i) else batch0
         if f0 is None:
             v0 = measure(u, *batch)
             f0 = {k: jnp.where(jnp.abs(v0[k]) > 0, jnp.abs(v0[k]), 1.0) for k in weights}

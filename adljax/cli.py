@@ -156,12 +156,12 @@ def _join(args) -> tuple[int, int]:
         return 0, 1
     try:
         return sharding.initialize(args.coordinator, args.num_processes, args.process_id)
-    except InputError as err:
-        msg = str(err)
+    except InputError as err:     # "field[, field]: why" with the API's names: the command line's instead
+        field, _, why = str(err).partition(": ")
         for name, flag in (("coordinator", "--coordinator"), ("num_processes", "--num-processes"),
                            ("process_id", "--process-id")):
-            msg = msg.replace(name, flag)
-        raise UsageError(msg) from None
+            field = field.replace(name, flag)
+        raise UsageError(f"{field}: {why}") from None
 
 
 def _load(args):
@@ -261,8 +261,8 @@ def _run_one(study, out: Path, chunk: int, source: dict, args, console, label: s
         info = runner.run_study(study, out, chunk=chunk, source=source, resume=True, on_start=on_start,
                                 on_chunk=on_chunk)
     if info.metrics is None:          # a process other than 0 of a multi-process run: its chunks are written
-        console.print(f"process {info.process} of {info.processes}: {info.chunks_run} chunks written into "
-                      f"{out / runner.CHUNKS}/; process 0 writes the results")
+        _console().print(f"process {info.process} of {info.processes}: {info.chunks_run} chunks written into "
+                         f"{out / runner.CHUNKS}/; process 0 writes the results")
         return None
     t0 = time.perf_counter()
     summary_stats = results.summarize(info.metrics)

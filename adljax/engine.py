@@ -21,6 +21,7 @@ from .errors import InputError
 from .market import Market
 from .outcome import METRICS
 from .paths import Paths
+from .smooth import smoothstep
 from .stages import adl, backstop, liquidation, margin
 from .venue import Params, Rules, Venue
 
@@ -36,6 +37,7 @@ class Carry:
     deleveraged: Array   # [S, R] bool, ever a counterparty of ADL
     bankrupt: Array      # [S, R] bool, ever bankrupt at the ADL stage
     value0: Array        # [S] Σ_rows AV at the start
+    adl_scale: Array     # [S] USD: traders' mean position notional at the start (smooth P(ADL)'s unit)
 
 
 _SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
@@ -177,7 +179,12 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     acc["socialized_loss"] += ad.socialized
     acc["bad_debt_adl"] += ad.bad_debt
     acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
-    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], ad.indicator)
+    if smooth:  # ADL's size in the step, in units of τ × a typical position: 1 from τ·scale up
+        amount = ad.notional + ad.socialized
+        indicator = smoothstep(amount / (tau * jnp.where(carry.adl_scale > 0, carry.adl_scale, 1.0)))
+    else:
+        indicator = ad.any_fill.astype(mark.dtype)
+    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], indicator)
 
     def drift(b):
         value = b.total_value() + b.insurance_fund
@@ -196,7 +203,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
 
     new = Carry(book=book, impact=impact, prev_mark=mark, acc=acc,
                 deleveraged=carry.deleveraged | ad.deleveraged, bankrupt=carry.bankrupt | ad.bankrupt,
-                value0=carry.value0)
+                value0=carry.value0, adl_scale=carry.adl_scale)
     hist = {
         "mark": mark,
         "vault_equity": vault_av,
@@ -215,9 +222,12 @@ def _init(book: Book, oracle0: Array) -> Carry:
     acc = {k: jnp.zeros(s, dtype) for k in _SUMS}
     acc["vault_equity_min"] = av0[:, -2]
     acc["zero_sum_error"] = jnp.max(jnp.abs(jnp.sum(book.size_am, axis=-1)), axis=-1)
+    traders = book.size_am[..., :-2]
+    n_pos = jnp.sum(traders != 0, axis=(-2, -1))
+    adl_scale = jnp.sum(jnp.abs(traders) * oracle0[:, :, None], axis=(-2, -1)) / jnp.maximum(n_pos, 1)
     return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
                  deleveraged=jnp.zeros(book.all_cash.shape, bool), bankrupt=jnp.zeros(book.all_cash.shape, bool),
-                 value0=book.total_value() + book.insurance_fund)
+                 value0=book.total_value() + book.insurance_fund, adl_scale=adl_scale)
 
 
 def _finish(carry: Carry, vault_av0: Array) -> dict[str, Array]:

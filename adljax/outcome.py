@@ -23,7 +23,7 @@ METRICS: dict[str, str] = {
     "n_adl_accounts": "count: distinct rows that lost to ADL at least once (closed as counterparty, or charged)",
     "n_bankrupt_accounts": "count: distinct rows (traders or vault) that reached ADL with AV < 0",
     "adl_steps": "count: steps in which ADL closed anything",
-    "adl_indicator": "1 if ADL closed or charged anything, else 0; in the smooth mode the largest bankruptcy weight of a row ADL acted on (in [0, 1]; its mean is the relaxed P(ADL))",
+    "adl_indicator": "1 if ADL closed or charged anything, else 0; in the smooth mode smoothstep(ADL notional of a step / (temperature × traders' mean position notional at the start)), its largest over steps (in [0, 1]; its mean is the relaxed P(ADL))",
     "bad_debt": "USD: deficit resolved = bad_debt_backstop + bad_debt_adl + bad_debt_residual",
     "bad_debt_backstop": "USD: deficits (−AV) of rows the vault took over, or paid by the insurance fund",
     "bad_debt_adl": "USD: reduction of bankrupt rows' deficits by their ADL fills (negative when closing at the previous mark deepened them)",

@@ -20,7 +20,7 @@ from ..book import Book
 from ..market import Market
 from ..venue import Params, Rules
 from .margin import has_position
-from ..smooth import above, any_of, negate, ratio, weigh
+from ..smooth import above, negate, ratio, weigh
 from .queue import take_from_top, take_soft
 
 
@@ -39,7 +39,6 @@ class Report:
     deleveraged: Array
     bankrupt: Array
     any_fill: Array
-    indicator: Array
 
 
 def bankrupt_rows(book: Book, market: Market, params: Params | None = None,
@@ -127,9 +126,6 @@ def _report(book: Book, new_book: Book, m: Array, bankrupt: Array, av: Array, cl
     av_after = account_value(new_book.all_cash, new_book.size_am, new_book.entry_am, m)
     is_bankrupt = bankrupt if bankrupt.dtype == jnp.bool_ else bankrupt > 0
     covered = jnp.where(is_bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
-    # 1 where ADL closed or charged anything; in the smooth mode the largest bankruptcy
-    # weight of a row that ADL acted on (the relaxed indicator behind P(ADL)).
-    acted = jnp.any((closed_b != 0) | (charged != 0), axis=0)
     return Report(
         notional=jnp.sum(notional(closed_c, m)),
         bad_debt=jnp.sum(covered),
@@ -137,7 +133,6 @@ def _report(book: Book, new_book: Book, m: Array, bankrupt: Array, av: Array, cl
         deleveraged=jnp.any((closed_c != 0) | (charged != 0), axis=0),
         bankrupt=is_bankrupt,
         any_fill=jnp.any(closed_b != 0) | jnp.any(charged != 0),
-        indicator=any_of(weigh(acted, bankrupt)).astype(m.dtype),
     )
 
 
