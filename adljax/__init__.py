@@ -7,6 +7,7 @@ exact rules and the README for a tour.
 from . import venues
 from .book import Book
 from .simulation import simulate
+from .calibration import Calibration, calibrate
 from .errors import InputError
 from .indicator import adl_queue
 from .outcome import HISTORY, METRICS, Outcome
@@ -15,5 +16,5 @@ from .venue import Params, Rules, Venue
 from . import reference
 
 __all__ = ["Book", "Paths", "Venue", "Rules", "Params", "Outcome", "METRICS", "HISTORY",
-           "InputError", "simulate", "adl_queue", "venues", "reference"]
+           "InputError", "simulate", "calibrate", "Calibration", "adl_queue", "venues", "reference"]
 __version__ = "0.1.0"

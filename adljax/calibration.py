@@ -17,6 +17,7 @@ calibration.
 from __future__ import annotations
 
 import dataclasses
+from functools import partial
 from typing import Callable, Mapping, Sequence
 
 import jax
@@ -28,6 +29,7 @@ from . import objectives
 from .book import Book
 from .engine import batch_book, prepare, run, scenario_keys
 from .errors import InputError
+from .sharding import scenario_map
 from .simulation import simulate
 from .study import Study
 from .venue import Params, Venue
@@ -165,8 +167,8 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
               minimize: str | Mapping[str, float] = "margin_locked",
               constraints: Mapping[str, float] | None = None, level: float = 0.99,
               temperature: float = 0.1, scenarios: int = 64, iterations: int = 150,
-              learning_rate: float = 0.03, optimizer: optax.GradientTransformation | None = None,
-              penalty: float = 10.0, fresh: bool = True,
+              learning_rate: float = 0.04, optimizer: optax.GradientTransformation | None = None,
+              penalty: float = 5.0, fresh: bool = True,
               progress: bool | Callable[[dict], None] = False) -> Calibration:
     """Choose venue numbers by gradient descent over scenarios of ``study``.
 
@@ -192,8 +194,8 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
       temperature: the smooth mode's temperature (see :class:`adljax.Rules`).
       scenarios: scenarios per iteration.
       iterations: optimiser steps.
-      learning_rate: Adam's step, in units of each field's start value (0.03:
-        about 3 % per step). Ignored when ``optimizer`` is given.
+      learning_rate: Adam's step, in units of each field's start value (0.04:
+        about 4 % per step). Ignored when ``optimizer`` is given.
       optimizer: an optax transformation of the fields in those units.
       penalty: ``ρ`` of the augmented Lagrangian.
       fresh: draw new scenarios every iteration (iteration ``i`` uses
@@ -235,9 +237,13 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
     lo = {k: jnp.asarray(rng[k][0] / scale[k]) for k in rng}
     hi = {k: jnp.asarray(rng[k][1] / scale[k]) for k in rng}
     u = {k: jnp.asarray(start[k] / scale[k]) for k in rng}
-    opt = optimizer if optimizer is not None else optax.adam(learning_rate)
+    # Adam with the step decaying (cosine) to a tenth over the run, and the multipliers' steps with it:
+    # the primal-dual iteration on noisy scenarios otherwise keeps orbiting the answer.
+    decay = lambda i: 0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * i / iterations))
+    opt = optimizer if optimizer is not None else optax.adam(lambda i: learning_rate * (0.1 + 0.9 * 0.5 * (
+        1.0 + jnp.cos(jnp.pi * i / iterations))))
     opt_state = opt.init(u)
-    lam = {k: jnp.asarray(0.0) for k in bounds}
+    lam = {k: jnp.zeros((), study.book.all_cash.dtype) for k in bounds}
     names = sorted(set(weights) | set(bounds))
     dtype = study.book.all_cash.dtype
     scale_j = {k: jnp.asarray(v, dtype) for k, v in scale.items()}
@@ -253,12 +259,13 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
     paths0, batch0 = batch_for(0)
     params0, _, _ = prepare(venue, study.book, paths0, study.dt, batch=False)
     rules = venue.rules
+    # Scenarios split over the local devices when there are several (adljax.sharding).
+    engine = scenario_map(partial(run, rules=rules, history=False))
 
-    @jax.jit
     def measure(u_, oracle, depth, funding, keys):
         p, b = apply(params0, study.book, values_of(u_))
         bb = batch_book(b, oracle.shape[0])
-        _, metrics, _ = run(p, bb, oracle, depth, keys, funding, rules=rules, history=False)
+        _, metrics, _ = engine(p, bb, oracle, depth, keys, funding)
         return {n: objectives.evaluate(n, metrics, p, bb, oracle[:, 0], level) for n in names}
 
     f0 = None
@@ -276,15 +283,16 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
     bar = _progress(progress, iterations)
     for i in range(iterations):
         batch = batch_for(i)[1] if (fresh and i) else batch0
-        if f0 is None:
-            v0 = measure(u, *batch)
-            f0 = {k: jnp.where(jnp.abs(v0[k]) > 0, jnp.abs(v0[k]), 1.0) for k in weights}
+        if f0 is None:   # the start values, through the same compiled function
+            ones = {k: jnp.ones((), dtype) for k in weights}
+            v0 = grad_fn(u, lam, ones, batch)[0][1]
+            f0 = {k: jnp.where(jnp.abs(v0[k]) > 0, jnp.abs(v0[k]), 1.0).astype(dtype) for k in weights}
         (total, vals), g = grad_fn(u, lam, f0, batch)
         updates, opt_state = opt.update(g, opt_state, u)
         u = optax.apply_updates(u, updates)
         u = {k: jnp.clip(u[k], lo[k], hi[k]) for k in u}
         for k, c in bounds.items():
-            lam[k] = jnp.maximum(0.0, lam[k] + penalty * (vals[k] / c - 1.0))
+            lam[k] = jnp.maximum(0.0, lam[k] + decay(i) * penalty * (vals[k] / c - 1.0)).astype(dtype)
         entry = {"iteration": i, "loss": float(total), **{k: float(v) for k, v in vals.items()},
                  **{f"multiplier.{k}": float(v) for k, v in lam.items()},
                  **{k: _host(v) for k, v in values_of(u).items()}}

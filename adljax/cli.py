@@ -1,4 +1,4 @@
-"""Command line: ``adljax run``, ``adljax inspect``, ``adljax bench``.
+"""Command line: ``adljax run``, ``adljax calibrate``, ``adljax inspect``, ``adljax bench``.
 
 Bad arguments, missing or unreadable files and :class:`adljax.InputError`
 get a one-line message on stderr and exit code 2.
@@ -566,6 +566,91 @@ def cmd_inspect(args) -> int:
     return 0
 
 
+# ---- calibrate ------------------------------------------------------------------------------------
+CALIBRATE_EPILOG = """\
+examples:
+  adljax calibrate scenarios/calibrate_margins.toml
+  adljax calibrate scenarios/calibrate_margins.toml --iterations 40 --out results/quick-cal
+
+The file is a scenario file with a [calibrate] table (fields, minimize, constraints,
+temperature, scenarios per iteration, iterations, learning_rate; see the file and
+adljax.scenario.load_calibration). Each iteration draws fresh scenarios; the answer
+(the mean of the last quarter of the iterations) is then run with the hard engine on
+the study's own scenarios, which the calibration never drew, and compared with the
+venue's starting numbers. The folder gets calibration.json (answer, check, history)
+and calibration.png."""
+
+
+def cmd_calibrate(args) -> int:
+    from rich.table import Table
+
+    from . import plots, runner, scenario
+    from .calibration import calibrate
+
+    if args.float64:
+        _enable_x64()
+    path = Path(args.scenario)
+    if path.is_dir():
+        raise UsageError(f"{path}: is a folder, not a scenario file")
+    if not path.exists():
+        raise UsageError(f"{path}: no such scenario file")
+    sizes = {k: v for k, v in (("scenarios", args.check_scenarios), ("steps", args.steps),
+                               ("accounts", args.accounts)) if v is not None}
+    study, kw = scenario.load_calibration(path, **sizes)
+    if args.iterations is not None:
+        kw["iterations"] = args.iterations
+    if args.scenarios is not None:
+        kw["scenarios"] = args.scenarios
+    out = Path(args.out) if args.out is not None else Path("results") / f"{study.name}-calibration"
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out}: is a file, not a folder")
+    console = _console()
+    console.print(f"[bold]{study.name}[/bold]: calibrating {', '.join(kw['fields'])} over "
+                  f"{kw.get('iterations', 150)} iterations of {kw.get('scenarios', 64)} fresh scenarios")
+    cal = calibrate(study, progress=True, **kw)
+    start = _start_calibration(cal, study).check(study)
+    check = cal.check(study)
+    table = Table(title=f"{study.name}: hard engine on the study's {study.n_scenarios} scenarios "
+                        "(not used to calibrate)")
+    for c in ("", "venue's numbers", "calibrated"):
+        table.add_column(c, justify="right")
+    for k, v in cal.values.items():
+        table.add_row(k, _fmt(_start_value(study, k)), _fmt(v))
+    for k in list(cal.minimize) + [c for c in cal.constraints if c not in cal.minimize]:
+        bound = f" (≤ {cal.constraints[k]:,.4g})" if k in cal.constraints else ""
+        table.add_row(k + bound, f"{start[k]:,.4g}", f"{check[k]:,.4g}")
+    console.print(table)
+    out.mkdir(parents=True, exist_ok=True)
+    record = {"study": study.name, "scenario_file": str(path), "values": {k: np.asarray(v).tolist() for k, v in
+              cal.values.items()}, "last": {k: np.asarray(v).tolist() for k, v in cal.last.items()},
+              "minimize": cal.minimize, "constraints": cal.constraints, "temperature": cal.temperature,
+              "level": cal.level, "check": check, "start": start, "history": cal.history}
+    runner.write_json(out / "calibration.json", record)
+    if not args.no_plots:
+        plots.calibration(cal.history, cal.constraints, list(cal.minimize), list(cal.values),
+                          out / "calibration.png", study.name)
+    console.print(f"written: {out}")
+    return 0
+
+
+def _start_calibration(cal, study):
+    """The calibration result with the venue's own numbers (to check them the same way)."""
+    import dataclasses
+
+    return dataclasses.replace(cal, venue=study.venue, book=study.book)
+
+
+def _start_value(study, field: str):
+    from .calibration import _start_values
+
+    return _start_values(study.venue, study.book, study.book.n_markets, [field])[field]
+
+
+def _fmt(v) -> str:
+    a = np.atleast_1d(np.asarray(v, dtype=float))
+    return ", ".join(f"{x:,.4g}" for x in a)
+
+
 # ---- bench ----------------------------------------------------------------------------------------
 def cmd_bench(args) -> int:
     from rich.table import Table
@@ -601,9 +686,10 @@ def cmd_bench(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     fmt = argparse.RawDescriptionHelpFormatter
     parser = _Parser(prog="adljax", description="Liquidation-waterfall studies of perpetual-futures venues.",
-                     epilog="commands:\n  adljax run --help\n  adljax inspect --help\n  adljax bench --help",
+                     epilog="commands:\n  adljax run --help\n  adljax calibrate --help\n  adljax inspect --help\n"
+                            "  adljax bench --help",
                      formatter_class=fmt)
-    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,inspect,bench}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="{run,calibrate,inspect,bench}")
 
     p = sub.add_parser("run", help="run a study into a results folder (no argument: the default study)",
                        description="Run a study chunk by chunk, print what each stage of the waterfall did, and "
@@ -633,6 +719,23 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--process-id", type=_int_at_least(0), metavar="I", help="this process's number, 0 .. N-1 "
                    "(0 writes the results)")
     p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("calibrate", help="choose venue numbers by gradient descent (a scenario file with "
+                       "[calibrate])", description="Calibrate the fields a scenario file's [calibrate] table names "
+                       "with the smooth engine and optax, then check the answer with the hard engine on fresh "
+                       "scenarios.", epilog=CALIBRATE_EPILOG, formatter_class=fmt)
+    p.add_argument("scenario", metavar="SCENARIO.toml", help="a scenario file with a [calibrate] table")
+    p.add_argument("--iterations", type=_int_at_least(1), metavar="N", help="optimiser steps (default: the file's)")
+    p.add_argument("--scenarios", type=_int_at_least(1), metavar="N",
+                   help="fresh scenarios per iteration (default: the file's)")
+    p.add_argument("--check-scenarios", type=_int_at_least(1), metavar="N",
+                   help="scenarios the answer is checked on (default: the file's `scenarios`)")
+    p.add_argument("--steps", type=_int_at_least(2), metavar="N", help="steps per path (default: the file's)")
+    p.add_argument("--accounts", type=_int_at_least(1), metavar="N", help="accounts in a generated book")
+    p.add_argument("--out", metavar="DIR", help="results folder (default results/<study name>-calibration)")
+    p.add_argument("--no-plots", action="store_true", help="skip calibration.png")
+    p.add_argument("--float64", action="store_true", help="run in float64 (the file's dtype must say so too)")
+    p.set_defaults(func=cmd_calibrate)
 
     p = sub.add_parser("inspect", help="ADL queue and liquidation distances of a book file",
                        description="Print each market's ADL queue (in fifths) for the largest positions of a book "

@@ -329,3 +329,26 @@ def all_figures(metrics, histories, markets, dt, folder, title: str, reasons=Non
         waterfall(metrics, folder / "waterfall.png", title),
         price_paths(histories, markets, dt, folder / "price_paths.png", title, reasons),
     ]
+
+
+def calibration(history: Sequence[Mapping], constraints: Mapping[str, float], minimize: Sequence[str],
+                fields: Sequence[str], path, title: str) -> Path:
+    """The calibration's path: each objective and constraint (with its bound) and each field, per iteration."""
+    plt = _plt()
+    it = np.array([h["iteration"] for h in history])
+    names = list(dict.fromkeys(list(minimize) + list(constraints)))
+    panels = names + list(fields)
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    for ax, name in zip(axes[0], panels):
+        v = np.array([np.atleast_1d(h[name]) for h in history], dtype=float)
+        for j in range(v.shape[1]):
+            ax.plot(it, v[:, j], lw=1.2, label=f"market {j}" if v.shape[1] > 1 else None)
+        if name in constraints:
+            ax.axhline(constraints[name], color=COLORS["adl"], ls="--", lw=1, label="bound")
+        kind = "field" if name in fields else ("constraint" if name in constraints else "objective")
+        ax.set_title(f"{name} ({kind})", fontsize=10)
+        ax.set_xlabel("iteration")
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
+    fig.suptitle(f"{title}: smooth-mode values on each iteration's fresh scenarios", fontsize=10)
+    return _save(fig, Path(path))

@@ -136,14 +136,84 @@ def load_studies(path, **sizes) -> list[Study]:
     to try a study small first.
     """
     path = Path(path)
+    return from_dict(_read(path), path, **sizes)
+
+
+def _read(path: Path) -> dict:
     try:
         with open(path, "rb") as f:
-            doc = tomllib.load(f)
-    except FileNotFoundError:
+            return tomllib.load(f)
+    except (FileNotFoundError, IsADirectoryError):
         raise InputError(f"{path}: no such scenario file") from None
     except tomllib.TOMLDecodeError as err:
         raise InputError(f"{path}: not valid TOML ({err})") from None
-    return from_dict(doc, path, **sizes)
+
+
+CALIBRATE = {"fields", "minimize", "constraints", "temperature", "scenarios", "iterations", "learning_rate",
+             "penalty", "level"}
+
+
+def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
+    """Read a calibration study: a scenario file with a ``[calibrate]`` table.
+
+    Returns the study and the keyword arguments of :func:`adljax.calibrate`
+    the table states. The table's keys::
+
+        [calibrate]
+        fields = ["maintenance_margin"]   # or a table of ranges: {maintenance_margin = [0.002, 0.1]}
+        minimize = "margin_locked"        # or a table of weights: {margin_locked = 1.0, vault_capital = 0.2}
+        temperature = 0.2                 # the smooth mode's temperature
+        scenarios = 64                    # fresh scenarios per iteration
+        iterations = 150
+        learning_rate = 0.04
+        penalty = 5.0
+        level = 0.99                      # of vault_loss_es
+
+        [calibrate.constraints]           # objective <= bound
+        p_adl = 0.01
+        vault_loss_es = 2e6
+
+    ``sizes`` (``scenarios``, ``steps``, ``accounts``) override the study's
+    sizes as in :func:`load_studies` (``scenarios`` is then the number the
+    answer is checked on).
+    """
+    path = Path(path)
+    doc = _read(path)
+    w = _Where(path)
+    if "calibrate" not in doc:
+        raise w.error("", "no [calibrate] table: this is a plain study, run it with `adljax run`")
+    cal = doc["calibrate"]
+    w.keys("calibrate", cal, CALIBRATE, required=("fields",))
+    studies = from_dict({k: v for k, v in doc.items() if k != "calibrate"}, path, **sizes)
+    if len(studies) != 1:
+        raise w.error("venue", "a calibration study has one venue (preset a name, not a list)")
+    kw: dict[str, Any] = {}
+    fields = cal["fields"]
+    if isinstance(fields, str):
+        fields = [fields]
+    if isinstance(fields, dict):
+        for k, v in fields.items():
+            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)):
+                raise w.error("calibrate", f"fields.{k}: expected a range [lo, hi], got {v!r}")
+        kw["fields"] = {k: (float(v[0]), float(v[1])) for k, v in fields.items()}
+    elif isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        kw["fields"] = list(fields)
+    else:
+        raise w.error("calibrate", f"fields: expected a list of names or a table of ranges, got {fields!r}")
+    if "minimize" in cal:
+        kw["minimize"] = cal["minimize"]
+    if "constraints" in cal:
+        w.keys("calibrate.constraints", cal["constraints"], set(cal["constraints"]))
+        kw["constraints"] = dict(cal["constraints"])
+    for key, lo, integer in (("temperature", 0.0, False), ("scenarios", 1, True), ("iterations", 1, True),
+                             ("learning_rate", 0.0, False), ("penalty", 0.0, False), ("level", 0.0, False)):
+        if key in cal:
+            kw[key] = w.number("calibrate", cal, key, lo=lo, integer=integer, lo_open=not integer)
+    if "level" in kw and kw["level"] >= 1:
+        raise w.error("calibrate", f"level: must be below 1, got {kw['level']!r}")
+    if "temperature" in kw and kw["temperature"] > 1:
+        raise w.error("calibrate", f"temperature: must be at most 1, got {kw['temperature']!r}")
+    return studies[0], kw
 
 
 def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None = None, steps: int | None = None,
