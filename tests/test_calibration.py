@@ -95,7 +95,7 @@ def test_bad_calibration_arguments_name_the_field():
 
 def test_calibration_scenario_file_loads_and_is_checked(tmp_path):
     study, kw = load_calibration(ROOT / "scenarios" / "calibrate_margins.toml", scenarios=4, steps=5, accounts=10)
-    assert kw["fields"] == ["maintenance_margin"] and kw["constraints"] == {"bad_debt": 90000.0}
+    assert kw["fields"] == ["maintenance_margin"] and kw["constraints"] == {"bad_debt": 10000.0}
     assert study.n_scenarios == 4 and study.book.n_accounts == 10
     text = (ROOT / "scenarios" / "calibrate_margins.toml").read_text()
     bad = tmp_path / "bad.toml"
