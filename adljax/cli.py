@@ -585,7 +585,7 @@ def cmd_calibrate(args) -> int:
     from rich.table import Table
 
     from . import plots, runner, scenario
-    from .calibration import calibrate
+    from .calibration import assess, calibrate
 
     if args.float64:
         _enable_x64()
@@ -608,7 +608,7 @@ def cmd_calibrate(args) -> int:
     console.print(f"[bold]{study.name}[/bold]: calibrating {', '.join(kw['fields'])} over "
                   f"{kw.get('iterations', 150)} iterations of {kw.get('scenarios', 64)} fresh scenarios")
     cal = calibrate(study, progress=True, **kw)
-    start = _start_calibration(cal, study).check(study)
+    start = assess(study, level=cal.level)
     check = cal.check(study)
     table = Table(title=f"{study.name}: hard engine on the study's {study.n_scenarios} scenarios "
                         "(not used to calibrate)")
@@ -631,13 +631,6 @@ def cmd_calibrate(args) -> int:
                           out / "calibration.png", study.name)
     console.print(f"written: {out}")
     return 0
-
-
-def _start_calibration(cal, study):
-    """The calibration result with the venue's own numbers (to check them the same way)."""
-    import dataclasses
-
-    return dataclasses.replace(cal, venue=study.venue, book=study.book)
 
 
 def _start_value(study, field: str):
