@@ -84,17 +84,18 @@ def test_partial_liquidation_and_cooldown(sim):
 
 
 def test_cooldown_counts_seconds_not_steps(sim):
-    # Same book, dt = 1 s: after the first partial order at step 1 the next can go at step 31.
+    # Same book, dt = 1 s, a 10 s cooldown: after the first partial order at step 1 the next can go at step 11.
     book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
-    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", cooldown_mode="wait")
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", cooldown_mode="wait",
+                           cooldown=10.0)
     # price 94 then 93.5 held: liquidatable throughout (AV 7200 < MR 7480 after the first order).
-    oracle = [100.0, 94.0] + [93.5] * 30
-    out = sim(v, book, paths(oracle, BIG), dt=1.0)   # steps 0..31
-    assert m(out, "market_liquidation_orders") == 2   # steps 1 and 31
-    # step 31 @93.5: 20 % of 1600 = 320 units: cash 17600 + 320*(93.5-100) = 15520.
+    oracle = [100.0, 94.0] + [93.5] * 10
+    out = sim(v, book, paths(oracle, BIG), dt=1.0)   # steps 0..11
+    assert m(out, "market_liquidation_orders") == 2   # steps 1 and 11
+    # step 11 @93.5: 20 % of 1600 = 320 units: cash 17600 + 320*(93.5-100) = 15520.
     np.testing.assert_allclose(np.asarray(out.book.cash)[0, 0], 15_520.0, rtol=1e-12)
-    out30 = sim(v, book, paths(oracle[:-1], BIG), dt=1.0)   # steps 0..30: still waiting
-    assert m(out30, "market_liquidation_orders") == 1
+    out10 = sim(v, book, paths(oracle[:-1], BIG), dt=1.0)   # steps 0..10: still waiting
+    assert m(out10, "market_liquidation_orders") == 1
 
 
 def test_slippage_and_price_impact(sim):

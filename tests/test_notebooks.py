@@ -28,7 +28,7 @@ CHECK = "import sys; print('KERNEL_PREFIX=' + sys.prefix)"
 
 
 def test_there_are_notebooks():
-    assert {p.name for p in NOTEBOOKS} >= {"tail_risk.ipynb", "venue_policies.ipynb"}
+    assert {p.name for p in NOTEBOOKS} >= {"tail_risk.ipynb", "venue_policies.ipynb", "calibration.ipynb"}
 
 
 @pytest.fixture(scope="module")

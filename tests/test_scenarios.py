@@ -18,7 +18,10 @@ def test_the_shipped_studies_are_there():
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)
 def test_every_shipped_scenario_loads_and_runs_small(path):
-    studies = scenario.load_studies(path, scenarios=2, steps=30, accounts=40)
+    if "[calibrate]" in path.read_text():          # a calibration study (tests/test_calibration.py runs it)
+        studies = [scenario.load_calibration(path, scenarios=2, steps=30, accounts=40)[0]]
+    else:
+        studies = scenario.load_studies(path, scenarios=2, steps=30, accounts=40)
     for st in studies[:2]:                         # a comparison: two venues are enough here
         assert st.description
         p = st.paths
