@@ -225,3 +225,44 @@ def test_a_fee_that_takes_all_a_flat_row_has_left_leaves_exactly_zero():
     assert float(ref.metrics["backstop_accounts"][1]) == 1.0
     bad = compare_outcomes(case, fast, ref)
     assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)
+
+
+@needs_reference
+def test_regression_zero_scores_tie_whatever_their_sign():
+    """Shrunk from the random comparison (session 3; the bug predates it).
+
+    Trader 2 is long 1333.5 BTC-like and short 1000 ETH-like; ETH jumps 25 % at step 1: market
+    liquidation fills 1000 a side, the vault (no cash) cannot carry, and ADL closes the rest of
+    the BTC long at the previous mark against the two shorts, the vault and the liquidity
+    providers. Both have PnL 0, so both BitMEX scores are 0 (the LP's −0.0: 0 divided by its
+    leverage, with a short's sign) and they must share pro rata. The fast engine's order key
+    meant to turn −0.0 into +0.0 with ``x + 0.0``, which XLA simplifies away, so it ranked the
+    vault first and gave it all 333.5 (vault left short 666.48, not 677.29).
+    """
+    bc = BookCase(
+        cash=np.array([10.0001762, 10.00011369, 233.35505972, 10.00002654, 10.00002777, 10.00006993,
+                       10.00003024, 10.00003148]),
+        size=np.array([[100.0008351, 0.0], [100.00043841, 0.0], [1333.52403045, -1000.00251651],
+                       [100.00012854, 0.0], [100.00013472, 0.0], [100.0001409, 0.0], [100.00014708, 0.0],
+                       [100.00015326, 0.0]]),
+        entry=np.array([[1.0, 0.0]] * 2 + [[1.0, 1.0]] + [[1.0, 0.0]] * 5),
+        isolated=np.zeros(8, bool), vault_cash=0.0, vault_size=np.array([-1000.0, 0.0]),
+        vault_entry=np.array([1.0, 0.0]), lp_cash=0.0, lp_size=np.array([-1033.52600846, 1000.00251651]),
+        lp_entry=np.array([1.0, 1.0]), start=np.array([1.0, 1.0]), insurance_fund=0.0)
+    oracle = np.array([[[1.0, 1.0], [1.0, 1.25]] + [[0.75, 1.25]] * 10])
+    venue = adljax.venues.hyperliquid(max_leverage=[10.0, 10.0], adl_score="bitmex", cooldown=0.0, slippage=0.0,
+                                      impact=0.0)
+    case = Case(venue=venue, dt=0.5, bc=bc, oracle=oracle, depth=np.full_like(oracle, 1000.0), funding=None)
+    fast, ref = _run_both(case)
+    assert not compare_outcomes(case, fast, ref)
+
+
+def test_order_key_treats_minus_zero_as_zero_under_jit():
+    import jax
+    import jax.numpy as jnp
+
+    from adljax.stages.queue import order_key
+
+    for dtype in (jnp.float32, jnp.float64):
+        k = np.asarray(jax.jit(order_key)(jnp.array([-0.0, 0.0, -1e-30, 1e-30], dtype)))
+        assert k[0] == k[1] and k[2] < k[0] < k[3]

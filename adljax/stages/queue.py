@@ -21,7 +21,10 @@ def order_key(score: Array) -> Array:
     """Unsigned integers with the same order as the float ``score`` (NaN-free), same width."""
     bits = {jnp.dtype("float32"): 32, jnp.dtype("float64"): 64}[score.dtype]
     utype = jnp.uint32 if bits == 32 else jnp.uint64
-    b = lax.bitcast_convert_type(score + 0.0, utype)  # + 0.0 turns −0.0 into +0.0
+    # −0.0 and +0.0 are the same score. (`score + 0.0` was meant to do this, but XLA simplifies
+    # x + 0 to x, so a −0.0 score ranked below a +0.0 one: a tie of two zero scores became an
+    # order, found by the differential test in session 3.)
+    b = lax.bitcast_convert_type(jnp.where(score == 0, jnp.zeros_like(score), score), utype)
     sign = jnp.asarray(1, utype) << jnp.asarray(bits - 1, utype)
     negative = (b & sign) != 0
     return jnp.where(negative, ~b, b | sign)
