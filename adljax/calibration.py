@@ -253,9 +253,8 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
     u = {k: jnp.asarray(start[k] / scale[k]) for k in rng}
     # Adam with the step decaying (cosine) to a tenth over the run, and the multipliers' steps with it:
     # the primal-dual iteration on noisy scenarios otherwise keeps orbiting the answer.
-    decay = lambda i: 0.1 + 0.9 * 0.5 * (1.0 + np.cos(np.pi * i / iterations))
-    opt = optimizer if optimizer is not None else optax.adam(lambda i: learning_rate * (0.1 + 0.9 * 0.5 * (
-        1.0 + jnp.cos(jnp.pi * i / iterations))))
+    decay = optax.cosine_decay_schedule(1.0, iterations, alpha=0.1)
+    opt = optimizer if optimizer is not None else optax.adam(lambda i: learning_rate * decay(i))
     opt_state = opt.init(u)
     lam = {k: jnp.zeros((), study.book.all_cash.dtype) for k in bounds}
     names = sorted(set(weights) | set(bounds))
