@@ -89,21 +89,6 @@ def adl_starts(keys: Array, t: Array, n_rows: int) -> Array:
     return jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, t), (), 0, n_rows))(keys)
 
 
-def per_scenario(fn):
-    """Map ``fn`` over the scenario axis: ``vmap`` on accelerators, a loop (``lax.map``) on CPU.
-
-    For the ADL stage, whose queue bisection sweeps a scenario's positions
-    32–64 times, a loop over scenarios keeps each scenario's arrays in the
-    CPU's cache across the sweeps: the stage alone measured 2× faster than
-    under ``vmap`` (32 × 4098 × 4, float32, 2-core CPU shared with other
-    jobs, so the figure is rough; benchmarks/profile_stages.py).
-    On GPU the batch is what fills the device.
-    """
-    if jax.default_backend() == "cpu":
-        return lambda *args: lax.map(lambda a: fn(*a), args)
-    return jax.vmap(fn)
-
-
 def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
@@ -143,26 +128,25 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
     # Stage 3: backstop, in steps where some scenario has a candidate.
-    def then_revalue(fn):
-        def g(b, mk, p, old_margin):
-            b, rep = fn(b, mk, p)
-            return b, rep, margin.values(b, mk, p)
-        return jax.vmap(g, in_axes=(0, 0, None, 0))
     if rules.backstop == "vault":
         need_bs = jnp.any(jax.vmap(lambda g, p: backstop.candidates(g, p, tau), in_axes=(0, None))(mg, params))
-        book, bs, mg = _maybe(need_bs, then_revalue(lambda b, mk, p: backstop.run(b, mk, p, tau)), book, mkt, params,
-                              mg, keep=(0, 3), differentiable=smooth)
+        takeover = jax.vmap(lambda b, mk, p, g: backstop.takeover(b, mk, p, g, tau), in_axes=(0, 0, None, 0))
+        book, bs, mg = _maybe(need_bs, takeover, book, mkt, params, mg, keep=(0, 3), differentiable=smooth)
     elif rules.backstop == "insurance":
         need_bs = jnp.any(jax.vmap(backstop.insurance_candidates)(book, mg))
-        book, bs, mg = _maybe(need_bs, then_revalue(backstop.run_insurance), book, mkt, params, mg, keep=(0, 3),
-                              differentiable=smooth)
+        def insure(b, mk, p, old_margin):
+            b, rep = backstop.run_insurance(b, mk, p, old_margin)
+            return b, rep, margin.values(b, mk, p)     # paid rows' values, recomputed from the book
+        book, bs, mg = _maybe(need_bs, jax.vmap(insure, in_axes=(0, 0, None, 0)), book, mkt, params, mg,
+                              keep=(0, 3), differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
         bs = _zeros_like_output(vmap(backstop.run), book, mkt, params)[1]
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(mg))
-    book, ad = _maybe(need_adl, per_scenario(lambda b, mk: adl.run(b, mk, params, rules)), book, mkt,
+    # (Vmapped; on CPU the queue's bisection loops over scenarios inside: stages/queue.py.)
+    book, ad = _maybe(need_adl, jax.vmap(lambda b, mk: adl.run(b, mk, params, rules)), book, mkt,
                       differentiable=smooth)
 
     # Report.

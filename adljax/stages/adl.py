@@ -210,8 +210,9 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         scores = None
     allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if tau > 0 and rules.adl_policy == "queue"
                                   else _allocate(rules, scores, cap, need))
-    take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, matched_long))
-    take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, matched_short))
+    # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
+    take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))
+    take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, jnp.where(whole_short, 0.0, matched_short)))
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import _dust, below_zero, maintenance, notional, trade
+from ..accounting import _dust, account_value, below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
 from ..smooth import above, both, count, ratio, weigh
@@ -53,9 +53,12 @@ def insurance_candidates(book: Book, margin: Margin) -> Array:
     return trader_rows(margin.av.shape[-1]) & (margin.av < 0) & (book.insurance_fund > 0)
 
 
-def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Report]:
-    """The insurance fund pays deficits in row order until it is empty."""
-    margin = values(book, market, params)
+def run_insurance(book: Book, market: Market, params: Params, margin: Margin | None = None) -> tuple[Book, Report]:
+    """The insurance fund pays deficits in row order until it is empty.
+
+    ``margin``: ``values(book, market, params)`` if the caller holds it (computed here otherwise).
+    """
+    margin = values(book, market, params) if margin is None else margin
     av = margin.av
     cand = insurance_candidates(book, margin) & below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
     deficit = jnp.where(cand, -av, 0.0)
@@ -71,7 +74,20 @@ def run_insurance(book: Book, market: Market, params: Params) -> tuple[Book, Rep
 
 
 def run(book: Book, market: Market, params: Params, temperature: float = 0.0) -> tuple[Book, Report]:
-    """The vault takes over the candidates it can carry.
+    """The vault takes over the candidates it can carry: :func:`takeover` without the margin after."""
+    new_book, report, _ = takeover(book, market, params, values(book, market, params), temperature)
+    return new_book, report
+
+
+def takeover(book: Book, market: Market, params: Params, margin: Margin,
+             temperature: float = 0.0) -> tuple[Book, Report, Margin]:
+    """The vault takes over the candidates it can carry; returns the book, the report and its margin.
+
+    ``margin`` is ``values(book, market, params)``, which the engine already
+    holds. The margin after is exact without a second pass over the book:
+    a row taken over is left with nothing (value, requirement 0), only the
+    vault's own row is revalued, and every other row is untouched. (In the
+    smooth mode, where rows are taken in part, it is recomputed.)
 
     Smooth mode: a candidate of weight ``w`` that the vault carries with
     weight ``c`` (``above(AV_v/MR_v − 1, τ)`` after taking every candidate
@@ -80,7 +96,6 @@ def run(book: Book, market: Market, params: Params, temperature: float = 0.0) ->
     """
     m, mm = market.mark, params.maintenance_margin
     size = book.size_am                                          # [A, R]
-    margin = values(book, market, params)
     cand, av = candidates(margin, params, temperature), margin.av
     n = av.shape[-1]
     rows = jnp.arange(n)
@@ -110,4 +125,11 @@ def run(book: Book, market: Market, params: Params, temperature: float = 0.0) ->
         accounts=count(take, m.dtype),
         bad_debt=jnp.sum(weigh(take, jnp.maximum(-av, 0.0))),
     )
-    return book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown), report
+    new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown)
+    if temperature > 0:
+        return new_book, report, values(new_book, market, params)
+    vs, ve = new_size[:, -2:-1], new_entry[:, -2:-1]
+    after = lambda old, gone, vault: jnp.where(is_vault, vault[0], jnp.where(take, gone, old))
+    return new_book, report, Margin(av=after(margin.av, 0.0, account_value(cash[-2:-1], vs, ve, m)),
+                                    mr=after(margin.mr, 0.0, maintenance(vs, m, mm)),
+                                    has_position=after(margin.has_position, False, jnp.any(vs != 0, axis=0)))
