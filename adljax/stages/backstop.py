@@ -18,9 +18,16 @@ from .._pytree import pytree
 from ..accounting import _dust, account_value, below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
+from ..prefix import cumsum
+from ..skip import run_if
 from ..smooth import above, both, count, ratio, weigh
 from ..venue import Params
 from .margin import Margin, trader_rows, values
+
+
+#: The vault's walk in row order is first tried over this many candidates (rows), gathered;
+#: over the whole book only when it carries them all and there are more.
+FIRST_CANDIDATES = 256
 
 
 @pytree
@@ -62,7 +69,7 @@ def run_insurance(book: Book, market: Market, params: Params, margin: Margin | N
     av = margin.av
     cand = insurance_candidates(book, margin) & below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
     deficit = jnp.where(cand, -av, 0.0)
-    before = jnp.cumsum(deficit) - deficit
+    before = cumsum(deficit) - deficit
     left = book.insurance_fund - before
     # A fund left with dust by rounding is empty (docs/rules.md, "Dust").
     paid = jnp.where(left > _dust(left) * book.insurance_fund, jnp.clip(left, 0.0, deficit), 0.0)
@@ -100,15 +107,10 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault = rows == n - 2
-    # Vault value and positions after taking every candidate up to each row, in row order.
-    cum_av = av[-2] + jnp.cumsum(weigh(cand, av))
-    cum_size = size[:, -2:-1] + jnp.cumsum(weigh(cand, size), axis=1)
-    cum_mr = maintenance(cum_size, m, mm)
     if temperature == 0:
-        carries = cum_av >= cum_mr
-        first_refused = jnp.min(jnp.where(cand & ~carries, rows, n))
-        take = cand & (rows < first_refused)
+        take = _vault_takes(cand, av, margin.mr, size, m, mm)
     else:
+        cum_av, cum_mr = _running(cand, av, size, m, mm)
         carries = above(ratio(cum_av, cum_mr, jnp.where(cum_av >= 0, 2.0, -2.0)) - 1.0, temperature)
         take = cand * jnp.cumprod(1.0 - cand * (1.0 - carries))
 
@@ -133,3 +135,56 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     return new_book, report, Margin(av=after(margin.av, 0.0, account_value(cash[-2:-1], vs, ve, m)),
                                     mr=after(margin.mr, 0.0, maintenance(vs, m, mm)),
                                     has_position=after(margin.has_position, False, jnp.any(vs != 0, axis=0)))
+
+
+def _running(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> tuple[Array, Array]:
+    """([R], [R]) the vault's value and requirement after taking every candidate up to each row."""
+    cum_av = av[-2] + cumsum(weigh(cand, av))
+    cum_mr = maintenance(size[:, -2:-1] + cumsum(weigh(cand, size)), m, mm)
+    return cum_av, cum_mr
+
+
+def _walk(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> Array:
+    """[R] bool: the candidates before the first one the vault cannot carry (the rule itself)."""
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    cum_av, cum_mr = _running(cand, av, size, m, mm)
+    return cand & (rows < jnp.min(jnp.where(cand & (cum_av < cum_mr), rows, n)))
+
+
+def _walk_first(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> Array:
+    """:func:`_walk` over the first ``FIRST_CANDIDATES`` candidates only, gathered by a running
+    count of candidates and a binary search; over the whole book only when the vault carries
+    them all and there are more."""
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    k = min(n, FIRST_CANDIDATES)
+    seen = cumsum(cand.astype(av.dtype))                                 # [R] whole numbers, exact
+    at = jnp.searchsorted(seen, jnp.arange(1, k + 1, dtype=av.dtype))    # [K] row of the j-th candidate
+    real = at < n
+    at = jnp.minimum(at, n - 1)
+    k_av = av[-2] + jnp.cumsum(jnp.where(real, av[at], 0.0))
+    k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, mm)
+    refused = real & (k_av < k_mr)
+    take = cand & (rows < jnp.min(jnp.where(refused, at, n)))
+    return run_if(~jnp.any(refused) & (seen[-1] > k), _walk, take, cand, av, size, m, mm)
+
+
+def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, mm: Array) -> Array:
+    """[R] bool: the rows the vault takes over (hard rule), deciding cheaply where it can.
+
+    Most steps need no walk at all: the vault refuses its first candidate (so
+    takes nothing), or carries them all even if every loss came first and no
+    position netted (so takes every one). Only a scenario in between walks
+    (and a batch walks if any of its scenarios must).
+    """
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    first = jnp.minimum(jnp.min(jnp.where(cand, rows, n)), n - 1)
+    refuses_first = av[-2] + av[first] < maintenance(size[:, -2:-1] + size[:, first][:, None], m, mm)[0]
+    worst_av = av[-2] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
+    worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
+    scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
+    carries_all = worst_av - worst_mr > _dust(scale) * scale
+    decided = ~jnp.any(cand) | refuses_first | carries_all
+    return run_if(~decided, _walk_first, cand & ~refuses_first & carries_all, cand, av, size, m, mm)

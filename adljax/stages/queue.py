@@ -15,6 +15,7 @@ import jax
 import jax.numpy as jnp
 from jax import Array, custom_batching, lax
 
+from ..skip import run_if
 from ..smooth import smoothstep
 
 
@@ -64,15 +65,16 @@ def _bisect(key: Array, weight: Array, need: Array) -> Array:
     bits = jnp.iinfo(utype).bits
     total = jnp.sum(weight, axis=-1)
 
-    def body(i, cutoff):
-        trial = cutoff | (jnp.asarray(1, utype) << (jnp.asarray(bits - 1, utype) - jnp.asarray(i, utype)))
-        above = jnp.sum(jnp.where(key >= trial[..., None], weight, 0.0), axis=-1)
-        return jnp.where(above >= need, trial, cutoff)
+    def search(key, weight, need):
+        def body(i, cutoff):
+            trial = cutoff | (jnp.asarray(1, utype) << (jnp.asarray(bits - 1, utype) - jnp.asarray(i, utype)))
+            above = jnp.sum(jnp.where(key >= trial[..., None], weight, 0.0), axis=-1)
+            return jnp.where(above >= need, trial, cutoff)
+        return lax.fori_loop(0, bits, body, jnp.zeros(need.shape, utype))
 
     # The bisection is the stage's cost; a queue with nothing to cut (no need, or a need
     # that takes every candidate, e.g. the side of a crash with no bankrupt rows) skips it.
-    zero = jnp.zeros(need.shape, utype)
-    return run_if(jnp.any((need > 0) & (need < total)), lambda: lax.fori_loop(0, bits, body, zero), zero)
+    return run_if(jnp.any((need > 0) & (need < total)), search, jnp.zeros(need.shape, utype), key, weight, need)
 
 
 # Batched over scenarios, the bisection's 32–64 sweeps of a [S, A, R] array run from
@@ -86,21 +88,6 @@ _looped_bisect = custom_batching.sequential_vmap(_bisect)
 
 def _cutoff(key: Array, weight: Array, need: Array) -> Array:
     return (_looped_bisect if jax.default_backend() == "cpu" else _bisect)(key, weight, need)
-
-
-def run_if(pred: Array, fn, default):
-    """``fn()`` if the scalar ``pred``, else ``default`` (a pytree shaped like ``fn()``'s output).
-
-    A while loop that runs once or not at all rather than a ``lax.cond``: XLA
-    updates its state in place, and under ``vmap`` (a batched ``pred``) it
-    runs when any member's ``pred`` holds, where a ``cond`` would become a
-    ``select`` that always runs ``fn``. Not reverse-differentiable (the hard
-    mode only).
-    """
-    def body(state):
-        return jnp.asarray(False), fn()
-
-    return lax.while_loop(lambda st: st[0], body, (jnp.asarray(pred), default))[1]
 
 
 def take_soft(score: Array, weight: Array, need: Array, temperature: float) -> Array:

@@ -1,0 +1,38 @@
+"""Skipping work that no scenario of a batch needs, in the hard mode."""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import Array, custom_batching, lax
+
+
+def run_if(pred: Array, fn, default, *operands):
+    """``fn(*operands)`` if the scalar ``pred``, else ``default`` (shaped like ``fn``'s output).
+
+    A ``lax.cond``, with a batching rule of its own: under ``vmap`` (a batched
+    ``pred``) ``fn`` runs for the whole batch when any member's ``pred``
+    holds, and each member whose ``pred`` does not hold gets its ``default``.
+    (``vmap`` of a plain ``cond`` becomes a ``select`` that always runs ``fn``.
+    A ``while_loop`` run once or not at all batches the same way, but XLA
+    hoists work that depends only on values from outside the loop out of it,
+    so it runs every time: that is why the operands go through a ``cond``.)
+    Not differentiable: the hard mode only.
+    """
+    leaves, tree = jax.tree_util.tree_flatten(default)
+
+    @custom_batching.custom_vmap
+    def branch(pred, leaves, operands):
+        return lax.cond(pred, lambda ops: tree.flatten_up_to(fn(*ops)), lambda ops: leaves, operands)
+
+    @branch.def_vmap
+    def batched(axis_size, in_batched, pred, leaves, operands):
+        p_b, l_b, o_b = in_batched
+        pred = pred if p_b else jnp.broadcast_to(pred, (axis_size,))
+        leaves = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(leaves, l_b)]
+        axes = jax.tree_util.tree_map(lambda b: 0 if b else None, o_b)
+        each = jax.vmap(lambda *ops: tree.flatten_up_to(fn(*ops)), in_axes=tuple(axes), axis_size=axis_size)
+        out = lax.cond(jnp.any(pred), lambda ops: each(*ops), lambda ops: leaves, operands)
+        chosen = [jnp.where(pred.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, d) for o, d in zip(out, leaves)]
+        return chosen, [True] * len(chosen)
+
+    return jax.tree_util.tree_unflatten(tree, branch(jnp.asarray(pred), leaves, tuple(operands)))

@@ -1,0 +1,158 @@
+"""The hard engine's shortcuts give the rule's answers: skipped work, cheap decisions, running sums.
+
+The engine skips work no scenario needs (``adljax.skip.run_if``), decides
+the vault's takeover without walking the book where it can, walks only the
+first candidates where that decides, and computes running sums in blocks
+(``adljax.prefix``). Each shortcut is checked here against the plain rule,
+in batches whose scenarios take different paths.
+"""
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+import adljax
+from adljax import Book, Paths, venues
+from adljax.prefix import cumsum
+from adljax.skip import run_if
+from adljax.stages import backstop
+from adljax.stages.queue import take_from_top
+
+
+# --- run_if -----------------------------------------------------------------------------------
+
+def _double(x, y):
+    return {"a": 2.0 * x, "b": x + y}
+
+
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_run_if_single_and_batched(use_jit):
+    default = {"a": jnp.full(3, -1.0), "b": jnp.full(3, -2.0)}
+    call = lambda p, x, y: run_if(p, _double, default, x, y)
+    f = jax.jit(call) if use_jit else call
+    x, y = jnp.arange(3.0), jnp.ones(3)
+    np.testing.assert_array_equal(f(True, x, y)["a"], [0.0, 2.0, 4.0])
+    np.testing.assert_array_equal(f(False, x, y)["b"], [-2.0, -2.0, -2.0])
+    # A batch whose members disagree: each member gets fn's output or its default.
+    preds = jnp.array([True, False, True, False])
+    xs = jnp.arange(12.0).reshape(4, 3)
+    out = jax.vmap(f, in_axes=(0, 0, None))(preds, xs, y)
+    for i, p in enumerate([True, False, True, False]):
+        want_a = 2.0 * xs[i] if p else default["a"]
+        np.testing.assert_array_equal(out["a"][i], want_a)
+    # No member needs it: every member gets the default.
+    out = jax.vmap(f, in_axes=(0, 0, None))(jnp.zeros(4, bool), xs, y)
+    np.testing.assert_array_equal(out["b"], np.full((4, 3), -2.0))
+    # Batched twice (scenarios × something), and with an unbatched predicate.
+    out = jax.vmap(jax.vmap(f, in_axes=(0, 0, None)), in_axes=(0, 0, None))(
+        preds.reshape(2, 2), xs.reshape(2, 2, 3), y)
+    np.testing.assert_array_equal(out["a"].reshape(4, 3)[1], default["a"])
+    np.testing.assert_array_equal(out["a"].reshape(4, 3)[2], 2.0 * xs[2])
+    out = jax.vmap(f, in_axes=(None, 0, None))(True, xs, y)
+    np.testing.assert_array_equal(out["b"], xs + 1.0)
+
+
+# --- running sums -----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("n", [1, 5, 63, 64, 65, 130, 4098])
+def test_blocked_cumsum_is_the_running_sum(n):
+    x = np.random.default_rng(n).normal(size=(3, 2, n))
+    got64 = np.asarray(cumsum(jnp.asarray(x)))
+    want = np.cumsum(x, axis=-1)
+    np.testing.assert_allclose(got64, want, rtol=0, atol=1e-12 * np.sqrt(n))
+    got32 = np.asarray(cumsum(jnp.asarray(x, jnp.float32)))
+    assert got32.dtype == np.float32
+    # float32: each sum adds at most 64 + n/64 terms; error within a few ulps of the running magnitude
+    scale = np.cumsum(np.abs(x), axis=-1)
+    assert np.all(np.abs(got32 - want) <= 1e-6 * scale + 1e-6)
+    # whole numbers (the backstop's count of candidates) are exact in float32
+    ones = (np.arange(n) % 3 == 0).astype(np.float32)
+    np.testing.assert_array_equal(np.asarray(cumsum(jnp.asarray(ones))), np.cumsum(ones))
+
+
+# --- the ADL queue, batched -------------------------------------------------------------------
+
+def test_queue_batched_is_each_scenario_alone():
+    """Under vmap the queue's cut-off is looped per scenario on CPU, and skipped where a
+    scenario needs no cut; each scenario must get what it gets alone."""
+    rng = np.random.default_rng(0)
+    s, a, r = 6, 3, 50
+    score = rng.normal(size=(s, a, r)).round(1)          # ties on purpose
+    weight = np.where(rng.random((s, a, r)) < 0.5, rng.random((s, a, r)), 0.0)
+    total = weight.sum(-1)
+    need = total * rng.random((s, a))
+    need[1] = 0.0                                          # nothing to take
+    need[2] = total[2] + 1.0                               # takes every candidate
+    need[3, 0] = 0.0
+    batched = np.asarray(jax.jit(jax.vmap(take_from_top))(score, weight, need))
+    for i in range(s):
+        alone = np.asarray(take_from_top(jnp.asarray(score[i]), jnp.asarray(weight[i]), jnp.asarray(need[i])))
+        np.testing.assert_array_equal(batched[i], alone)
+        np.testing.assert_allclose(batched[i].sum(-1), np.minimum(need[i], total[i]), rtol=1e-12)
+    np.testing.assert_array_equal(batched[1], 0.0)
+    np.testing.assert_array_equal(batched[2], weight[2])
+    # hand-worked: scores 3 > 2 = 2 > 1, weights 1, 2, 2, 5, need 3 -> 1 whole, the tie shares 2 pro rata
+    got = take_from_top(jnp.array([[2.0, 3.0, 1.0, 2.0]]), jnp.array([[2.0, 1.0, 5.0, 2.0]]), jnp.array([3.0]))
+    np.testing.assert_allclose(np.asarray(got), [[1.0, 1.0, 0.0, 1.0]])
+
+
+# --- the vault's takeover ---------------------------------------------------------------------
+
+def _vault_books(vault_cash):
+    """Three longs 10 @100 with cash 110, 120, 125 and one short 30 @100; one book per vault."""
+    books = [Book.from_accounts(cash=[110.0, 120.0, 125.0, 1e5], size=[[10.0], [10.0], [10.0], [-30.0]],
+                                entry=[[100.0]] * 4, vault_cash=v, dtype=np.float64) for v in vault_cash]
+    return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *books)
+
+
+@pytest.fixture(params=["jit", "nojit"])
+def engine(request):
+    if request.param == "jit":
+        return adljax.simulate
+
+    def nojit(*args, **kwargs):
+        with jax.disable_jit():
+            return adljax.simulate(*args, **kwargs)
+    return nojit
+
+
+@pytest.mark.parametrize("first_candidates", [256, 1])
+def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(engine, first_candidates, monkeypatch):
+    # @90, no depth: each long has AV = cash − 100 = 10, 20, 25 and MR = 10·90·5 % = 45, all below
+    # 2/3·MR = 30, so all three are candidates, in row order.
+    # Vault 70: +row 0 -> AV 80 ≥ MR 45; +row 1 -> 100 ≥ 90; +row 2 -> 125 < 135: refused, and the
+    #   walk stops: rows 0 and 1 are taken (the vault keeps cash 70 + 10 + 20 = 100, 20 @90).
+    # Vault 30: +row 0 -> 40 < 45: refuses its first candidate, takes nothing.
+    # Vault 1000: carries all three (1055 ≥ 135) without a walk.
+    # With first_candidates=1 the gathered walk decides nothing for vault 70 (it carries its one
+    # candidate and there are more) and the whole-book walk runs.
+    monkeypatch.setattr(backstop, "FIRST_CANDIDATES", first_candidates)
+    jax.clear_caches()
+    try:
+        v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+        o = np.array([[100.0, 90.0]] * 3)[..., None]
+        d = np.array([[1e12, 0.0]] * 3)[..., None]
+        out = engine(v, _vault_books([70.0, 30.0, 1000.0]), Paths(o, d))
+    finally:
+        jax.clear_caches()
+    np.testing.assert_array_equal(np.asarray(out.metrics["backstop_accounts"]), [2, 0, 3])
+    np.testing.assert_allclose(np.asarray(out.metrics["backstop_notional"]), [1800.0, 0.0, 2700.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.vault_cash), [100.0, 30.0, 1055.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.vault_size)[:, 0], [20.0, 0.0, 30.0])
+    size = np.asarray(out.book.size)[..., 0]
+    np.testing.assert_array_equal(size[0, :3], [0.0, 0.0, 10.0])      # row 2 keeps its position
+    np.testing.assert_array_equal(size[1, :3], [10.0, 10.0, 10.0])
+    np.testing.assert_array_equal(size[2, :3], [0.0, 0.0, 0.0])
+    assert np.all(np.asarray(out.metrics["conservation_error"]) < 1e-9)
+
+
+def test_vault_walk_matches_the_reference_engine():
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    o = np.array([[100.0, 90.0]] * 3)[..., None]
+    d = np.array([[1e12, 0.0]] * 3)[..., None]
+    for vault in (70.0, 30.0, 1000.0):
+        book = jax.tree_util.tree_map(lambda x: x[0], _vault_books([vault]))
+        ref = adljax.reference.simulate(v, book, Paths(o[:1], d[:1]))
+        fast = adljax.simulate(v, book, Paths(o[:1], d[:1]))
+        np.testing.assert_allclose(np.asarray(fast.book.vault_cash), np.asarray(ref.book.vault_cash), rtol=1e-12)
+        assert float(fast.metrics["backstop_accounts"][0]) == float(ref.metrics["backstop_accounts"][0])
