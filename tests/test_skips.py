@@ -156,3 +156,45 @@ def test_vault_walk_matches_the_reference_engine():
         fast = adljax.simulate(v, book, Paths(o[:1], d[:1]))
         np.testing.assert_allclose(np.asarray(fast.book.vault_cash), np.asarray(ref.book.vault_cash), rtol=1e-12)
         assert float(fast.metrics["backstop_accounts"][0]) == float(ref.metrics["backstop_accounts"][0])
+
+
+# --- liquidation on gathered rows -------------------------------------------------------------
+
+def _crash_study(n_scenarios=4, n_accounts=60, n_steps=12):
+    from adljax.generate import gbm, population
+    book = population(jax.random.key(3), n_accounts, [100.0, 10.0], [20.0, 10.0], long_share=[0.7, 0.4],
+                      leverage_mode=6.0, markets_per_account=2, vault_cash=2e4, dtype=np.float64)
+    oracle = np.asarray(gbm(jax.random.key(4), [100.0, 10.0], n_scenarios=n_scenarios, n_steps=n_steps, dt=1.0,
+                            vol=2.0, dtype=np.float64))
+    oracle = oracle * np.linspace(1.0, 0.8, n_steps)[None, :, None]          # a 20 % fall on top
+    depth = np.full(oracle.shape, 3e4)
+    depth[1] = 1e3                                                            # one thin scenario
+    return book, Paths(oracle, depth)
+
+
+@pytest.mark.parametrize("rows", [1, 3])
+def test_gathered_liquidation_is_the_whole_book_liquidation(rows, monkeypatch):
+    """The hard engine liquidates on the liquidatable rows gathered when every scenario has at most
+    GATHERED_ROWS of them, else on the whole book. Whatever the mix of the two over steps, the
+    run is the one where every step gathers (and the reference engine's)."""
+    from adljax.stages import liquidation
+    book, paths = _crash_study()
+    v = venues.hyperliquid(max_leverage=[20.0, 10.0])
+    jax.clear_caches()
+    try:
+        gathered = adljax.simulate(v, book, paths)
+        monkeypatch.setattr(liquidation, "GATHERED_ROWS", rows)
+        jax.clear_caches()
+        mixed = adljax.simulate(v, book, paths)
+    finally:
+        jax.clear_caches()
+    ref = adljax.reference.simulate(v, book, paths)
+    assert float(np.min(np.asarray(gathered.metrics["market_liquidation_orders"]))) > 2 * rows  # both paths ran
+    for name in ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
+                 "liquidation_fees", "backstop_notional", "adl_notional", "bad_debt", "vault_pnl"):
+        a, b, r = (np.asarray(o.metrics[name]) for o in (gathered, mixed, ref))
+        np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-6, err_msg=name)
+        np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-6, err_msg=name)
+    for field in ("all_cash", "size_am", "entry_am", "cooldown"):
+        np.testing.assert_allclose(np.asarray(getattr(mixed.book, field)), np.asarray(getattr(gathered.book, field)),
+                                   rtol=1e-9, atol=1e-6, err_msg=field)

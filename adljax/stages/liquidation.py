@@ -20,9 +20,16 @@ from jax import Array
 from .._pytree import pytree
 from ..accounting import reduce_position, trade
 from ..book import Book
+from ..prefix import cumsum
 from ..smooth import above, ratio
 from ..market import Market
 from ..venue import Params, Rules
+from .margin import Margin, values
+
+#: In the hard mode the stage works on a scenario's liquidatable rows gathered with the vault
+#: and liquidity-provider rows, when no scenario of the batch has more than this many;
+#: on the whole book otherwise.
+GATHERED_ROWS = 256
 
 
 @pytree
@@ -126,3 +133,45 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     )
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown, insurance_fund=fund)
     return new_book, report
+
+
+def gathered_rows(n_rows: int) -> int:
+    """How many liquidatable rows :func:`run_gathered` handles in a book of ``n_rows`` rows."""
+    return max(1, min(n_rows - 2, GATHERED_ROWS))
+
+
+def run_gathered(book: Book, market: Market, params: Params, rules: Rules, liquidatable: Array,
+                 margin: Margin) -> tuple[Book, Report, Margin]:
+    """:func:`run` on the only rows it can change, and the margin after (hard mode, one scenario).
+
+    A row that is not liquidatable sends no order and keeps its position,
+    cash and cooldown; so the stage runs on the liquidatable rows (found by
+    a running count and a binary search) with the vault and the liquidity
+    providers, and writes them back. The margin after is the step's margin
+    with those rows revalued: exact, with no pass over the rest of the book.
+    The caller must see that at most :func:`gathered_rows` rows are
+    liquidatable (the engine runs :func:`run` on the whole book otherwise).
+
+    Args: as :func:`run`, with ``margin`` the step's :class:`~adljax.stages.margin.Margin`.
+    Returns: ``(book, report, margin after)``.
+    """
+    n = margin.av.shape[-1]
+    k = gathered_rows(n)
+    dtype = margin.av.dtype
+    seen = cumsum(liquidatable.astype(dtype))                                # [R] whole numbers, exact
+    at = jnp.searchsorted(seen, jnp.arange(1, k + 1, dtype=dtype))           # [K] rows; n past the last
+    sel = jnp.concatenate([at, jnp.array([n - 2, n - 1], at.dtype)])         # ... then the vault and the LPs
+    real = sel < n
+    g = jnp.minimum(sel, n - 1)
+    pick = lambda x: jnp.where(real, x[..., g], jnp.zeros((), x.dtype))
+    sub = book.replace(all_cash=pick(book.all_cash), size_am=pick(book.size_am), entry_am=pick(book.entry_am),
+                       cooldown=pick(book.cooldown), isolated=pick(book.isolated))
+    new_sub, report = run(sub, market, params, rules, liquidatable[g] & real, pick(margin.av))
+    put = lambda full, part: full.at[..., sel].set(part, mode="drop")       # padding (row n) is dropped
+    new_book = book.replace(all_cash=put(book.all_cash, new_sub.all_cash), size_am=put(book.size_am, new_sub.size_am),
+                            entry_am=put(book.entry_am, new_sub.entry_am), cooldown=put(book.cooldown, new_sub.cooldown),
+                            insurance_fund=new_sub.insurance_fund)
+    sub_margin = values(new_sub, market, params)
+    new_margin = Margin(av=put(margin.av, sub_margin.av), mr=put(margin.mr, sub_margin.mr),
+                        has_position=put(margin.has_position, sub_margin.has_position))
+    return new_book, report, new_margin
