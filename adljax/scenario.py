@@ -51,12 +51,13 @@ import numpy as np
 
 from . import venues
 from .bookfile import load_book
-from .errors import InputError
+from .errors import InputError, check_range
 from .generate import (apply_stress, bootstrap, cascade, gap, garch, gbm, load_prices_csv, merton, population,
                        thinning_depth, v_crash)
 from .generate.prices import YEAR
 from .paths import Paths
 from .study import Study, seed_keys
+from .venue import PARAM_FIELDS, RULE_FIELDS
 
 TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venue", "markets", "book", "paths",
        "stress", "depth", "calibrate"}
@@ -77,6 +78,8 @@ STRESS = {
     "cascade": {"drops", "over_s", "at_s", "lags_s"},
 }
 DEPTH = {"thinning", "floor"}
+MAX_LEVERAGE = 1e6                    # Venue.maintenance's bound on max_leverage
+PER_MARKET_VENUE = ("max_leverage", "maintenance_margin")   # [venue] keys that take a list, one per market
 PRESETS = dict(venues.PRESETS)
 
 
@@ -100,7 +103,8 @@ class _Where:
             if k not in d:
                 raise self.error(table, f"missing key {k!r}")
 
-    def number(self, table: str, d: dict, key: str, default=None, *, lo=None, hi=None, integer=False, lo_open=False):
+    def number(self, table: str, d: dict, key: str, default=None, *, lo=None, hi=None, integer=False, lo_open=False,
+               hi_open=False):
         if key not in d:
             if default is None:
                 raise self.error(table, f"missing key {key!r}")
@@ -113,9 +117,56 @@ class _Where:
             raise self.error(table, f"{key}: must be finite, got {v!r}")
         if lo is not None and (v <= lo if lo_open else v < lo):
             raise self.error(table, f"{key}: must be {'>' if lo_open else '>='} {lo}, got {v!r}")
-        if hi is not None and v > hi:
-            raise self.error(table, f"{key}: must be <= {hi}, got {v!r}")
+        if hi is not None and (v >= hi if hi_open else v > hi):
+            raise self.error(table, f"{key}: must be {'<' if hi_open else '<='} {hi}, got {v!r}")
         return v
+
+    def string(self, table: str, d: dict, key: str, default=None, *, nonempty=False) -> str:
+        if key not in d:
+            if default is None:
+                raise self.error(table, f"missing key {key!r}")
+            return default
+        v = d[key]
+        if not isinstance(v, str):
+            raise self.error(table, f"{key}: expected a string, got {v!r}")
+        if nonempty and not v.strip():
+            raise self.error(table, f"{key}: must not be empty")
+        return v
+
+    def boolean(self, table: str, d: dict, key: str, default: bool) -> bool:
+        v = d.get(key, default)
+        if not isinstance(v, bool):
+            raise self.error(table, f"{key}: expected true or false (a TOML boolean, unquoted), got {v!r}")
+        return v
+
+    def file(self, table: str, d: dict, key: str, base: Path) -> Path:
+        """A file named by ``d[key]``, relative to the scenario file's folder; it must exist."""
+        name = self.string(table, d, key)
+        if not name.strip():
+            raise self.error(table, f"{key}: must name a file, got an empty string")
+        f = Path(name)
+        f = f if f.is_absolute() else base / f
+        if not f.is_file():
+            rel = "" if Path(name).is_absolute() else " (a relative name is read from the scenario file's folder)"
+            what = "is a folder, not a file" if f.is_dir() else "no such file"
+            raise self.error(table, f"{key}: {what}: {str(f)!r}{rel}")
+        return f
+
+    def numbers(self, table: str, d: dict, key: str, n: int):
+        """A number, or a list of ``n`` numbers (one per market); returns the number or a float64 [n] array."""
+        v = d[key]
+        if _is_number(v):
+            return v
+        if isinstance(v, list) and v and all(_is_number(x) for x in v):
+            if len(v) != n:
+                raise self.error(table, f"{key}: expected one value per market ({n}), got {len(v)}")
+            return np.asarray(v, dtype=np.float64)
+        plural = "s" if n != 1 else ""
+        raise self.error(table, f"{key}: expected a number or a list of {n} number{plural} (one per market), got {v!r}")
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
 def load(path) -> Study:
@@ -187,24 +238,11 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
     studies = from_dict({k: v for k, v in doc.items() if k != "calibrate"}, path, **sizes)
     if len(studies) != 1:
         raise w.error("venue", "a calibration study has one venue (preset a name, not a list)")
-    kw: dict[str, Any] = {}
-    fields = cal["fields"]
-    if isinstance(fields, str):
-        fields = [fields]
-    if isinstance(fields, dict):
-        for k, v in fields.items():
-            if not (isinstance(v, list) and len(v) == 2 and all(isinstance(x, (int, float)) for x in v)):
-                raise w.error("calibrate", f"fields.{k}: expected a range [lo, hi], got {v!r}")
-        kw["fields"] = {k: (float(v[0]), float(v[1])) for k, v in fields.items()}
-    elif isinstance(fields, list) and all(isinstance(f, str) for f in fields):
-        kw["fields"] = list(fields)
-    else:
-        raise w.error("calibrate", f"fields: expected a list of names or a table of ranges, got {fields!r}")
+    kw: dict[str, Any] = {"fields": _calibrate_fields(w, cal["fields"], studies[0])}
     if "minimize" in cal:
-        kw["minimize"] = cal["minimize"]
+        kw["minimize"] = _calibrate_weights(w, cal["minimize"])
     if "constraints" in cal:
-        w.keys("calibrate.constraints", cal["constraints"], set(cal["constraints"]))
-        kw["constraints"] = dict(cal["constraints"])
+        kw["constraints"] = _calibrate_bounds(w, cal["constraints"])
     for key, lo, integer in (("temperature", 0.0, False), ("scenarios", 1, True), ("iterations", 1, True),
                              ("learning_rate", 0.0, False), ("penalty", 0.0, False), ("level", 0.0, False)):
         if key in cal:
@@ -216,6 +254,87 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
     return studies[0], kw
 
 
+def _calibrate_fields(w: _Where, fields, study: Study):
+    """``[calibrate] fields`` checked against what :func:`adljax.calibrate` accepts (its FIELDS and ranges)."""
+    from .calibration import FIELDS
+
+    known = ", ".join(FIELDS)
+    if isinstance(fields, str):
+        fields = [fields]
+    if isinstance(fields, dict):
+        names = list(fields)
+    elif isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        names = fields
+    else:
+        raise w.error("calibrate", f"fields: expected a list of names or a table of ranges, got {fields!r}")
+    if not names:
+        raise w.error("calibrate", f"fields: name at least one field to calibrate ({known})")
+    for name in names:
+        if name not in FIELDS:
+            raise w.error("calibrate", f"fields: {name!r} is not a field calibrate can move (known: {known})")
+    if len(set(names)) != len(names):
+        raise w.error("calibrate", f"fields: names repeat: {names}")
+    backstop = study.venue.rules.backstop
+    if "insurance_fund" in names and backstop != "insurance":
+        raise w.error("calibrate", "fields: insurance_fund only matters with an insurance-fund backstop "
+                                   f"(the venue's backstop is {backstop!r})")
+    for name in ("vault_capital", "backstop_ratio"):
+        if name in names and backstop != "vault":
+            raise w.error("calibrate", f"fields: {name} only matters with a vault backstop "
+                                       f"(the venue's backstop is {backstop!r})")
+    if not isinstance(fields, dict):
+        return list(names)
+    out = {}
+    for name, rng in fields.items():
+        lo_max, hi_max = FIELDS[name]
+        if not (isinstance(rng, list) and len(rng) == 2 and all(_is_number(x) for x in rng)):
+            raise w.error("calibrate", f"fields.{name}: expected a range [lo, hi], got {rng!r}")
+        lo, hi = float(rng[0]), float(rng[1])
+        if not (np.isfinite(lo) and (np.isfinite(hi) or hi == hi_max)):
+            raise w.error("calibrate", f"fields.{name}: range [{lo}, {hi}] must be finite")
+        if not (lo < hi and lo >= lo_max and hi <= hi_max):
+            raise w.error("calibrate", f"fields.{name}: range [{lo}, {hi}] must be increasing and within "
+                                       f"[{lo_max}, {hi_max}]")
+        out[name] = (lo, hi)
+    return out
+
+
+def _calibrate_weights(w: _Where, minimize):
+    """``[calibrate] minimize``: an objective name of adljax.objectives.OBJECTIVES, or a table of positive weights."""
+    from .objectives import OBJECTIVES
+
+    known = ", ".join(OBJECTIVES)
+    if isinstance(minimize, str):
+        if minimize not in OBJECTIVES:
+            raise w.error("calibrate", f"minimize: {minimize!r} is not an objective (known: {known})")
+        return minimize
+    if not isinstance(minimize, dict) or not minimize:
+        raise w.error("calibrate", f"minimize: expected an objective name or a table of weights "
+                                   f"{{name = weight}}, got {minimize!r} (objectives: {known})")
+    for k, v in minimize.items():
+        if k not in OBJECTIVES:
+            raise w.error("calibrate", f"minimize: {k!r} is not an objective (known: {known})")
+        if not _is_number(v) or not np.isfinite(v) or v <= 0:
+            raise w.error("calibrate", f"minimize.{k}: the weight must be a positive number, got {v!r}")
+    return {k: float(v) for k, v in minimize.items()}
+
+
+def _calibrate_bounds(w: _Where, constraints) -> dict[str, float]:
+    """``[calibrate.constraints]``: objective = bound, each bound a positive number."""
+    from .objectives import OBJECTIVES
+
+    if not isinstance(constraints, dict):
+        raise w.error("calibrate", f"constraints: expected a table [calibrate.constraints] of objective = bound, "
+                                   f"got {constraints!r}")
+    for k, c in constraints.items():
+        if k not in OBJECTIVES:
+            raise w.error("calibrate.constraints", f"{k!r} is not an objective (known: {', '.join(OBJECTIVES)})")
+        if not _is_number(c) or not np.isfinite(c) or c <= 0:
+            raise w.error("calibrate.constraints", f"{k}: the bound must be a positive number (objective <= bound), "
+                                                   f"got {c!r}")
+    return {k: float(c) for k, c in constraints.items()}
+
+
 def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None = None, steps: int | None = None,
               accounts: int | None = None) -> list[Study]:
     """The studies a parsed scenario file describes (``path`` is for messages and relative file names)."""
@@ -224,10 +343,14 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
     w.keys("", doc, TOP, required=("markets",))
     if "calibrate" in doc:
         raise w.error("", "a [calibrate] table is a calibration study: run it with `adljax calibrate`")
-    name = doc.get("name", path.stem)
-    seed = w.number("", doc, "seed", 0, lo=0, integer=True)
-    n_scen = scenarios or w.number("", doc, "scenarios", 256, lo=1, integer=True)
-    n_steps = steps or w.number("", doc, "steps", 600, lo=2, integer=True)
+    name = w.string("", doc, "name", path.stem, nonempty=True)
+    description = w.string("", doc, "description", "")
+    # jax.random.key folds a seed to 32 bits without 64-bit JAX: larger seeds would repeat smaller ones' draws.
+    seed = w.number("", doc, "seed", 0, lo=0, hi=2**32 - 1, integer=True)
+    for size, v, lo in (("scenarios", scenarios, 1), ("steps", steps, 2)):
+        _check_size(size, v, lo, path)
+    n_scen = scenarios if scenarios is not None else w.number("", doc, "scenarios", 256, lo=1, integer=True)
+    n_steps = steps if steps is not None else w.number("", doc, "steps", 600, lo=2, integer=True)
     dt = float(w.number("", doc, "dt", 1.0, lo=0.0, lo_open=True))
     dtype = doc.get("dtype", "float32")
     if dtype not in ("float32", "float64"):
@@ -249,47 +372,68 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
         w.keys(t, mk[m_name], MARKET, required=("start", "depth"))
         d = mk[m_name]
         cols["start"].append(w.number(t, d, "start", lo=0.0, lo_open=True))
-        cols["max_leverage"].append(w.number(t, d, "max_leverage", 20.0, lo=1.0))
+        cols["max_leverage"].append(w.number(t, d, "max_leverage", 20.0, lo=1.0, hi=MAX_LEVERAGE))
         cols["vol"].append(w.number(t, d, "vol", 0.5, lo=0.0))
         cols["drift"].append(w.number(t, d, "drift", 0.0))
         cols["depth"].append(w.number(t, d, "depth", lo=0.0))
-        cols["long_share"].append(w.number(t, d, "long_share", 0.5, lo=0.0, lo_open=True, hi=1.0))
+        # population() needs both sides in every market: 0 < long_share < 1.
+        cols["long_share"].append(w.number(t, d, "long_share", 0.5, lo=0.0, lo_open=True, hi=1.0, hi_open=True))
         cols["funding_per_hour"].append(w.number(t, d, "funding_per_hour", 0.0, lo=-0.01, hi=0.01))
     mcol = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
     a = len(names)
 
-    venue_list = _venues(w, doc.get("venue", {"preset": "hyperliquid"}), mcol["max_leverage"])
+    venue_list = _venues(w, doc.get("venue", {"preset": "hyperliquid"}), mcol["max_leverage"], names)
     book = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts)
     make_paths = _paths(w, doc, path, names, mcol, n_steps, dt, seed, dtype)
 
     studies = []
     for i, venue in enumerate(venue_list):
         st = Study(name if len(venue_list) == 1 else f"{name}/{venue.name}", venue, book, dt, n_scen, n_steps,
-                   make_paths, names, seed, doc.get("description", ""))
+                   make_paths, names, seed, description)
         studies.append(st)
     assert a == book.n_markets
     return studies
 
 
-def _venues(w: _Where, d: dict, max_leverage: np.ndarray):
+def _check_size(size: str, v, lo: int, path: Path) -> None:
+    """A size given in place of the file's (``load_studies(path, accounts=...)``, ``--accounts``)."""
+    if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo):
+        raise InputError(f"{size}: must be an integer >= {lo}, got {v!r} (a size given in place of {path}'s)")
+
+
+def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names) -> list:
     if not isinstance(d, dict):
-        raise w.error("venue", "expected a table")
+        raise w.error("venue", f"expected a table, got {type(d).__name__}")
     d = dict(d)
+    a = len(names)
     preset = d.pop("preset", "hyperliquid")
     presets = preset if isinstance(preset, list) else [preset]
     if not presets:
         raise w.error("venue", "preset: an empty list")
+    for p in presets:
+        if not isinstance(p, str) or p not in PRESETS:
+            raise w.error("venue", f"preset: unknown venue {p!r} (known: {', '.join(PRESETS)})")
+    # Types first (Venue and Rules check the ranges of what they are given, not its type).
+    for k, v in d.items():
+        if k == "name" or (k in RULE_FIELDS and k != "temperature"):
+            w.string("venue", d, k)
+        elif k in PER_MARKET_VENUE:
+            v = w.numbers("venue", d, k, a)
+            d[k] = tuple(float(x) for x in v) if np.ndim(v) else float(v)
+        elif k in PARAM_FIELDS or k == "temperature":
+            if not _is_number(v):
+                raise w.error("venue", f"{k}: expected a number, got {v!r}")
+        # any other key: Venue.replace refuses it with the list of settings
     out = []
     for p in presets:
-        if p not in PRESETS:
-            raise w.error("venue", f"preset: unknown venue {p!r} (known: {', '.join(PRESETS)})")
         overrides = {"max_leverage": max_leverage, **d}
         try:
             v = PRESETS[p](**overrides)
             v.validate()
+            # The per-market numbers, as Venue.params will use them (validate() leaves them to it).
+            check_range("max_leverage", v.max_leverage, 1.0, MAX_LEVERAGE)
+            v.maintenance(a)
         except InputError as err:
-            raise w.error("venue", str(err)) from None
-        except TypeError as err:
             raise w.error("venue", str(err)) from None
         out.append(v)
     return out
@@ -297,21 +441,23 @@ def _venues(w: _Where, d: dict, max_leverage: np.ndarray):
 
 def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None):
     if not isinstance(d, dict):
-        raise w.error("book", "expected a table")
-    import jax
+        raise w.error("book", f"expected a table, got {type(d).__name__}")
     if "file" in d:
         w.keys("book", d, BOOK_FILE)
-        f = Path(d["file"])
-        f = f if f.is_absolute() else path.parent / f
+        f = w.file("book", d, "file", path.parent)
+        vault_cash = w.number("book", d, "vault_cash", 0.0, lo=0.0)
+        fund = w.number("book", d, "insurance_fund", 0.0, lo=0.0)
+        balance = w.boolean("book", d, "balance", False)
         try:
-            return load_book(f, markets=list(names), vault_cash=w.number("book", d, "vault_cash", 0.0, lo=0.0),
-                             insurance_fund=w.number("book", d, "insurance_fund", 0.0, lo=0.0),
-                             max_leverage=mcol["max_leverage"], mark=mcol["start"],
-                             balance=bool(d.get("balance", False)), dtype=dtype)
+            return load_book(f, markets=list(names), vault_cash=vault_cash, insurance_fund=fund,
+                             max_leverage=mcol["max_leverage"], mark=mcol["start"], balance=balance, dtype=dtype)
         except InputError as err:
-            raise w.error("book", str(err)) from None
+            msg = str(err)   # load_book calls the file `path` (e.g. an unknown extension); here it is `file`
+            raise w.error("book", "file: " + msg[len("path: "):] if msg.startswith("path: ") else msg) from None
     w.keys("book", d, BOOK_GENERATED)
-    n = accounts or w.number("book", d, "accounts", 1000, lo=1, integer=True)
+    # population() needs a long and a short: at least 2 accounts.
+    _check_size("accounts", accounts, 2, path)
+    n = accounts if accounts is not None else w.number("book", d, "accounts", 1000, lo=2, integer=True)
     key = seed_keys(seed)[0]
     kw = dict(
         long_share=mcol["long_share"],
@@ -334,21 +480,28 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
 
 
 def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: float, seed: int, dtype):
-    import jax
     d = doc.get("paths", {"model": "gbm"})
     if not isinstance(d, dict):
-        raise w.error("paths", "expected a table")
+        raise w.error("paths", f"expected a table, got {type(d).__name__}")
     model = d.get("model", "gbm")
-    if model not in PATH_MODELS:
+    if not isinstance(model, str) or model not in PATH_MODELS:
         raise w.error("paths", f"model: unknown {model!r} (known: {', '.join(PATH_MODELS)})")
     w.keys("paths", d, PATH_MODELS[model] | {"model"})
     a = len(names)
     start, vol, drift = mcol["start"], mcol["vol"], mcol["drift"]
     corr = None
     if "corr" in d:
-        corr = np.asarray(d["corr"], dtype=np.float64)
+        rows = d["corr"]
+        if not (isinstance(rows, list) and all(isinstance(r, list) and all(_is_number(x) for x in r) for r in rows)):
+            raise w.error("paths", "corr: expected a list of rows of numbers (one row per market: "
+                                   f"{', '.join(names)}), got {rows!r}")
+        if len({len(r) for r in rows}) > 1:
+            raise w.error("paths", f"corr: rows of different lengths {[len(r) for r in rows]}; expected {a}×{a}")
+        corr = np.asarray(rows, dtype=np.float64).reshape(len(rows), len(rows[0]) if rows else 0)
         if corr.shape != (a, a):
             raise w.error("paths", f"corr: expected {a}×{a} (one row per market: {', '.join(names)}), got shape {corr.shape}")
+        if not np.all(np.isfinite(corr)):
+            raise w.error("paths", "corr: must be finite")
         sym = np.allclose(corr, corr.T) and np.allclose(np.diag(corr), 1.0)
         if not sym:
             raise w.error("paths", "corr: must be symmetric with ones on the diagonal")
@@ -368,19 +521,25 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
         be = w.number("paths", d, "beta", 0.9, lo=0.0, hi=1.0)
         if al + be >= 1:
             raise w.error("paths", f"alpha + beta must be < 1 (a stationary GARCH), got {al + be}")
+        for m_name, v in zip(names, vol):   # garch needs a long-run variance
+            if v <= 0:
+                raise w.error(f"markets.{m_name}", f"vol: must be > 0 with [paths] model = 'garch', got {float(v)!r}")
         gen = lambda first, n: garch(key, start, n_scenarios=n, vol=vol, drift=drift, corr=corr, alpha=al, beta=be,
                                      first_scenario=first, **common)
     elif model == "bootstrap":
         if "file" not in d:
             raise w.error("paths", "missing key 'file' (a CSV of historical prices, one column per market)")
-        f = Path(d["file"])
-        f = f if f.is_absolute() else path.parent / f
+        f = w.file("paths", d, "file", path.parent)
         try:
             hist = load_prices_csv(f, markets=list(names))
         except InputError as err:
             raise w.error("paths", str(err)) from None
-        block = int(w.number("paths", d, "block", 0, lo=0, integer=True)) or None
         prices = np.asarray(hist.prices)
+        n_ret = prices.shape[0] - 1
+        block = int(w.number("paths", d, "block", 0, lo=0, integer=True)) or None
+        if block is not None and block > n_ret:
+            raise w.error("paths", f"block: must be at most {n_ret} (the history in {f.name} has {n_ret} returns), "
+                                   f"got {block}")
         gen = lambda first, n: bootstrap(key, prices, n_scenarios=n, n_steps=n_steps, block=block,
                                          first_scenario=first, start=start, dtype=dtype)
     elif model == "gbm":
@@ -414,19 +573,18 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
 def _stress(w: _Where, items, a: int, n_steps: int, dt: float, dtype) -> list:
     if isinstance(items, dict):
         items = [items]
+    if not isinstance(items, list):
+        raise w.error("stress", f"expected [[stress]] tables (an array of tables), got {type(items).__name__}")
     shapes = []
     for i, d in enumerate(items):
         t = f"stress {i + 1}"
         if not isinstance(d, dict) or "kind" not in d:
             raise w.error(t, "each [[stress]] needs a kind (gap, v_crash or cascade)")
         kind = d["kind"]
-        if kind not in STRESS:
+        if not isinstance(kind, str) or kind not in STRESS:
             raise w.error(t, f"kind: unknown {kind!r} (known: {', '.join(STRESS)})")
         w.keys(t, d, STRESS[kind] | {"kind"}, required=tuple(sorted(STRESS[kind] - {"lags_s"})))
-        args = {k: (np.asarray(v, dtype=np.float64) if isinstance(v, list) else v) for k, v in d.items() if k != "kind"}
-        for k, v in args.items():
-            if np.ndim(v) == 1 and np.shape(v)[0] != a:
-                raise w.error(t, f"{k}: expected one value per market ({a}), got {np.shape(v)[0]}")
+        args = {k: w.numbers(t, d, k, a) for k in d if k != "kind"}
         fn = {"gap": gap, "v_crash": v_crash, "cascade": cascade}[kind]
         if kind == "cascade":
             args.setdefault("lags_s", 0.0)

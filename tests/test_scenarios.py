@@ -130,3 +130,113 @@ def test_unreadable_files_are_named(tmp_path):
     bad.write_text("scenarios = [\n")
     with pytest.raises(adljax.InputError, match="not valid TOML"):
         scenario.load(bad)
+
+
+# ---- bad files: each a small TOML text; the error is an InputError naming the file, the table and the key ----
+_M = "[markets.BTC]\nstart = 100.0\ndepth = 1e6\nmax_leverage = 10\n"
+_CAL = _M + '[calibrate]\nfields = ["maintenance_margin"]\n'
+
+
+BAD_FILES = [
+    # top level: name and description are strings
+    ("name = 5\n" + _M, "name", "expected a string, got 5"),
+    ('description = ["a"]\n' + _M, "description", "expected a string"),
+    ('name = ""\n' + _M, "name", "must not be empty"),
+    ("seed = 4294967296\n" + _M, "seed", "must be <= 4294967295"),
+    # [book] from a file: balance a TOML boolean, file a string naming a file that exists
+    (_M + '[book]\nfile = "book.csv"\nbalance = "no"\n', "[book] balance", "expected true or false"),
+    (_M + '[book]\nfile = "book.csv"\nbalance = 1\n', "[book] balance", "expected true or false"),
+    (_M + "[book]\nfile = 5\n", "[book] file", "expected a string"),
+    (_M + '[book]\nfile = "nobook.csv"\n', "[book] file", "no such file"),
+    (_M + '[book]\nfile = "prices.txt"\n', "[book] file", "unknown extension"),
+    # [venue] max_leverage and maintenance_margin: checked at load, lists one per market
+    (_M + "[venue]\nmaintenance_margin = 2.0\n", "[venue] maintenance_margin", "must be in (0.0, 1.0)"),
+    (_M + "[venue]\nmaintenance_margin = 0\n", "[venue] maintenance_margin", "must be in (0.0, 1.0)"),
+    (_M + "[venue]\nmax_leverage = 0.5\n", "[venue] max_leverage", "must be in [1.0, 1000000.0]"),
+    (_M + "[venue]\nmax_leverage = [10, 20]\n", "[venue] max_leverage", "one value per market (1), got 2"),
+    (_M + '[venue]\nmaintenance_margin = [0.01, "x"]\n', "[venue] maintenance_margin", "expected a number or a list"),
+    (_M + '[venue]\npreset = "dydx_v4"\nmaintenance_margin = 1.5\n', "[venue] maintenance_margin", "must be in"),
+    # strings (and booleans) where a number is expected
+    (_M + '[venue]\nslippage = "big"\n', "[venue] slippage", "expected a number, got 'big'"),
+    (_M + "[venue]\npartial_fraction = true\n", "[venue] partial_fraction", "expected a number, got True"),
+    (_M + "[venue]\nbackstop = 3\n", "[venue] backstop", "expected a string"),
+    (_M + '[venue]\npreset = [["hyperliquid"]]\n', "[venue] preset", "unknown venue"),
+    (_M + '[[stress]]\nkind = "gap"\ndrop = "x"\nover_s = 1\nat_s = 0\n', "[stress 1] drop", "expected a number"),
+    (_M + '[[stress]]\nkind = "gap"\ndrop = [[0.1]]\nover_s = 1\nat_s = 0\n', "[stress 1] drop", "expected a number"),
+    (_M + '[[stress]]\nkind = ["gap"]\n', "[stress 1] kind", "unknown"),
+    ("stress = 3\n" + _M, "[stress]", "expected [[stress]] tables"),
+    (_M + '[paths]\nmodel = ["gbm"]\n', "[paths] model", "unknown"),
+    (_M + '[paths]\ncorr = [["a"]]\n', "[paths] corr", "expected a list of rows of numbers"),
+    (_M + "[paths]\ncorr = []\n", "[paths] corr", "expected 1×1"),
+    (_CAL + "constraints = 3\n", "[calibrate] constraints", "expected a table"),
+    # path models: checked at load, not when the paths are made
+    ("[markets.BTC]\nstart = 100.0\ndepth = 1e6\nvol = 0\n[paths]\nmodel = 'garch'\n", "[markets.BTC] vol",
+     "must be > 0 with [paths] model = 'garch'"),
+    (_M + '[paths]\nmodel = "bootstrap"\nfile = "prices.csv"\nblock = 10\n', "[paths] block",
+     "must be at most 2 (the history in prices.csv has 2 returns)"),
+    (_M + '[paths]\nmodel = "bootstrap"\nfile = 3\n', "[paths] file", "expected a string"),
+    (_M + '[paths]\nmodel = "bootstrap"\nfile = "noprices.csv"\n', "[paths] file", "no such file"),
+    # [calibrate]: fields, ranges, objectives, weights and bounds as adljax.calibrate accepts them
+    (_M + '[calibrate]\nfields = ["bogus"]\n', "[calibrate] fields", "'bogus' is not a field calibrate can move"),
+    (_M + "[calibrate]\nfields = []\n", "[calibrate] fields", "name at least one field"),
+    (_M + "[calibrate]\nfields = 3\n", "[calibrate] fields", "expected a list of names or a table of ranges"),
+    (_M + "[calibrate]\nfields = {maintenance_margin = [0.2, 0.9]}\n", "[calibrate] fields.maintenance_margin",
+     "must be increasing and within [0.0001, 0.5]"),
+    (_M + "[calibrate]\nfields = {maintenance_margin = [true, 0.1]}\n", "[calibrate] fields.maintenance_margin",
+     "expected a range"),
+    (_M + '[calibrate]\nfields = ["insurance_fund"]\n', "[calibrate] fields", "insurance_fund only matters"),
+    (_M + '[venue]\nbackstop = "none"\n[calibrate]\nfields = ["vault_capital"]\n', "[calibrate] fields",
+     "vault_capital only matters"),
+    (_CAL + 'minimize = "profit"\n', "[calibrate] minimize", "'profit' is not an objective"),
+    (_CAL + "minimize = {bad_debt = -1}\n", "[calibrate] minimize.bad_debt", "must be a positive number"),
+    (_CAL + 'minimize = {bad_debt = "x"}\n', "[calibrate] minimize.bad_debt", "must be a positive number"),
+    (_CAL + "[calibrate.constraints]\nprofit = 1\n", "[calibrate.constraints] 'profit'", "is not an objective"),
+    (_CAL + '[calibrate.constraints]\np_adl = "low"\n', "[calibrate.constraints] p_adl", "must be a positive number"),
+    (_CAL + "[calibrate.constraints]\np_adl = 0\n", "[calibrate.constraints] p_adl", "must be a positive number"),
+    # what the generated book accepts, under the table and key that hold it
+    ("[markets.BTC]\nstart = 100.0\ndepth = 1e6\nlong_share = 1.0\n", "[markets.BTC] long_share", "must be < 1.0"),
+    (_M + "[book]\naccounts = 1\n", "[book] accounts", "must be >= 2"),
+    ("[markets.BTC]\nstart = 100.0\ndepth = 1e6\nmax_leverage = 1e7\n", "[markets.BTC] max_leverage", "must be <="),
+]
+
+
+@pytest.mark.parametrize("text, key, words", BAD_FILES, ids=[f"{i}:{k}" for i, (_, k, _) in enumerate(BAD_FILES)])
+def test_bad_files_name_the_file_and_the_key(tmp_path, text, key, words):
+    (tmp_path / "book.csv").write_text("account,market,size,entry,cash\na,BTC,1,100,100\nb,BTC,-1,100,100\n")
+    (tmp_path / "prices.csv").write_text("time,BTC\n0,100\n1,101\n2,100.5\n")
+    (tmp_path / "prices.txt").write_text("account,market,size,entry,cash\n")
+    f = tmp_path / "bad.toml"
+    f.write_text(text)
+    load = scenario.load_calibration if "[calibrate]" in text else scenario.load_studies
+    with pytest.raises(adljax.InputError) as err:
+        load(f)
+    msg = str(err.value)
+    assert type(err.value) is adljax.InputError
+    assert msg.startswith(f"{f}: "), msg
+    assert key in msg, msg
+    assert words in msg, msg
+
+
+def test_sizes_given_in_place_of_the_files_are_checked(tmp_path):
+    f = tmp_path / "ok.toml"
+    f.write_text(_M)
+    with pytest.raises(adljax.InputError, match=r"accounts: must be an integer >= 2, got 1"):
+        scenario.load_studies(f, accounts=1)
+    with pytest.raises(adljax.InputError, match=r"scenarios: must be an integer >= 1, got 0"):
+        scenario.load_studies(f, scenarios=0)
+
+
+def test_good_values_of_the_checked_keys_load(tmp_path):
+    (tmp_path / "book.csv").write_text("account,market,size,entry,cash\na,BTC,1,100,100\nb,BTC,-1,100,100\n")
+    f = tmp_path / "ok.toml"
+    f.write_text('name = "ok"\ndescription = "d"\n' + _M.replace("[markets.BTC]", "[markets.ETH]") + _M
+                 + '[venue]\npreset = "bitmex"\nmaintenance_margin = [0.02, 0.01]\nmax_leverage = [10, 20]\n'
+                 + 'slippage = 0.02\npartial_threshold = inf\n'
+                 + '[book]\nfile = "book.csv"\nbalance = true\n'
+                 + '[[stress]]\nkind = "gap"\ndrop = [0.1, 0.2]\nover_s = 1\nat_s = 0\n'
+                 + "[calibrate]\nfields = {maintenance_margin = [0.001, 0.1], insurance_fund = [0, inf]}\n"
+                 + "minimize = {margin_locked = 1.0, bad_debt = 0.5}\n[calibrate.constraints]\np_adl = 0.01\n")
+    st, kw = scenario.load_calibration(f)
+    np.testing.assert_array_equal(st.venue.maintenance(2), [0.02, 0.01])
+    assert kw["fields"] == {"maintenance_margin": (0.001, 0.1), "insurance_fund": (0.0, float("inf"))}
+    assert kw["minimize"] == {"margin_locked": 1.0, "bad_debt": 0.5} and kw["constraints"] == {"p_adl": 0.01}
