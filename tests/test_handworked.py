@@ -1,7 +1,10 @@
 """Hand-worked books: every number below is computed by hand in the comments.
 
-Each test runs on the compiled engine, the same engine without jit, and the
-reference engine.
+Each test runs on the compiled engine and the reference engine; one test per
+stage also runs the same engine without jit (``sim_all``): the code is the
+same under jit and without, and op by op each test costs 15–40 s, so running
+every case both ways would take the suite over its time limit.
+``test_properties.test_no_jit_matches_jit`` compares the two on a drawn case.
 """
 import jax
 import numpy as np
@@ -19,8 +22,14 @@ def _nojit(*args, **kwargs):
 ENGINES = {"jit": adljax.simulate, "nojit": _nojit, "reference": adljax.reference.simulate}
 
 
-@pytest.fixture(params=list(ENGINES))
+@pytest.fixture(params=["jit", "reference"])
 def sim(request):
+    return ENGINES[request.param]
+
+
+@pytest.fixture(params=list(ENGINES))
+def sim_all(request):
+    """Also without jit: for one test per stage."""
     return ENGINES[request.param]
 
 
@@ -56,7 +65,8 @@ def test_partial_liquidation_then_whole_orders_during_the_cooldown(sim):
     np.testing.assert_allclose(np.asarray(out.book.lp_entry)[0, 0], (400 * 94 + 1600 * 93.5) / 2000, rtol=1e-12)
 
 
-def test_partial_liquidation_and_cooldown(sim):
+def test_partial_liquidation_and_cooldown(sim_all):
+    sim = sim_all
     # A: long 2000 @100 (notional 200k > 100k threshold), cash 20k; B the short side.
     # max_leverage 10 -> mm 5 %. dt = 10 s, cooldown 30 s, and the row *waits* during the
     # cooldown (cooldown_mode="wait"): orders at steps 1 and 4 only.
@@ -112,7 +122,8 @@ def test_slippage_and_price_impact(sim):
     np.testing.assert_allclose(np.asarray(out.history["mark"])[0, :, 0], [100, 97, mark2], rtol=1e-12)
 
 
-def test_backstop_takeover(sim):
+def test_backstop_takeover(sim_all):
+    sim = sim_all
     # A: long 100 @100, cash 1000; no depth at the crash so the market cannot take it.
     # @93: AV = 300, MR = 465, 2/3 MR = 310 > 300 -> the vault (cash 50k) takes over.
     book = Book.from_accounts(cash=[1000.0, 1e5], size=[[100.0], [-100.0]], entry=[[100.0], [100.0]],
@@ -157,7 +168,8 @@ def _adl_book():
     )
 
 
-def test_adl_hyperliquid_queue_at_previous_mark(sim):
+def test_adl_hyperliquid_queue_at_previous_mark(sim_all):
+    sim = sim_all
     # @90, no depth, no backstop: X has AV = 100 + 20*(90-100) = -100 -> bankrupt.
     # Short candidates at 90: S1 AV 200, S2 AV 600, S3 AV 2000.
     # Scores (entry/m)*(ntl/AV): S1 (110/90)(450/200) = 2.75, S2 (100/90)(900/600) = 1.667,

@@ -1,4 +1,5 @@
-"""Every ADL policy, fill price and backstop mode on hand-worked books (fast engine, no-jit and reference)."""
+"""Every ADL policy, fill price and backstop mode on hand-worked books (fast engine and reference; the
+insurance fund and the socialized loss also without jit)."""
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -10,15 +11,22 @@ from adljax import Book, Paths, venues
 from test_handworked import BIG, ENGINES, _adl_book, m, paths  # noqa: F401  (sim fixture below)
 
 
-@pytest.fixture(params=list(ENGINES))
+@pytest.fixture(params=["jit", "reference"])
 def sim(request):
+    return ENGINES[request.param]
+
+
+@pytest.fixture(params=list(ENGINES))
+def sim_all(request):
+    """Also without jit (test_handworked's docstring says why only some tests)."""
     return ENGINES[request.param]
 
 
 BASE = dict(max_leverage=10, impact=0.0, slippage=0.0)
 
 
-def test_socialized_loss_charges_every_open_position_per_contract(sim):
+def test_socialized_loss_charges_every_open_position_per_contract(sim_all):
+    sim = sim_all
     # X (long 20) is at AV -100 at 90. Drift's rule: D = 100 over the open interest of the
     # rows that can pay: shorts 5 + 10 + 15 and the long L 10 = 40 contracts -> 2.5 each.
     v = venues.hyperliquid(**BASE, backstop="none", adl_policy="socialized")
@@ -31,7 +39,8 @@ def test_socialized_loss_charges_every_open_position_per_contract(sim):
     assert m(out, "adl_notional") == 0.0 and m(out, "n_adl_accounts") == 4
 
 
-def test_insurance_fund_pays_first_then_adl_takes_the_rest(sim):
+def test_insurance_fund_pays_first_then_adl_takes_the_rest(sim_all):
+    sim = sim_all
     # Fund 60 pays 60 of X's 100 deficit: X cash 160, AV -40. Then the queue at X's
     # bankruptcy price 90 + 40/20 = 92: S1 closes 5 (+5*18 = 90), S2 10 (+10*8 = 80), S3 5 (-5*2 = -10).
     book = Book.from_accounts(cash=[100.0, 100.0, 500.0, 2000.0, 10_000.0, 777.0],
