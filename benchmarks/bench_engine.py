@@ -45,6 +45,7 @@ def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0):
 def time_engine(venue, book, paths, repeats: int):
     params, book_b, p = prepare(venue, book, paths, 1.0)
     keys = scenario_keys(None, p.n_scenarios)
+    jax.clear_caches()              # each study's compile time its own (the two share shapes and venue)
     compiled_at = time.perf_counter()
     lowered = run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules)
     exe = lowered.compile()

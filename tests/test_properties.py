@@ -162,7 +162,7 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
         assert np.all(h["n_bankrupt"].max(axis=1) <= m["n_bankrupt_accounts"])
 
 
-@settings(max_examples=20, **SETTINGS)
+@settings(max_examples=12, **SETTINGS)
 @given(cases(n_scenarios=3))
 def test_invariants(case):
     note(case.describe())
@@ -172,7 +172,7 @@ def test_invariants(case):
 
 
 # --------------------------------------------------------------------------- batching
-@settings(max_examples=6, **SETTINGS)
+@settings(max_examples=3, **SETTINGS)
 @given(cases(shapes=(SHAPES[2],), n_scenarios=3))
 def test_scenario_alone_matches_batch(case):
     """Scenario i simulated alone gives what it gives inside a batch of three."""
@@ -200,7 +200,7 @@ def test_no_jit_matches_jit(case):
 F32_SHAPES = (SHAPES[1],)
 
 
-@settings(max_examples=8, **SETTINGS)
+@settings(max_examples=5, **SETTINGS)
 @given(cases(shapes=F32_SHAPES, n_scenarios=3))
 def test_float32_runs_and_conserves(case):
     """The same case in float32 runs, stays finite, conserves value to ~1e-5 of the scale."""
@@ -217,7 +217,7 @@ def _counts(out):
     return {k: m[k].tolist() for k in COUNTS}
 
 
-@settings(max_examples=5, **SETTINGS)
+@settings(max_examples=3, **SETTINGS)
 @given(cases(shapes=F32_SHAPES, n_scenarios=3, calm=True))
 def test_float32_close_to_float64_on_calm_case(case):
     """On calm paths with deep books, float32 metrics are close to float64's.
