@@ -18,7 +18,7 @@ from .._pytree import pytree
 from ..accounting import _dust, account_value, below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
-from ..prefix import cumsum
+from ..prefix import cumsum, first_rows
 from ..skip import run_if
 from ..smooth import above, both, count, ratio, weigh
 from ..venue import Params
@@ -159,15 +159,12 @@ def _walk_first(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> Arr
     n = av.shape[-1]
     rows = jnp.arange(n)
     k = min(n, FIRST_CANDIDATES)
-    seen = cumsum(cand.astype(av.dtype))                                 # [R] whole numbers, exact
-    at = jnp.searchsorted(seen, jnp.arange(1, k + 1, dtype=av.dtype))    # [K] row of the j-th candidate
-    real = at < n
-    at = jnp.minimum(at, n - 1)
+    at, real, count = first_rows(cand, k)                                # [K] row of the j-th candidate
     k_av = av[-2] + jnp.cumsum(jnp.where(real, av[at], 0.0))
     k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, mm)
     refused = real & (k_av < k_mr)
     take = cand & (rows < jnp.min(jnp.where(refused, at, n)))
-    return run_if(~jnp.any(refused) & (seen[-1] > k), _walk, take, cand, av, size, m, mm)
+    return run_if(~jnp.any(refused) & (count > k), _walk, take, cand, av, size, m, mm)
 
 
 def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, mm: Array) -> Array:

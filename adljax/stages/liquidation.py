@@ -20,7 +20,7 @@ from jax import Array
 from .._pytree import pytree
 from ..accounting import reduce_position, trade
 from ..book import Book
-from ..prefix import cumsum
+from ..prefix import first_rows
 from ..smooth import above, ratio
 from ..market import Market
 from ..venue import Params, Rules
@@ -156,13 +156,10 @@ def run_gathered(book: Book, market: Market, params: Params, rules: Rules, liqui
     Returns: ``(book, report, margin after)``.
     """
     n = margin.av.shape[-1]
-    k = gathered_rows(n)
-    dtype = margin.av.dtype
-    seen = cumsum(liquidatable.astype(dtype))                                # [R] whole numbers, exact
-    at = jnp.searchsorted(seen, jnp.arange(1, k + 1, dtype=dtype))           # [K] rows; n past the last
-    sel = jnp.concatenate([at, jnp.array([n - 2, n - 1], at.dtype)])         # ... then the vault and the LPs
-    real = sel < n
-    g = jnp.minimum(sel, n - 1)
+    at, real, _ = first_rows(liquidatable, gathered_rows(n))                # [K] liquidatable rows
+    g = jnp.concatenate([at, jnp.array([n - 2, n - 1], at.dtype)])           # ... then the vault and the LPs
+    real = jnp.concatenate([real, jnp.array([True, True])])
+    sel = jnp.where(real, g, n)                                              # padding: row n, dropped on write
     pick = lambda x: jnp.where(real, x[..., g], jnp.zeros((), x.dtype))
     sub = book.replace(all_cash=pick(book.all_cash), size_am=pick(book.size_am), entry_am=pick(book.entry_am),
                        cooldown=pick(book.cooldown), isolated=pick(book.isolated))

@@ -80,9 +80,10 @@ def _bisect(key: Array, weight: Array, need: Array) -> Array:
 # Batched over scenarios, the bisection's 32–64 sweeps of a [S, A, R] array run from
 # memory; one scenario's [A, R] stays in the CPU's cache across them. So on CPU a batch is
 # looped one scenario at a time (custom batching rule), and each skips its own sweeps when
-# it has nothing to cut. 32 × 4098 × 4, float32, 2-core CPU, the ADL stage vmapped with
-# the looped cut-off 7.9 ms, looping the whole stage 10–11 ms, vmapping all of it 31 ms
-# (benchmarks/profile_stages.py). On accelerators the batch is what fills the device.
+# it has nothing to cut. 32 × 4098 × 4, float32, 2-core CPU, the ADL stage on a mid-cascade
+# book: vmapped with the looped cut-off 7.9 ms, looping the whole stage 10–11 ms, vmapping
+# all of it 31 ms (a one-off timing, docs/performance.md). On accelerators the batch is
+# what fills the device.
 _looped_bisect = custom_batching.sequential_vmap(_bisect)
 
 
