@@ -134,8 +134,10 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
         gathered = jax.vmap(lambda b, mk, p, l, g: liquidation.run_gathered(b, mk, p, rules, margin.liquidatable(g), g),
                             in_axes=(0, 0, None, 0, 0))
         book, liq, mg = _maybe(need_liq & few, gathered, book, mkt, params, liquidatable, mg, keep=(0, 4))
-        book, liq_whole, mg = _maybe(need_liq & ~few, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
-        liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)       # one of the two reports is zeros
+        if liquidation.gathered_rows(n_rows) < n_rows - 2:
+            # (Where every trader row fits, `few` always holds and the whole-book path is not compiled.)
+            book, liq_whole, mg = _maybe(need_liq & ~few, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
+            liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)   # one of the two reports is zeros
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 

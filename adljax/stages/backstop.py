@@ -164,6 +164,8 @@ def _walk_first(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> Arr
     k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, mm)
     refused = real & (k_av < k_mr)
     take = cand & (rows < jnp.min(jnp.where(refused, at, n)))
+    if k == n:  # every row fits: the whole-book walk could never run, so it is not compiled
+        return take
     return run_if(~jnp.any(refused) & (count > k), _walk, take, cand, av, size, m, mm)
 
 
