@@ -3,6 +3,7 @@ import numpy as np
 import pytest
 
 import adljax
+from adljax import engine
 from adljax.chunking import bytes_per_scenario, scenarios_per_chunk
 from adljax.study import default_study
 
@@ -11,7 +12,9 @@ def test_chunked_run_equals_one_run():
     st = default_study(n_scenarios=7, n_steps=40, n_accounts=60, dtype=np.float64)
     v = st.venue.replace(adl_policy="random_order")   # draws from the key: chunks must use the same keys
     whole = adljax.simulate(v, st.book, st.paths, key=st.key)
-    parts = adljax.simulate(v, st.book, st.paths, key=st.key, chunk=3)  # 3 + 3 + 1
+    programs = engine.run._cache_size()
+    parts = adljax.simulate(v, st.book, st.paths, key=st.key, chunk=3)  # 3 + 3 + 1 (run as 3, filled up)
+    assert engine.run._cache_size() == programs + 1                      # one program for every chunk
     for k in adljax.METRICS:
         np.testing.assert_array_equal(np.asarray(parts.metrics[k]), np.asarray(whole.metrics[k]), err_msg=k)
     np.testing.assert_array_equal(np.asarray(parts.book.all_cash), np.asarray(whole.book.all_cash))
