@@ -128,16 +128,19 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     else:
         # Only the rows the stage can change, gathered, when every scenario has few enough
         # (stages/liquidation.py); the whole book otherwise. One of the two runs, or neither.
-        few = jnp.all(jnp.sum(liquidatable, axis=-1) <= liquidation.gathered_rows(n_rows))
-        # (`liquidatable` is taken again from the margin, which the loop carries: XLA hoists work
-        # on values from outside a while loop out of it, and would run the gathering every step.)
-        gathered = jax.vmap(lambda b, mk, p, l, g: liquidation.run_gathered(b, mk, p, rules, margin.liquidatable(g), g),
-                            in_axes=(0, 0, None, 0, 0))
-        book, liq, mg = _maybe(need_liq & few, gathered, book, mkt, params, liquidatable, mg, keep=(0, 4))
+        # A book whose trader rows all fit in the gathered run has only the whole-book path:
+        # gathering them all would be the whole book, compiled twice.
         if liquidation.gathered_rows(n_rows) < n_rows - 2:
-            # (Where every trader row fits, `few` always holds and the whole-book path is not compiled.)
+            few = jnp.all(jnp.sum(liquidatable, axis=-1) <= liquidation.gathered_rows(n_rows))
+            # (`liquidatable` is taken again from the margin, which the loop carries: XLA hoists work
+            # on values from outside a while loop out of it, and would run the gathering every step.)
+            gathered = jax.vmap(lambda b, mk, p, l, g: liquidation.run_gathered(b, mk, p, rules, margin.liquidatable(g), g),
+                                in_axes=(0, 0, None, 0, 0))
+            book, liq, mg = _maybe(need_liq & few, gathered, book, mkt, params, liquidatable, mg, keep=(0, 4))
             book, liq_whole, mg = _maybe(need_liq & ~few, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
             liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)   # one of the two reports is zeros
+        else:
+            book, liq, mg = _maybe(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 

@@ -104,6 +104,24 @@ def _stage_flags(case, m) -> dict[str, bool]:
     }
 
 
+@pytest.fixture(scope="module", autouse=True)
+def gathered_paths():
+    """The drawn books are small, and a book whose rows all fit the gathered liquidation
+    (``GATHERED_ROWS``) and the vault's first walk (``FIRST_CANDIDATES``) compiles only the
+    whole-book paths. Here both limits are below the drawn books' rows, so every case runs the
+    gathered paths in steps with few liquidatable rows or candidates and the whole-book paths
+    in the others, and both are compared with the reference."""
+    import jax
+    from adljax.stages import backstop, liquidation
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(liquidation, "GATHERED_ROWS", 3)
+        mp.setattr(backstop, "FIRST_CANDIDATES", 3)
+        jax.clear_caches()
+        yield
+    jax.clear_caches()
+
+
 needs_reference = pytest.mark.skipif(not _reference_ready(), reason="adljax.reference.simulate is not written yet")
 DIFF_CASES = st.one_of(
     cases(shapes=SHAPES, n_scenarios=3, rules=RULE_SETS),

@@ -146,7 +146,8 @@ def engine(request):
     return nojit
 
 
-@pytest.mark.parametrize("engine, first_candidates", [("jit", 256), ("nojit", 256), ("jit", 1)], indirect=["engine"])
+@pytest.mark.parametrize("engine, first_candidates", [("jit", 256), ("jit", 3), ("nojit", 3), ("jit", 1)],
+                         indirect=["engine"])
 def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(engine, first_candidates, monkeypatch):
     # @90, no depth: each long has AV = cash − 100 = 10, 20, 25 and MR = 10·90·5 % = 45, all below
     # 2/3·MR = 30, so all three are candidates, in row order.
@@ -154,8 +155,10 @@ def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(engine,
     #   walk stops: rows 0 and 1 are taken (the vault keeps cash 70 + 10 + 20 = 100, 20 @90).
     # Vault 30: +row 0 -> 40 < 45: refuses its first candidate, takes nothing.
     # Vault 1000: carries all three (1055 ≥ 135) without a walk.
-    # With first_candidates=1 the gathered walk decides nothing for vault 70 (it carries its one
-    # candidate and there are more) and the whole-book walk runs.
+    # The book has 6 rows: with first_candidates=256 (no fewer than the rows) the vault walks the
+    # whole book; with 3 it walks its first 3 candidates, gathered, and that decides; with 1 the
+    # gathered walk decides nothing for vault 70 (it carries its one candidate and there are
+    # more) and the whole-book walk runs.
     monkeypatch.setattr(backstop, "FIRST_CANDIDATES", first_candidates)
     jax.clear_caches()
     try:
@@ -206,25 +209,26 @@ def _crash_study(n_scenarios=4, n_accounts=60, n_steps=12):
 def test_gathered_liquidation_is_the_whole_book_liquidation(rows, monkeypatch):
     """The hard engine liquidates on the liquidatable rows gathered when every scenario has at most
     GATHERED_ROWS of them, else on the whole book. Whatever the mix of the two over steps, the
-    run is the one where every step gathers (and the reference engine's)."""
+    run is the one on the whole book in every step (which is what a book of at most
+    GATHERED_ROWS trader rows compiles), and the reference engine's."""
     from adljax.stages import liquidation
     book, paths = _crash_study()
     v = venues.hyperliquid(max_leverage=[20.0, 10.0])
     jax.clear_caches()
     try:
-        gathered = adljax.simulate(v, book, paths)
+        whole = adljax.simulate(v, book, paths)                              # 60 trader rows <= 256
         monkeypatch.setattr(liquidation, "GATHERED_ROWS", rows)
         jax.clear_caches()
         mixed = adljax.simulate(v, book, paths)
     finally:
         jax.clear_caches()
     ref = adljax.reference.simulate(v, book, paths)
-    assert float(np.min(np.asarray(gathered.metrics["market_liquidation_orders"]))) > 2 * rows  # both paths ran
+    assert float(np.min(np.asarray(whole.metrics["market_liquidation_orders"]))) > 2 * rows  # both paths ran
     for name in ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
                  "liquidation_fees", "backstop_notional", "adl_notional", "bad_debt", "vault_pnl"):
-        a, b, r = (np.asarray(o.metrics[name]) for o in (gathered, mixed, ref))
+        a, b, r = (np.asarray(o.metrics[name]) for o in (whole, mixed, ref))
         np.testing.assert_allclose(b, a, rtol=1e-9, atol=1e-6, err_msg=name)
         np.testing.assert_allclose(a, r, rtol=1e-9, atol=1e-6, err_msg=name)
     for field in ("all_cash", "size_am", "entry_am", "cooldown"):
-        np.testing.assert_allclose(np.asarray(getattr(mixed.book, field)), np.asarray(getattr(gathered.book, field)),
+        np.testing.assert_allclose(np.asarray(getattr(mixed.book, field)), np.asarray(getattr(whole.book, field)),
                                    rtol=1e-9, atol=1e-6, err_msg=field)

@@ -164,8 +164,6 @@ def _walk_first(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> Arr
     k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, mm)
     refused = real & (k_av < k_mr)
     take = cand & (rows < jnp.min(jnp.where(refused, at, n)))
-    if k == n:  # every row fits: the whole-book walk could never run, so it is not compiled
-        return take
     return run_if(~jnp.any(refused) & (count > k), _walk, take, cand, av, size, m, mm)
 
 
@@ -186,4 +184,6 @@ def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, mm: A
     scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
     carries_all = worst_av - worst_mr > _dust(scale) * scale
     decided = ~jnp.any(cand) | refuses_first | carries_all
-    return run_if(~decided, _walk_first, cand & ~refuses_first & carries_all, cand, av, size, m, mm)
+    # (A book no longer than FIRST_CANDIDATES rows walks whole: gathering every row is the whole book.)
+    walk = _walk_first if FIRST_CANDIDATES < n else _walk
+    return run_if(~decided, walk, cand & ~refuses_first & carries_all, cand, av, size, m, mm)
