@@ -96,36 +96,6 @@ def test_queue_batched_is_each_scenario_alone():
     np.testing.assert_allclose(np.asarray(got), [[1.0, 1.0, 0.0, 1.0]])
 
 
-
-def test_two_queues_share_one_bisection():
-    """ADL's two queues of a market (short candidates for bankrupt longs, long ones for bankrupt
-    shorts) in one call: each queue gets what it gets alone, batched or not."""
-    score = jnp.array([[5.0, 4.0, 3.0, 2.0], [1.0, 2.0, 3.0, 4.0]])
-    weight = jnp.array([[2.0, 1.0, 3.0, 2.0], [1.0, 1.0, 1.0, 1.0]])
-    side = jnp.array([[False, True, False, True], [False, True, False, True]])
-    need = jnp.array([[3.0, 2.5], [0.0, 7.0]])
-    # market 0: shorts 5 (2), 3 (3) give 2 + 1; longs 4 (1), 2 (2) give 1 + 1.5;
-    # market 1: nothing from the shorts, every long whole (the need is above their 2)
-    want = [[2.0, 1.0, 1.0, 1.5], [0.0, 1.0, 0.0, 1.0]]
-    np.testing.assert_allclose(np.asarray(take_from_top(score, weight, need, side)), want)
-    for q, mask in enumerate((~side, side)):
-        alone = take_from_top(score, jnp.where(mask, weight, 0.0), need[:, q])
-        np.testing.assert_array_equal(np.where(mask, take_from_top(score, weight, need, side), 0.0), alone)
-    rng = np.random.default_rng(1)
-    s, a, r = 5, 2, 40
-    sc = rng.normal(size=(s, a, r)).round(1)
-    w = rng.random((s, a, r))
-    sd = rng.random((s, a, r)) < 0.4
-    tot = np.stack([np.where(sd, 0, w).sum(-1), np.where(sd, w, 0).sum(-1)], -1)
-    nd = tot * rng.random((s, a, 2))
-    nd[0] = 0.0
-    nd[1, :, 1] = tot[1, :, 1] + 1.0
-    batched = np.asarray(jax.jit(jax.vmap(take_from_top))(sc, w, nd, sd))
-    for i in range(s):
-        for q, mask in enumerate((~sd[i], sd[i])):
-            alone = np.asarray(take_from_top(jnp.asarray(sc[i]), jnp.asarray(np.where(mask, w[i], 0.0)), jnp.asarray(nd[i, :, q])))
-            np.testing.assert_array_equal(np.where(mask, batched[i], 0.0), alone)
-
 # --- the vault's takeover ---------------------------------------------------------------------
 
 def _vault_books(vault_cash):

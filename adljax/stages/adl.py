@@ -208,20 +208,11 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         scores = jnp.broadcast_to(random_order_score(av.shape[-1], market.adl_start, m.dtype), size.shape)
     else:
         scores = None
+    allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if tau > 0 and rules.adl_policy == "queue"
+                                  else _allocate(rules, scores, cap, need))
     # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
-    need_long = jnp.where(whole_long, 0.0, matched_long)       # from the short candidates
-    need_short = jnp.where(whole_short, 0.0, matched_short)    # from the long candidates
-    if tau == 0 and rules.adl_policy in ("queue", "random_order"):
-        # Both queues of every market in one pass of the bisection (a candidate is short or
-        # long, so the two capacities never overlap).
-        taken = take_from_top(scores, cap_short + cap_long, jnp.stack([need_long, need_short], axis=-1), size > 0)
-        by_queue = jnp.where(size > 0, 0.0, taken), jnp.where(size > 0, taken, 0.0)
-    elif tau > 0 and rules.adl_policy == "queue":
-        by_queue = take_soft(scores, cap_short, need_long, tau), take_soft(scores, cap_long, need_short, tau)
-    else:
-        by_queue = _allocate(rules, scores, cap_short, need_long), _allocate(rules, scores, cap_long, need_short)
-    take_short = jnp.where(whole_long[:, None], cap_short, by_queue[0])
-    take_long = jnp.where(whole_short[:, None], cap_long, by_queue[1])
+    take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))
+    take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, jnp.where(whole_short, 0.0, matched_short)))
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c

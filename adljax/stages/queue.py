@@ -32,71 +32,49 @@ def order_key(score: Array) -> Array:
     return jnp.where(negative, ~b, b | sign)
 
 
-def take_from_top(score: Array, weight: Array, need: Array, side: Array | None = None) -> Array:
+def take_from_top(score: Array, weight: Array, need: Array) -> Array:
     """Units each candidate closes when ``need`` units are taken from the top of the queue.
 
     Args:
       score: [..., A, R] ranking (higher goes first), finite or ±inf.
       weight: [..., A, R] units each candidate can give (0 for non-candidates).
-      need: [..., A] units to take per market (queue); with ``side``, [..., A, 2].
-      side: optional [..., A, R] bool, for markets with two queues (ADL: short
-        candidates serve bankrupt longs, long candidates bankrupt shorts):
-        each candidate's queue, ``need[..., 0]`` taken from the candidates
-        with ``side`` False and ``need[..., 1]`` from those with True. The two
-        queues share each pass of the bisection; the result is that of two
-        calls, one a queue.
+      need: [..., A] units to take per market (queue).
     Returns:
-      [..., A, R] units taken from each candidate; each queue's sum to ``min(need, Σ weight)``.
+      [..., A, R] units taken from each candidate; sums to ``min(need, Σ weight)``.
     """
     key = order_key(score)
-    if side is None:
-        need = need[..., None]
-    total = _per_queue(weight, side)
+    total = jnp.sum(weight, axis=-1)
     # The cut-off is piecewise constant in every input: no gradient flows through it (and
     # the CPU's looped batching below cannot be differentiated).
-    cutoff = _cutoff(key, lax.stop_gradient(weight), lax.stop_gradient(need), side)
-    cut = _to_candidates(cutoff, side)
+    cutoff = _cutoff(key, lax.stop_gradient(weight), lax.stop_gradient(need))
+    cut = cutoff[..., None]
     full = jnp.where(key > cut, weight, 0.0)
     tied = jnp.where(key == cut, weight, 0.0)
-    rest = need - _per_queue(full, side)
-    tied_total = _per_queue(tied, side)
+    rest = need - jnp.sum(full, axis=-1)
+    tied_total = jnp.sum(tied, axis=-1)
     share = jnp.where(tied_total > 0, jnp.clip(rest / jnp.where(tied_total > 0, tied_total, 1.0), 0.0, 1.0), 0.0)
-    taken = full + tied * _to_candidates(share, side)
+    taken = full + tied * share[..., None]
     # When the need covers every candidate, each closes exactly its whole position.
-    taken = jnp.where(_to_candidates(need >= total, side), weight, taken)
-    return jnp.where(_to_candidates(need > 0, side), taken, 0.0)
+    taken = jnp.where((need >= total)[..., None], weight, taken)
+    return jnp.where(need[..., None] > 0, taken, 0.0)
 
 
-def _per_queue(x: Array, side: Array | None) -> Array:
-    """[..., A, Q]: ``x`` [..., A, R] summed over each queue's candidates (Q = 1, or 2 with ``side``)."""
-    if side is None:
-        return jnp.sum(x, axis=-1)[..., None]
-    return jnp.stack([jnp.sum(jnp.where(side, 0.0, x), axis=-1), jnp.sum(jnp.where(side, x, 0.0), axis=-1)], axis=-1)
-
-
-def _to_candidates(v: Array, side: Array | None) -> Array:
-    """[..., A, R] (or broadcastable): each candidate's value of its queue's ``v`` [..., A, Q]."""
-    if side is None:
-        return v
-    return jnp.where(side, v[..., 1:2], v[..., 0:1])
-
-
-def _bisect(key: Array, weight: Array, need: Array, side: Array | None) -> Array:
-    """[..., A, Q] the largest key ``c`` with ``Σ weight[key ≥ c] ≥ need`` in each queue, bit by bit."""
+def _bisect(key: Array, weight: Array, need: Array) -> Array:
+    """[..., A] the largest key ``c`` with ``Σ weight[key ≥ c] ≥ need``, bit by bit."""
     utype = key.dtype
     bits = jnp.iinfo(utype).bits
-    total = _per_queue(weight, side)
+    total = jnp.sum(weight, axis=-1)
 
-    def search(key, weight, need, side):
+    def search(key, weight, need):
         def body(i, cutoff):
             trial = cutoff | (jnp.asarray(1, utype) << (jnp.asarray(bits - 1, utype) - jnp.asarray(i, utype)))
-            above = _per_queue(jnp.where(key >= _to_candidates(trial, side), weight, 0.0), side)
+            above = jnp.sum(jnp.where(key >= trial[..., None], weight, 0.0), axis=-1)
             return jnp.where(above >= need, trial, cutoff)
         return lax.fori_loop(0, bits, body, jnp.zeros(need.shape, utype))
 
     # The bisection is the stage's cost; a queue with nothing to cut (no need, or a need
     # that takes every candidate, e.g. the side of a crash with no bankrupt rows) skips it.
-    return run_if(jnp.any((need > 0) & (need < total)), search, jnp.zeros(need.shape, utype), key, weight, need, side)
+    return run_if(jnp.any((need > 0) & (need < total)), search, jnp.zeros(need.shape, utype), key, weight, need)
 
 
 # Batched over scenarios, the bisection's 32–64 sweeps of a [S, A, R] array run from
@@ -109,8 +87,8 @@ def _bisect(key: Array, weight: Array, need: Array, side: Array | None) -> Array
 _looped_bisect = custom_batching.sequential_vmap(_bisect)
 
 
-def _cutoff(key: Array, weight: Array, need: Array, side: Array | None) -> Array:
-    return (_looped_bisect if jax.default_backend() == "cpu" else _bisect)(key, weight, need, side)
+def _cutoff(key: Array, weight: Array, need: Array) -> Array:
+    return (_looped_bisect if jax.default_backend() == "cpu" else _bisect)(key, weight, need)
 
 
 def take_soft(score: Array, weight: Array, need: Array, temperature: float) -> Array:
