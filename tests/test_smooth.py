@@ -136,7 +136,7 @@ def test_smooth_outcomes_converge_to_the_hard_engine(study, paths):
     keys = ("market_liquidation_notional", "backstop_notional", "adl_notional", "bad_debt", "vault_pnl")
     scale = {k: np.mean(np.abs(hard[k])) for k in keys}
     err = {}
-    for tau in (0.3, 0.03, 1e-3, 1e-6):
+    for tau in (0.3, 1e-3, 1e-6):               # (each temperature compiles the engine: see Rules)
         m = _metrics(study.venue.replace(temperature=tau), study, paths)
         err[tau] = max(np.mean(np.abs(m[k] - hard[k])) / scale[k] for k in keys)
     assert err[0.3] > 1e-3                      # the relaxation does something at a high temperature
