@@ -59,8 +59,8 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
       chunk: scenarios per compiled run. ``None`` (the default) sizes chunks
         to the devices' memory (:mod:`adljax.chunking`; a multiple of the
         device count): a study that fits runs in one piece; a larger one runs
-        chunk by chunk (a short last chunk filled up to the same shape, so the
-        engine compiles once), each chunk's results brought to the host, with the
+        chunk by chunk (a short last chunk runs as the study's last ``chunk``
+        scenarios, so the engine compiles once), each chunk's results brought to the host, with the
         same numbers.
       devices: how many of this process's devices to split each chunk over
         (the first ``devices`` of ``jax.local_devices()``). ``None`` (the
@@ -102,14 +102,11 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
     for first in range(0, n, chunk):
         size = min(chunk, n - first)
         if size < chunk:
-            # A short last chunk runs at the chunks' shape (so the engine compiles once), filled up
-            # with copies of the study's last scenario, whose results are dropped: a scenario's
-            # numbers do not depend on the batch it runs in.
-            fill = np.minimum(np.arange(first, first + chunk), n - 1)
-            p = jax.tree_util.tree_map(lambda x: x[fill], paths)
-            b = book0 if book0.all_cash.ndim == 1 else jax.tree_util.tree_map(lambda x: x[fill], book0)
-            out = engine(params, batch_book(b, chunk), p.oracle, p.depth, keys[fill], p.funding)
-            parts.append(jax.tree_util.tree_map(lambda x: np.asarray(x)[:size], jax.device_get(out)))
+            # A short last chunk runs at the chunks' shape, so the engine compiles once: the study's
+            # last `chunk` scenarios, of which the first `chunk - size` already ran (a scenario's
+            # numbers do not depend on the batch it runs in) and are dropped.
+            last = jax.device_get(one(n - chunk, chunk))
+            parts.append(jax.tree_util.tree_map(lambda x: x[chunk - size:], last))
             continue
         parts.append(jax.device_get(one(first, size)))
     final, metrics, hist = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)

@@ -105,20 +105,9 @@ def _vault_books(vault_cash):
     return jax.tree_util.tree_map(lambda *xs: jnp.stack(xs), *books)
 
 
-@pytest.fixture
-def engine(request):
-    if request.param == "jit":
-        return adljax.simulate
-
-    def nojit(*args, **kwargs):
-        with jax.disable_jit():
-            return adljax.simulate(*args, **kwargs)
-    return nojit
-
-
 # (Without jit the backstop is checked by test_handworked's takeover test; here jit only, for time.)
-@pytest.mark.parametrize("engine, first_candidates", [("jit", 256), ("jit", 3), ("jit", 1)], indirect=["engine"])
-def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(engine, first_candidates, monkeypatch):
+@pytest.mark.parametrize("first_candidates", [256, 3, 1])
+def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(first_candidates, monkeypatch):
     # @90, no depth: each long has AV = cash − 100 = 10, 20, 25 and MR = 10·90·5 % = 45, all below
     # 2/3·MR = 30, so all three are candidates, in row order.
     # Vault 70: +row 0 -> AV 80 ≥ MR 45; +row 1 -> 100 ≥ 90; +row 2 -> 125 < 135: refused, and the
@@ -135,7 +124,7 @@ def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(engine,
         v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
         o = np.array([[100.0, 90.0]] * 3)[..., None]
         d = np.array([[1e12, 0.0]] * 3)[..., None]
-        out = engine(v, _vault_books([70.0, 30.0, 1000.0]), Paths(o, d))
+        out = adljax.simulate(v, _vault_books([70.0, 30.0, 1000.0]), Paths(o, d))
     finally:
         jax.clear_caches()
     np.testing.assert_array_equal(np.asarray(out.metrics["backstop_accounts"]), [2, 0, 3])
