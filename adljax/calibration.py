@@ -271,7 +271,7 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
 
     paths0, batch0 = batch_for(0)
     params0, _, _ = prepare(venue, study.book, paths0, study.dt, batch=False)
-    rules = venue.rules
+    rules = venue.rules.compiled()          # the temperature's value travels in the params
     # Scenarios split over the local devices when there are several (adljax.sharding).
     engine = scenario_map(partial(run, rules=rules, history=False))
 

@@ -21,7 +21,7 @@ from .errors import InputError
 from .market import Market
 from .outcome import METRICS
 from .paths import Paths
-from .smooth import smoothstep
+from .smooth import smoothstep, temperature_of
 from .stages import adl, backstop, liquidation, margin
 from .venue import Params, Rules, Venue
 
@@ -98,8 +98,8 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     conservation check, since a step in which no stage ran cannot move value.
     """
     t, oracle, depth, funding = inputs
-    tau = rules.temperature
-    smooth = tau > 0
+    smooth = rules.smooth
+    tau = temperature_of(params, rules)       # traced in the smooth mode: changing it does not recompile
     book = carry.book
     dt = params.dt
     book = book.replace(cooldown=jnp.maximum(book.cooldown - dt, 0.0))

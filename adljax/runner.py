@@ -447,7 +447,7 @@ def bench(sizes: list[int], *, steps: int, accounts: int, repeats: int = 3, on_s
         args = (params, book_b, p.oracle, p.depth, keys, p.funding)
         jax.block_until_ready(args)
         t0 = time.perf_counter()
-        exe = run.lower(*args, rules=st.venue.rules).compile()
+        exe = run.lower(*args, rules=st.venue.rules.compiled()).compile()
         compile_s = time.perf_counter() - t0
         jax.block_until_ready(exe(*args))                # warm-up
         times = []

@@ -31,7 +31,8 @@ def engine_for(rules: Rules, history: bool, devices: tuple | None = None):
     :func:`adljax.sharding.scenario_map`. Cached, so a study's chunks share
     one compiled program.
     """
-    fn = functools.partial(run, rules=rules, history=history)
+    # (compiled(): runs at different temperatures share one program; the value travels in Params)
+    fn = functools.partial(run, rules=rules.compiled(), history=history)
     if devices is None or len(devices) == 1:
         return fn
     return scenario_map(fn, devices=devices)

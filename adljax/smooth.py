@@ -29,11 +29,29 @@ moves 0.3 of the row's positions and cash to the vault.
 
 Every helper here takes a hard decision (a bool array) or a smooth weight (a
 float array) alike, so each stage is written once for both modes.
+
+A stage's ``temperature`` argument is the Python number 0 in the hard mode;
+in the smooth mode it may be a number or a traced scalar (the engine passes
+``Params.temperature``, so changing τ does not recompile): :func:`hard`
+tells the two apart at trace time.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import Array
+
+
+def hard(temperature) -> bool:
+    """Whether ``temperature`` means the hard rules: a concrete 0 (a traced value is the smooth mode)."""
+    if isinstance(temperature, jax.core.Tracer):
+        return False
+    return float(temperature) == 0
+
+
+def temperature_of(params, rules):
+    """The temperature the stages run at: ``params.temperature`` (traced) in the smooth mode, else 0."""
+    return params.temperature if rules.smooth else 0.0
 
 
 def smoothstep(u: Array) -> Array:
@@ -46,9 +64,10 @@ def above(x: Array, temperature: float) -> Array:
     """The decision ``x > 0``: a bool array when ``temperature == 0``, else a weight in [0, 1].
 
     The weight is ``smoothstep(x/τ + 1/2)``: 0 for ``x ≤ −τ/2``, 1/2 at
-    ``x = 0``, 1 for ``x ≥ τ/2``. ``temperature`` is a static Python float.
+    ``x = 0``, 1 for ``x ≥ τ/2``. ``temperature``: a number, or a traced
+    scalar in the smooth mode (see :func:`hard`).
     """
-    if temperature == 0:
+    if hard(temperature):
         return x > 0
     return smoothstep(x / temperature + 0.5)
 

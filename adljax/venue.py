@@ -1,7 +1,9 @@
 """A venue: its static rule choices (:class:`Rules`) and its numbers (:class:`Params`).
 
-Rules are hashable and static: changing one recompiles. Params are a pytree
-of floats: traced, vmappable and differentiable; changing one never
+Rules are hashable and static: changing one recompiles (except the
+smooth mode's temperature, whose value travels in Params: only switching
+between the hard and the smooth mode recompiles). Params are a pytree of
+floats: traced, vmappable and differentiable; changing one never
 recompiles. :class:`Venue` holds both in user-facing form (per-market numbers
 may be a scalar or a sequence) and turns them into arrays for a book.
 """
@@ -56,6 +58,8 @@ class Rules:
         ``asinh(score)`` for the ADL queue; table in :mod:`adljax.smooth`),
         so outcomes are differentiable in the Params and the book; as
         ``τ → 0`` the smooth engine becomes the hard one. Typical: 0.01–0.3.
+        Its value reaches the engine as :attr:`Params.temperature`, so runs
+        at different ``τ > 0`` share one compiled program (see :meth:`compiled`).
     """
 
     adl_policy: str = "queue"
@@ -82,6 +86,16 @@ class Rules:
         """True in the smooth (differentiable) mode, ``temperature > 0``."""
         return self.temperature > 0
 
+    def compiled(self) -> "Rules":
+        """These rules as the engine compiles them: the temperature's value left out (1.0 for any ``τ > 0``).
+
+        The engine reads the temperature's value from :attr:`Params.temperature`
+        and only the mode (hard or smooth) from the rules, so passing
+        ``rules.compiled()`` as its static argument lets runs at different
+        temperatures share one compiled program.
+        """
+        return dataclasses.replace(self, temperature=1.0 if self.smooth else 0.0)
+
 
 @pytree
 class Params:
@@ -106,6 +120,8 @@ class Params:
       vault_unwind: [] share of each step's depth the vault may use to sell
         the positions it took over (0: it holds them).
       dt: [] seconds per step.
+      temperature: [] the smooth mode's temperature (:attr:`Rules.temperature`;
+        read only when the rules are smooth, so that changing it does not recompile).
     """
 
     maintenance_margin: Array
@@ -119,6 +135,7 @@ class Params:
     liquidation_fee: Array
     vault_unwind: Array
     dt: Array
+    temperature: Array
 
 
 PARAM_FIELDS = ("max_leverage", "maintenance_margin", "partial_threshold", "partial_fraction",
@@ -204,6 +221,7 @@ class Venue:
             liquidation_fee=f(self.liquidation_fee),
             vault_unwind=f(self.vault_unwind),
             dt=f(dt),
+            temperature=f(self.rules.temperature),
         )
 
 

@@ -136,12 +136,30 @@ def test_smooth_outcomes_converge_to_the_hard_engine(study, paths):
     keys = ("market_liquidation_notional", "backstop_notional", "adl_notional", "bad_debt", "vault_pnl")
     scale = {k: np.mean(np.abs(hard[k])) for k in keys}
     err = {}
-    for tau in (0.3, 1e-3, 1e-6):               # (each temperature compiles the engine: see Rules)
+    for tau in (0.3, 1e-3, 1e-6):               # (one compiled program for the three: Rules.compiled)
         m = _metrics(study.venue.replace(temperature=tau), study, paths)
         err[tau] = max(np.mean(np.abs(m[k] - hard[k])) / scale[k] for k in keys)
     assert err[0.3] > 1e-3                      # the relaxation does something at a high temperature
     assert err[1e-3] < err[0.3]
     assert err[1e-6] < 1e-6, err                # and its limit is the hard engine
+
+
+def test_a_new_temperature_reuses_the_compiled_engine_and_runs_at_its_own_value(study, paths):
+    """Runs at two temperatures share one program (the value travels in Params.temperature); each
+    gives the numbers of a program compiled for its temperature alone (the rules as given), so no
+    stage reads the temperature's value from the static rules."""
+    small = paths.scenarios(0, 4)
+    hot, cool = study.venue.replace(temperature=0.3), study.venue.replace(temperature=0.02)
+    before = run._cache_size()
+    m_hot, m_cool = _metrics(hot, study, small), _metrics(cool, study, small)
+    assert run._cache_size() == before + 1
+    for venue, m in ((hot, m_hot), (cool, m_cool)):
+        params, bb, p = prepare(venue, study.book, small, study.dt)
+        keys = scenario_keys(study.key, small.n_scenarios)
+        _, alone, _ = run(params, bb, p.oracle, p.depth, keys, p.funding, rules=venue.rules)
+        for k in ("market_liquidation_notional", "backstop_notional", "adl_notional", "bad_debt", "adl_indicator"):
+            np.testing.assert_allclose(m[k], np.asarray(alone[k]), rtol=1e-12, atol=1e-9, err_msg=k)
+    assert not np.allclose(m_hot["market_liquidation_notional"], m_cool["market_liquidation_notional"])
 
 
 def test_smooth_mode_keeps_the_books_sound(study, paths):

@@ -20,7 +20,7 @@ from ..book import Book
 from ..market import Market
 from ..venue import Params, Rules
 from .margin import has_position
-from ..smooth import above, negate, ratio, weigh
+from ..smooth import above, hard, negate, ratio, temperature_of, weigh
 from .queue import take_from_top, take_soft
 
 
@@ -53,7 +53,7 @@ def bankrupt_rows(book: Book, market: Market, params: Params | None = None,
     av = account_value(book.all_cash, book.size_am, book.entry_am, market.mark)
     not_lp = jnp.arange(av.shape[-1]) < av.shape[-1] - 1
     rows = not_lp & has_position(book)
-    if temperature == 0:
+    if hard(temperature):
         negative = below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark)
         return rows & negative, av, av >= 0
     mr = maintenance(book.size_am, market.mark, params.maintenance_margin)
@@ -67,7 +67,7 @@ def needed(margin, params: Params, temperature: float = 0.0) -> Array:
     ``AV < 0``, or in the smooth mode a bankruptcy weight above 0."""
     n = margin.av.shape[-1]
     rows = (jnp.arange(n) < n - 1) & margin.has_position
-    if temperature == 0:
+    if hard(temperature):
         return rows & (margin.av < 0)
     return rows & (ratio(-margin.av, margin.mr, -1.0) > -0.5 * temperature)
 
@@ -159,7 +159,7 @@ def socialize(book: Book, market: Market, params: Params | None = None, temperat
 
 def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book, Report]:
     """Deleverage every bankrupt row of one scenario (all markets at once)."""
-    tau = rules.temperature
+    tau = temperature_of(params, rules)
     if rules.adl_policy == "socialized":
         return socialize(book, market, params, tau)
     m = market.mark
@@ -208,7 +208,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         scores = jnp.broadcast_to(random_order_score(av.shape[-1], market.adl_start, m.dtype), size.shape)
     else:
         scores = None
-    allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if tau > 0 and rules.adl_policy == "queue"
+    allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if rules.smooth and rules.adl_policy == "queue"
                                   else _allocate(rules, scores, cap, need))
     # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
     take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))
@@ -217,7 +217,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
 
     closed = closed_b + closed_c
     p_c = jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None])
-    if tau == 0:
+    if not rules.smooth:
         price = jnp.where(bankrupt, p_b, p_c)
     else:  # a row partly bankrupt may close both ways: the average of its two prices
         nz = closed != 0
@@ -226,7 +226,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     cash = book.all_cash + jnp.sum(dcash, axis=0)
     if rules.adl_price == "bankruptcy":
         # Closed whole at its bankruptcy price, a bankrupt row is at exactly 0 (not ±rounding).
-        whole = bankrupt if tau == 0 else bankrupt >= 1
+        whole = bankrupt if not rules.smooth else bankrupt >= 1
         flat = whole & ~jnp.any(new_size != 0, axis=0)
         cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)

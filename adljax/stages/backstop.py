@@ -20,7 +20,7 @@ from ..book import Book
 from ..market import Market
 from ..prefix import cumsum, first_rows
 from ..skip import run_if
-from ..smooth import above, both, count, ratio, weigh
+from ..smooth import above, both, count, hard, ratio, weigh
 from ..venue import Params
 from .margin import Margin, trader_rows, values
 
@@ -48,7 +48,7 @@ def candidates(margin: Margin, params: Params, temperature: float = 0.0) -> Arra
     without a position (so such a row is a candidate exactly as in the hard rule).
     """
     rows = trader_rows(margin.av.shape[-1])
-    if temperature == 0:
+    if hard(temperature):
         return rows & (margin.av < params.backstop_ratio * margin.mr)
     scale = jnp.where(margin.mr > 0, margin.mr, jnp.abs(margin.av))
     return both(rows, above(ratio(params.backstop_ratio * margin.mr - margin.av, scale), temperature))
@@ -107,7 +107,7 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault = rows == n - 2
-    if temperature == 0:
+    if hard(temperature):
         take = _vault_takes(cand, av, margin.mr, size, m, mm)
     else:
         cum_av, cum_mr = _running(cand, av, size, m, mm)
@@ -128,7 +128,7 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
         bad_debt=jnp.sum(weigh(take, jnp.maximum(-av, 0.0))),
     )
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry, cooldown=cooldown)
-    if temperature > 0:
+    if not hard(temperature):
         return new_book, report, values(new_book, market, params)
     vs, ve = new_size[:, -2:-1], new_entry[:, -2:-1]
     after = lambda old, gone, vault: jnp.where(is_vault, vault[0], jnp.where(take, gone, old))

@@ -21,7 +21,7 @@ from .._pytree import pytree
 from ..accounting import reduce_position, trade
 from ..book import Book
 from ..prefix import first_rows
-from ..smooth import above, ratio
+from ..smooth import above, ratio, temperature_of
 from ..market import Market
 from ..venue import Params, Rules
 from .margin import Margin, values
@@ -65,8 +65,8 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault, is_lp = rows == n - 2, rows == n - 1
-    tau = rules.temperature
-    if tau == 0:
+    tau = temperature_of(params, rules)
+    if not rules.smooth:
         cooling = book.cooldown > 0
         ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
         big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready & ~cooling
@@ -116,7 +116,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     new_size = jnp.where(is_lp, lp_size[:, None], new_size)
     new_entry = jnp.where(is_lp, lp_entry[:, None], new_entry)
 
-    if tau == 0:
+    if not rules.smooth:
         cooldown = jnp.where(jnp.any(big, axis=0), params.cooldown, book.cooldown)
         trader_order = (q != 0) & ~is_vault
     else:

@@ -8,7 +8,7 @@ from .._pytree import pytree
 from ..accounting import account_value, maintenance
 from ..book import Book
 from ..market import Market
-from ..smooth import above, both, ratio
+from ..smooth import above, both, hard, ratio
 from ..venue import Params
 
 
@@ -51,7 +51,7 @@ def liquidatable(margin: Margin, temperature: float = 0.0) -> Array:
     position always has ``MR > 0``.
     """
     rows = trader_rows(margin.av.shape[-1]) & margin.has_position
-    if temperature == 0:
+    if hard(temperature):
         return rows & (margin.av < margin.mr)
     return both(rows, above(1.0 - ratio(margin.av, margin.mr), temperature))
 
