@@ -276,7 +276,11 @@ def scan_remat(body, carry, xs, n_steps: int):
 @partial(jax.jit, static_argnames=("rules", "history"))
 def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None = None, *,
         rules: Rules, history: bool = False):
-    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S] → (final book, metrics, history)."""
+    """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S] → (final book, metrics, history).
+
+    ``rules`` is static (a new one compiles); the smooth mode's temperature is read from
+    ``params.temperature``, so pass ``venue.rules.compiled()`` to share one program across temperatures.
+    """
     carry = _init(book, oracle[:, 0])
     vault_av0 = carry.acc["vault_equity_min"]
     time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
