@@ -10,7 +10,9 @@
   (plain Python, event by event) against the engine on exactly the same
   workload. Nothing is extrapolated: each figure is measured at its own size.
 
-Engine: compile time separately, then the median of ``--repeats`` runs after
+Engine: split over every local device, as ``adljax.simulate`` runs (on CPU
+one device per core, adljax/cpu.py; ``--devices 1`` for one); NumPy runs on
+one core, as NumPy does. Compile time separately, then the median of ``--repeats`` runs after
 a warm-up, each ended by ``block_until_ready``. NumPy and reference: the
 median of their repeats (NumPy gets one warm-up run on the quick sizes).
 Throughput is account·market·steps per second, rows = accounts + the vault
@@ -82,13 +84,14 @@ def _entry(seconds: float, work: int, **extra) -> dict:
     return {"run_seconds": _fmt(seconds), "account_market_steps_per_second": _fmt(work / seconds), **extra}
 
 
-def engine_vs_numpy(kind: str, s: int, n: int, a: int, t: int, repeats: int, np_repeats: int, np_warmup: bool):
+def engine_vs_numpy(kind: str, s: int, n: int, a: int, t: int, repeats: int, np_repeats: int, np_warmup: bool,
+                    devices: int | None = None):
     """One study in float32: engine (compile + median run) and the NumPy baseline (median run)."""
     venue, book, paths = study(kind, s, n, a, t)
     assert np.asarray(book.all_cash).dtype == np.float32
     work = s * (n + 2) * a * t
     jax.clear_caches()                     # calm and cascade share shapes: compile each afresh
-    compile_s, run_s, metrics = time_engine(venue, book, paths, repeats)
+    compile_s, run_s, metrics, used = time_engine(venue, book, paths, repeats, devices)
     # The baseline gets host (NumPy) arrays, as its user would have them.
     np_book = jax.tree_util.tree_map(np.asarray, book)
     np_paths = adljax.Paths(np.asarray(paths.oracle), np.asarray(paths.depth))
@@ -97,7 +100,7 @@ def engine_vs_numpy(kind: str, s: int, n: int, a: int, t: int, repeats: int, np_
         run_np()
     np_s, np_times, np_out = _median_time(run_np, np_repeats)
     return {
-        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=repeats),
+        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=repeats, devices=used),
         "numpy": _entry(np_s, work, repeats=np_repeats, all_seconds=[_fmt(x) for x in np_times]),
         "ratio_engine_over_numpy": _fmt(np_s / run_s),
         "stages_fired": _fired(metrics),
@@ -105,18 +108,19 @@ def engine_vs_numpy(kind: str, s: int, n: int, a: int, t: int, repeats: int, np_
     }
 
 
-def engine_vs_reference(kind: str, s: int, n: int, a: int, t: int, repeats: int, ref_repeats: int):
+def engine_vs_reference(kind: str, s: int, n: int, a: int, t: int, repeats: int, ref_repeats: int,
+                        devices: int | None = None):
     """One small study in float64: engine (compile + median run) and the reference engine, same workload."""
     with jax.enable_x64(True):
         venue, book, paths = study(kind, s, n, a, t)
         assert np.asarray(book.all_cash).dtype == np.float64
         work = s * (n + 2) * a * t
         jax.clear_caches()
-        compile_s, run_s, metrics = time_engine(venue, book, paths, repeats)
+        compile_s, run_s, metrics, used = time_engine(venue, book, paths, repeats, devices)
         ref_s, ref_times, ref_out = _median_time(
             lambda: adljax.reference.simulate(venue, book, paths, dt=1.0), ref_repeats)
     return {
-        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=repeats),
+        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=repeats, devices=used),
         "reference": _entry(ref_s, work, repeats=ref_repeats, all_seconds=[_fmt(x) for x in ref_times]),
         "ratio_engine_over_reference": _fmt(ref_s / run_s),
         "stages_fired": _fired(metrics),
@@ -137,6 +141,8 @@ def main(argv=None):
     ap.add_argument("--ref-accounts", type=int, help="engine vs reference: accounts (default 200; quick 50)")
     ap.add_argument("--ref-steps", type=int, help="engine vs reference: steps (default 200; quick 50)")
     ap.add_argument("--ref-repeats", type=int, default=1, help="reference timed runs (default 1)")
+    ap.add_argument("--devices", type=int, help="local devices the engine splits the scenarios over (default: all; "
+                                                "on CPU one per core, as adljax.simulate)")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/compare.json; "
                                   "quick: benchmarks/results/compare_quick.json)")
     args = ap.parse_args(argv)
@@ -164,13 +170,13 @@ def main(argv=None):
                                 "account_market_steps": rs * (rn + 2) * a * rt, "studies": {}},
     }
     for kind in ("calm", "cascade"):
-        r = engine_vs_numpy(kind, s, n, a, t, repeats, np_repeats, np_warmup=q)
+        r = engine_vs_numpy(kind, s, n, a, t, repeats, np_repeats, np_warmup=q, devices=args.devices)
         record["engine_vs_numpy"]["studies"][kind] = r
         print(f"[float32 {s}x{n}x{a}x{t}] {kind:8s} engine {r['engine']['run_seconds']:.4g}s "
-              f"(compile {r['engine']['compile_seconds']:.3g}s)  numpy {r['numpy']['run_seconds']:.4g}s  "
+              f"(compile {r['engine']['compile_seconds']:.3g}s, {r['engine']['devices']} device(s))  numpy {r['numpy']['run_seconds']:.4g}s  "
               f"-> engine {r['ratio_engine_over_numpy']:.3g}x numpy", flush=True)
     for kind in ("calm", "cascade"):
-        r = engine_vs_reference(kind, rs, rn, a, rt, repeats, args.ref_repeats)
+        r = engine_vs_reference(kind, rs, rn, a, rt, repeats, args.ref_repeats, devices=args.devices)
         record["engine_vs_reference"]["studies"][kind] = r
         print(f"[float64 {rs}x{rn}x{a}x{rt}] {kind:8s} engine {r['engine']['run_seconds']:.4g}s  "
               f"reference {r['reference']['run_seconds']:.4g}s  -> engine {r['ratio_engine_over_reference']:.4g}x "

@@ -14,6 +14,7 @@ import json
 import platform
 import statistics
 import time
+from functools import partial
 from pathlib import Path
 
 import jax
@@ -22,6 +23,7 @@ import numpy as np
 
 import adljax
 from adljax.engine import prepare, run, scenario_keys
+from adljax.sharding import scenario_map
 from adljax.generate import gbm, population, thinning_depth
 from adljax.generate.prices import YEAR
 
@@ -42,13 +44,27 @@ def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0):
     return venue, book, adljax.Paths(oracle, depth)
 
 
-def time_engine(venue, book, paths, repeats: int):
+def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
+    """(compile seconds, median run seconds, metrics, devices used) of the engine.
+
+    ``devices`` None: all local devices, as ``adljax.simulate`` runs (on CPU, ``import adljax``
+    gives JAX one device per core: adljax/cpu.py). With several, the scenarios are split over
+    them by ``adljax.sharding.scenario_map``; a scenario count that is not a multiple of twice
+    the device count (a device would run padding) runs on one device instead.
+    """
+    local = jax.local_devices()
+    d = len(local) if devices is None else devices
     params, book_b, p = prepare(venue, book, paths, 1.0)
     keys = scenario_keys(None, p.n_scenarios)
+    fn = partial(run, rules=venue.rules)
+    if p.n_scenarios % (2 * d):
+        d = 1
+    if d > 1:
+        fn = jax.jit(scenario_map(fn, devices=local[:d]))
     jax.clear_caches()              # each study's compile time its own (the two share shapes and venue)
     compiled_at = time.perf_counter()
-    lowered = run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules)
-    exe = lowered.compile()
+    exe = (fn.lower(params, book_b, p.oracle, p.depth, keys) if d > 1
+           else run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules)).compile()
     compile_s = time.perf_counter() - compiled_at
     jax.block_until_ready(exe(params, book_b, p.oracle, p.depth, keys))     # warm-up
     times = []
@@ -57,7 +73,7 @@ def time_engine(venue, book, paths, repeats: int):
         out = exe(params, book_b, p.oracle, p.depth, keys)
         jax.block_until_ready(out)
         times.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(times), out[1]
+    return compile_s, statistics.median(times), out[1], d
 
 
 def main(argv=None):
@@ -67,6 +83,8 @@ def main(argv=None):
     ap.add_argument("--markets", type=int, default=4)
     ap.add_argument("--steps", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--devices", type=int, default=None,
+                    help="local devices to split the scenarios over (default: all; on CPU one per core)")
     ap.add_argument("--out", default="benchmarks/results/engine.json")
     args = ap.parse_args(argv)
     s, n, a, t = args.scenarios, args.accounts, args.markets, args.steps
@@ -79,15 +97,15 @@ def main(argv=None):
     }
     for kind in ("calm", "cascade"):
         venue, book, paths = study(kind, s, n, a, t)
-        compile_s, run_s, metrics = time_engine(venue, book, paths, args.repeats)
+        compile_s, run_s, metrics, used = time_engine(venue, book, paths, args.repeats, args.devices)
         work = s * (n + 2) * a * t
         fired = {k: float(np.mean(np.asarray(metrics[k]) > 0)) for k in
                  ("market_liquidation_notional", "backstop_notional", "adl_notional")}
         adl_steps = float(np.mean(np.asarray(metrics["adl_steps"])))
-        record["studies"][kind] = dict(compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4),
+        record["studies"][kind] = dict(devices=used, compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4),
                                        account_market_steps_per_second=float(f"{work / run_s:.4g}"),
                                        share_of_scenarios_with=fired, mean_adl_steps=adl_steps)
-        print(f"{kind:8s} compile {compile_s:6.2f}s  run {run_s:7.3f}s  {work / run_s:.3g} account·market·steps/s  "
+        print(f"{kind:8s} {used} device(s)  compile {compile_s:6.2f}s  run {run_s:7.3f}s  {work / run_s:.3g} account·market·steps/s  "
               f"scenarios with ADL {fired['adl_notional']:.0%}, mean ADL steps {adl_steps:.1f}")
     calm, casc = (record["studies"][k]["account_market_steps_per_second"] for k in ("calm", "cascade"))
     record["cascade_cost_vs_calm"] = float(f"{calm / casc:.3g}")

@@ -349,7 +349,9 @@ def _free_port() -> int:
 
 def _env(cache: Path, **extra) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("ADLJAX_TEST_", "JAX_NUM_CPU", "SLURM_", "OMPI_"))}
-    e.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), ADLJAX_COMPILATION_CACHE=str(cache), COLUMNS="200")
+    # One CPU device unless a test asks for more (adljax would otherwise take one per core: adljax.cpu).
+    e.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), ADLJAX_COMPILATION_CACHE=str(cache), COLUMNS="200",
+             JAX_NUM_CPU_DEVICES="1")
     e.update(extra)
     return e
 

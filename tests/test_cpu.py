@@ -1,0 +1,68 @@
+"""``import adljax`` gives JAX one CPU device per core, unless someone chose a number or JAX has started.
+
+Each case runs in a fresh Python: JAX fixes its devices when it runs its first operation.
+(The rest of the suite runs with ``JAX_NUM_CPU_DEVICES=1``, set in conftest.py.)
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import adljax
+from adljax.cpu import cores, use_cpu_cores
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def devices_after(code: str, **env) -> str:
+    """Run ``code`` in a fresh Python (adljax importable, no JAX_NUM_CPU_DEVICES unless given); its last line."""
+    e = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+    e.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), **env)
+    p = subprocess.run([sys.executable, "-c", code], env=e, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr[-3000:]
+    return p.stdout.strip().splitlines()[-1]
+
+
+COUNT = "import jax; print(jax.local_device_count(), jax.devices()[0].platform)"
+
+
+def test_import_gives_one_cpu_device_per_core():
+    assert devices_after("import adljax; " + COUNT) == f"{cores()} cpu"
+
+
+def test_a_chosen_number_is_kept():
+    assert devices_after("import adljax; " + COUNT, JAX_NUM_CPU_DEVICES="1") == "1 cpu"
+    assert devices_after("import jax; jax.config.update('jax_num_cpu_devices', 3); import adljax; " + COUNT) == "3 cpu"
+    # asked for after the import, before JAX starts: the user's number wins over the default
+    assert devices_after("import adljax; print(adljax.use_cpu_cores(3)); " + COUNT) == "3 cpu"
+
+
+STARTED = "import jax, jax.numpy as jnp\njnp.zeros(1).block_until_ready()\nimport adljax\n"
+
+
+def test_a_started_jax_is_left_as_it_is():
+    assert devices_after(STARTED + "assert adljax.use_cpu_cores() == 1 and adljax.use_cpu_cores(1) == 1\n" + COUNT) == "1 cpu"
+    msg = devices_after(STARTED + "try:\n    adljax.use_cpu_cores(3)\nexcept adljax.InputError as e:\n    print(e)\n")
+    assert msg.startswith("n: JAX has already started with 1 CPU device(s)") and "JAX_NUM_CPU_DEVICES=3" in msg
+
+
+@pytest.mark.parametrize("bad", [0, -2, 2.5, True, "4"])
+def test_a_bad_number_is_refused(bad):
+    with pytest.raises(adljax.InputError, match="^n: the number of CPU devices must be a whole number >= 1"):
+        use_cpu_cores(bad)
+
+
+def test_simulate_splits_the_scenarios_over_the_cores_with_one_device_s_numbers():
+    """What the first README command does: each core's device runs a share of the scenarios."""
+    code = ("import adljax, numpy as np\n"
+            "from adljax.study import default_study\n"
+            "st = default_study(n_scenarios=4, n_steps=5, n_accounts=20)\n"
+            "out = adljax.simulate(st.venue, st.book, st.paths, dt=st.dt, key=st.key)\n"
+            "one = adljax.simulate(st.venue, st.book, st.paths, dt=st.dt, key=st.key, devices=1)\n"
+            "same = all(np.array_equal(np.asarray(out.metrics[k]), np.asarray(one.metrics[k])) for k in out.metrics)\n"
+            "print(len(out.metrics['bad_debt'].sharding.device_set), len(one.metrics['bad_debt'].sharding.device_set), same)")
+    assert devices_after(code) == f"{cores()} 1 True"
