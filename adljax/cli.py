@@ -31,7 +31,8 @@ per scenario: index + every metric), summary.json, PNG figures, and chunks/ (one
 file per finished chunk, which --resume reuses). Compiled engines are kept in
 ~/.cache/adljax between runs (ADLJAX_COMPILATION_CACHE=DIR to move it, =0 for none).
 
-Every local device (GPU, or JAX_NUM_CPU_DEVICES=N on CPU) runs a share of each chunk.
+Every local device runs a share of each chunk: the GPUs, or on CPU one device per core
+(JAX_NUM_CPU_DEVICES=N to choose, =1 for one).
 Several hosts: start one process per host with the same arguments plus --coordinator,
 --num-processes and --process-id (under Slurm's srun or Open MPI's mpirun they are
 detected); --out must be a folder every host sees. Each process writes its own chunks;
