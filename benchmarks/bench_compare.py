@@ -12,8 +12,8 @@
 
 Engine: split over every local device, as ``adljax.simulate`` runs (on CPU
 one device per core, adljax/cpu.py; ``--devices 1`` for one); NumPy runs on
-one core, as NumPy does. Compile time separately, then the median of ``--repeats`` runs after
-a warm-up, each ended by ``block_until_ready``. NumPy and reference: the
+one core, as NumPy does. Compile time separately, then the median of
+``--repeats`` runs after a warm-up, each ended by ``block_until_ready``. NumPy and reference: the
 median of their repeats (NumPy gets one warm-up run on the quick sizes).
 Throughput is account·market·steps per second, rows = accounts + the vault
 and LP rows. Ratios are run-time ratios (> 1: the engine is faster).
