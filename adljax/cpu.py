@@ -10,7 +10,8 @@ on the same scenarios (the results are the same, scenario by scenario).
 
 ``import adljax`` calls :func:`use_cpu_cores` with no argument: when
 nobody chose a number of CPU devices (neither the environment variable
-``JAX_NUM_CPU_DEVICES`` nor ``jax.config.update("jax_num_cpu_devices", n)``)
+``JAX_NUM_CPU_DEVICES``, nor ``jax.config.update("jax_num_cpu_devices", n)``,
+nor ``--xla_force_host_platform_device_count`` in ``XLA_FLAGS``)
 and JAX has not started yet, JAX gets one CPU device per core this
 process may use. Set ``JAX_NUM_CPU_DEVICES=1`` to keep one device. A GPU
 or TPU, when JAX uses one, is not affected: adljax runs on the default
@@ -26,6 +27,7 @@ A tiny run (a few milliseconds) pays a few milliseconds more for the split.
 from __future__ import annotations
 
 import os
+import re
 
 import jax
 
@@ -33,6 +35,8 @@ from .errors import InputError
 
 #: JAX's own environment variable for the number of CPU devices.
 ENV = "JAX_NUM_CPU_DEVICES"
+#: XLA's older way to ask for CPU devices (in ``XLA_FLAGS``); when present, adljax leaves the count alone.
+FORCE_FLAG = "--xla_force_host_platform_device_count"
 
 
 def cores() -> int:
@@ -49,8 +53,9 @@ def use_cpu_cores(n: int | None = None) -> int:
     Args:
       n: the number of CPU devices. ``None`` (what ``import adljax`` does)
         means one per core (:func:`cores`), and only if nobody chose a
-        number (``JAX_NUM_CPU_DEVICES`` or ``jax_num_cpu_devices``) and JAX
-        has not started; otherwise it changes nothing.
+        number (``JAX_NUM_CPU_DEVICES``, ``jax_num_cpu_devices`` or XLA's
+        ``--xla_force_host_platform_device_count``) and JAX has not started;
+        otherwise it changes nothing.
     Returns:
       The number of CPU devices JAX has or will have.
     Raises:
@@ -58,27 +63,40 @@ def use_cpu_cores(n: int | None = None) -> int:
         started with another number (JAX fixes its devices when it runs its
         first operation: call this first, or set ``JAX_NUM_CPU_DEVICES``).
     """
-    chosen = int(jax.config.jax_num_cpu_devices)
     if n is None:
-        if chosen > 0 or os.environ.get(ENV):
-            return _current(chosen)
+        if _chosen():
+            return _count()
         try:
             jax.config.update("jax_num_cpu_devices", cores())
         except RuntimeError:             # JAX has started: its devices are fixed
-            return _current(chosen)
+            return _count()
         return cores()
     if isinstance(n, bool) or not isinstance(n, int) or n < 1:
         raise InputError(f"n: the number of CPU devices must be a whole number >= 1, got {n!r}")
     try:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:
-        have = _current(chosen)
+        have = _count()
         if have != n:
             raise InputError(f"n: JAX has already started with {have} CPU device(s); call "
                              f"adljax.cpu.use_cpu_cores({n}) before any JAX operation, or set {ENV}={n}") from None
     return n
 
 
-def _current(chosen: int) -> int:
-    """CPU devices JAX has (if started) or will have: the configured number, 1 by default."""
-    return chosen if chosen > 0 else 1
+def _chosen() -> bool:
+    """Whether someone chose the number of CPU devices: ``jax_num_cpu_devices`` (which
+    ``JAX_NUM_CPU_DEVICES`` sets) or XLA's older ``--xla_force_host_platform_device_count``."""
+    return int(jax.config.jax_num_cpu_devices) > 0 or FORCE_FLAG in os.environ.get("XLA_FLAGS", "")
+
+
+def _count() -> int:
+    """CPU devices JAX has (if it has started) or will have (the configured number, 1 by default)."""
+    try:
+        from jax._src import xla_bridge     # (no public way to ask without starting JAX)
+        if xla_bridge.backends_are_initialized():
+            return len(jax.devices("cpu"))
+    except (ImportError, AttributeError, RuntimeError):
+        pass
+    chosen = int(jax.config.jax_num_cpu_devices)
+    forced = re.search(FORCE_FLAG + r"=(\d+)", os.environ.get("XLA_FLAGS", ""))
+    return chosen if chosen > 0 else int(forced.group(1)) if forced else 1

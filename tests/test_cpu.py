@@ -37,6 +37,8 @@ def test_import_gives_one_cpu_device_per_core():
 def test_a_chosen_number_is_kept():
     assert devices_after("import adljax; " + COUNT, JAX_NUM_CPU_DEVICES="1") == "1 cpu"
     assert devices_after("import jax; jax.config.update('jax_num_cpu_devices', 3); import adljax; " + COUNT) == "3 cpu"
+    assert devices_after("import adljax; print(adljax.use_cpu_cores()); " + COUNT,
+                         XLA_FLAGS="--xla_force_host_platform_device_count=3") == "3 cpu"
     # asked for after the import, before JAX starts: the user's number wins over the default
     assert devices_after("import adljax; print(adljax.use_cpu_cores(3)); " + COUNT) == "3 cpu"
 
@@ -46,6 +48,9 @@ STARTED = "import jax, jax.numpy as jnp\njnp.zeros(1).block_until_ready()\nimpor
 
 def test_a_started_jax_is_left_as_it_is():
     assert devices_after(STARTED + "assert adljax.use_cpu_cores() == 1 and adljax.use_cpu_cores(1) == 1\n" + COUNT) == "1 cpu"
+    # started with XLA's older flag: the count it gave is the one reported
+    assert devices_after(STARTED + "print(adljax.use_cpu_cores())",
+                         XLA_FLAGS="--xla_force_host_platform_device_count=3") == "3"
     msg = devices_after(STARTED + "try:\n    adljax.use_cpu_cores(3)\nexcept adljax.InputError as e:\n    print(e)\n")
     assert msg.startswith("n: JAX has already started with 1 CPU device(s)") and "JAX_NUM_CPU_DEVICES=3" in msg
 
@@ -57,7 +62,8 @@ def test_a_bad_number_is_refused(bad):
 
 
 def test_simulate_splits_the_scenarios_over_the_cores_with_one_device_s_numbers():
-    """What the first README command does: each core's device runs a share of the scenarios."""
+    """What the first README command does: each core's device runs a share of the scenarios.
+    (On a one-core machine this checks one device only; test_sharding.py splits over 4 devices anywhere.)"""
     code = ("import adljax, numpy as np\n"
             "from adljax.study import default_study\n"
             "st = default_study(n_scenarios=4, n_steps=5, n_accounts=20)\n"
