@@ -6,12 +6,53 @@ are market-major: ``size`` and ``entry`` are [A, R] (see :class:`~adljax.Book`).
 from __future__ import annotations
 
 import jax.numpy as jnp
-from jax import Array
+from jax import Array, lax
+
+
+def _over_markets(op, x: Array, axis: int):
+    """``op``-fold of ``x`` over its market axis, market by market: ``op(op(x0, x1), x2)…``."""
+    n = x.shape[axis]
+    take = lambda a: lax.index_in_dim(x, a, axis, keepdims=False)
+    out = take(0)
+    for a in range(1, n):
+        out = op(out, take(a))
+    return out
+
+
+#: Up to this many markets, sums over the market axis are written as elementwise operations.
+UNROLLED_MARKETS = 8
+
+
+def sum_markets(x: Array, axis: int = 0) -> Array:
+    """``Σ_a x[a]`` over the market axis (``axis``, of length A) as A − 1 elementwise adds.
+
+    XLA compiles a reduction over the market axis to a kernel of its own, which reads its
+    operands from memory again; written as adds (A ≤ :data:`UNROLLED_MARKETS`), the sum fuses
+    into the kernels around it: fewer passes over the book and fewer kernels to compile and
+    launch (docs/performance.md, session 8). Rounding may differ from ``jnp.sum``'s order.
+    """
+    if x.shape[axis] > UNROLLED_MARKETS:
+        return jnp.sum(x, axis=axis)
+    return _over_markets(jnp.add, x, axis)
+
+
+def any_markets(x: Array, axis: int = 0) -> Array:
+    """``x`` [A, ...] bool: true where any market's is (:func:`sum_markets`'s elementwise form)."""
+    if x.shape[axis] > UNROLLED_MARKETS:
+        return jnp.any(x, axis=axis)
+    return _over_markets(jnp.logical_or, x, axis)
+
+
+def max_markets(x: Array, axis: int = 0) -> Array:
+    """The largest of ``x`` over the market axis (:func:`sum_markets`'s elementwise form)."""
+    if x.shape[axis] > UNROLLED_MARKETS:
+        return jnp.max(x, axis=axis)
+    return _over_markets(jnp.maximum, x, axis)
 
 
 def account_value(cash: Array, size: Array, entry: Array, mark: Array) -> Array:
     """``AV = cash + Σ_a size·(mark − entry)``: cash [R], size/entry [A, R], mark [A] → [R] USD."""
-    return cash + jnp.sum(size * (mark[:, None] - entry), axis=0)
+    return cash + sum_markets(size * (mark[:, None] - entry))
 
 
 def notional(size: Array, mark: Array) -> Array:
@@ -21,7 +62,7 @@ def notional(size: Array, mark: Array) -> Array:
 
 def maintenance(size: Array, mark: Array, mm: Array) -> Array:
     """``MR = Σ_a |size|·mark·mm``: size [A, R], mark and mm [A] → [R] USD."""
-    return jnp.sum(jnp.abs(size) * (mark * mm)[:, None], axis=0)
+    return sum_markets(jnp.abs(size) * (mark * mm)[:, None])
 
 
 #: Dust: a trade that would leave at most this share of the row's position
@@ -41,7 +82,7 @@ def below_zero(av: Array, cash: Array, size: Array, entry: Array, mark: Array) -
     the sum that makes ``AV`` adds up, so a row whose deficit was just paid
     (``AV = 0`` but for rounding) is not below zero in any evaluation order.
     """
-    scale = jnp.abs(cash) + jnp.sum(jnp.abs(size) * (mark[:, None] + jnp.abs(entry)), axis=0)
+    scale = jnp.abs(cash) + sum_markets(jnp.abs(size) * (mark[:, None] + jnp.abs(entry)))
     return av < -_dust(av) * scale
 
 

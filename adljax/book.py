@@ -18,6 +18,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ._pytree import pytree, replace
+from .accounting import sum_markets
 from .errors import InputError, as_host, check_finite, check_ndim, check_positive, check_shape
 
 
@@ -108,7 +109,7 @@ class Book:
 
     def account_value(self, mark: Array) -> Array:
         """``cash + Σ_a size·(mark − entry)`` for every row, [..., R] USD; ``mark`` [..., A]."""
-        return self.all_cash + jnp.sum(self.size_am * (mark[..., :, None] - self.entry_am), axis=-2)
+        return self.all_cash + sum_markets(self.size_am * (mark[..., :, None] - self.entry_am), axis=-2)
 
     def total_value(self) -> Array:
         """``Σ_rows AV``. Mark-independent when every market is zero-sum: ``Σ cash − Σ size·entry``."""

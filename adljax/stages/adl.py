@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import account_value, below_zero, maintenance, notional, reduce_position
+from ..accounting import account_value, any_markets, below_zero, maintenance, notional, reduce_position, sum_markets
 from ..book import Book
 from ..market import Market
 from ..venue import Params, Rules
@@ -117,7 +117,7 @@ def _ratio(num: Array, den: Array) -> Array:
 def _deficit_share(size: Array, av: Array, m: Array) -> Array:
     """[A, R]: each row's deficit ``max(−AV, 0)`` split across its markets by notional."""
     ntl = notional(size, m)
-    row = jnp.sum(ntl, axis=0)
+    row = sum_markets(ntl)
     return jnp.maximum(-av, 0.0) * ntl / jnp.where(row > 0, row, 1.0)
 
 
@@ -130,7 +130,7 @@ def _report(book: Book, new_book: Book, m: Array, bankrupt: Array, av: Array, cl
         notional=jnp.sum(notional(closed_c, m)),
         bad_debt=jnp.sum(covered),
         socialized=jnp.sum(charged),
-        deleveraged=jnp.any((closed_c != 0) | (charged != 0), axis=0),
+        deleveraged=any_markets((closed_c != 0) | (charged != 0)),
         bankrupt=is_bankrupt,
         any_fill=jnp.any(closed_b != 0) | jnp.any(charged != 0),
     )
@@ -151,8 +151,8 @@ def socialize(book: Book, market: Market, params: Params | None = None, temperat
     can = payers_oi > 0
     delta = jnp.where(can, jnp.sum(loss, axis=1) / jnp.where(can, payers_oi, 1.0), 0.0)
     charged = weigh(negate(bankrupt), jnp.abs(size) * delta[:, None])
-    credit = jnp.sum(jnp.where(can[:, None], loss, 0.0), axis=0)
-    new_book = book.replace(all_cash=book.all_cash + credit - jnp.sum(charged, axis=0))
+    credit = sum_markets(jnp.where(can[:, None], loss, 0.0))
+    new_book = book.replace(all_cash=book.all_cash + credit - sum_markets(charged))
     zero = jnp.zeros_like(size)
     return new_book, _report(book, new_book, m, bankrupt, av, zero, zero, charged)
 
@@ -223,11 +223,11 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         nz = closed != 0
         price = jnp.where(nz, (closed_b * p_b + closed_c * p_c) / jnp.where(nz, closed, 1.0), p_c)
     new_size, new_entry, dcash = reduce_position(size, entry, closed, price)
-    cash = book.all_cash + jnp.sum(dcash, axis=0)
+    cash = book.all_cash + sum_markets(dcash)
     if rules.adl_price == "bankruptcy":
         # Closed whole at its bankruptcy price, a bankrupt row is at exactly 0 (not ±rounding).
         whole = bankrupt if not rules.smooth else bankrupt >= 1
-        flat = whole & ~jnp.any(new_size != 0, axis=0)
+        flat = whole & ~any_markets(new_size != 0)
         cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 

@@ -15,7 +15,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import _dust, account_value, below_zero, maintenance, notional, trade
+from ..accounting import _dust, account_value, any_markets, below_zero, maintenance, notional, trade
 from ..book import Book
 from ..market import Market
 from ..prefix import cumsum, first_rows
@@ -134,7 +134,7 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     after = lambda old, gone, vault: jnp.where(is_vault, vault[0], jnp.where(take, gone, old))
     return new_book, report, Margin(av=after(margin.av, 0.0, account_value(cash[-2:-1], vs, ve, m)),
                                     mr=after(margin.mr, 0.0, maintenance(vs, m, mm)),
-                                    has_position=after(margin.has_position, False, jnp.any(vs != 0, axis=0)))
+                                    has_position=after(margin.has_position, False, any_markets(vs != 0)))
 
 
 def _running(cand: Array, av: Array, size: Array, m: Array, mm: Array) -> tuple[Array, Array]:

@@ -5,7 +5,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .._pytree import pytree
-from ..accounting import account_value, maintenance
+from ..accounting import account_value, any_markets, maintenance
 from ..book import Book
 from ..market import Market
 from ..smooth import above, both, hard, ratio
@@ -32,7 +32,7 @@ def trader_rows(n_rows: int) -> Array:
 
 def has_position(book: Book) -> Array:
     """[R] bool: the row holds any open position."""
-    return jnp.any(book.size_am != 0, axis=0)
+    return any_markets(book.size_am != 0)
 
 
 def values(book: Book, market: Market, params: Params) -> Margin:
