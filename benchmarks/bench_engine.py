@@ -54,17 +54,17 @@ def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     """
     local = jax.local_devices()
     d = len(local) if devices is None else devices
+    if not 1 <= d <= len(local):
+        raise SystemExit(f"--devices: {d} asked, this process has {len(local)} local device(s)")
     params, book_b, p = prepare(venue, book, paths, 1.0)
     keys = scenario_keys(None, p.n_scenarios)
-    fn = partial(run, rules=venue.rules)
     if p.n_scenarios % (2 * d):
         d = 1
-    if d > 1:
-        fn = jax.jit(scenario_map(fn, devices=local[:d]))
+    fn = (jax.jit(scenario_map(partial(run, rules=venue.rules), devices=local[:d])) if d > 1
+          else partial(run.lower, rules=venue.rules))
     jax.clear_caches()              # each study's compile time its own (the two share shapes and venue)
     compiled_at = time.perf_counter()
-    exe = (fn.lower(params, book_b, p.oracle, p.depth, keys) if d > 1
-           else run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules)).compile()
+    exe = (fn.lower if d > 1 else fn)(params, book_b, p.oracle, p.depth, keys).compile()
     compile_s = time.perf_counter() - compiled_at
     jax.block_until_ready(exe(params, book_b, p.oracle, p.depth, keys))     # warm-up
     times = []
