@@ -8,27 +8,41 @@ from adljax.chunking import bytes_per_scenario, scenarios_per_chunk
 from adljax.study import default_study
 
 
-def test_chunked_run_equals_one_run():
+def thin(paths):
+    """The paths with 1 % of their depth: liquidation fills little, and scenario 2's jump leaves bankrupt rows."""
+    return adljax.Paths(paths.oracle, paths.depth * 0.01)
+
+
+@pytest.fixture(scope="module")
+def study():
+    """A float64 default study under dYdX's random-order ADL (drawn from the scenario keys, so chunks must use
+    the same keys) without a backstop, on thin books, and its run in one piece. Both tests run it in pieces of 2
+    scenarios (scenario 2, the one with ADL, second in its piece): one program for each size."""
     st = default_study(n_scenarios=7, n_steps=40, n_accounts=60, dtype=np.float64)
-    v = st.venue.replace(adl_policy="random_order")   # draws from the key: chunks must use the same keys
-    whole = adljax.simulate(v, st.book, st.paths, key=st.key)
+    v = st.venue.replace(adl_policy="random_order", backstop="none")
+    return st, v, adljax.simulate(v, st.book, thin(st.paths), key=st.key)
+
+
+def test_chunked_run_equals_one_run(study):
+    st, v, whole = study
     programs = engine.run._cache_size()
-    parts = adljax.simulate(v, st.book, st.paths, key=st.key, chunk=3)  # 3 + 3 + 1 (run as 3, filled up)
-    assert engine.run._cache_size() == programs + 1                      # one program for every chunk
+    parts = adljax.simulate(v, st.book, thin(st.paths), key=st.key, chunk=2)  # 2 + 2 + 2 + 1 (run as 2, filled up)
+    assert engine.run._cache_size() == programs + 1                     # one program for every chunk
     for k in adljax.METRICS:
         np.testing.assert_array_equal(np.asarray(parts.metrics[k]), np.asarray(whole.metrics[k]), err_msg=k)
     np.testing.assert_array_equal(np.asarray(parts.book.all_cash), np.asarray(whole.book.all_cash))
-    assert np.asarray(whole.metrics["market_liquidation_orders"]).sum() > 0   # the paths do something
+    assert np.asarray(whole.metrics["adl_notional"]).sum() > 0   # ADL ran: its random order drew from the keys
 
 
-def test_a_chunk_of_a_study_is_the_study_sliced():
-    st = default_study(n_scenarios=6, n_steps=30, n_accounts=40, dtype=np.float64)
-    full = st.paths
-    part = st.paths_for(2, 3)
-    np.testing.assert_array_equal(np.asarray(part.oracle), np.asarray(full.oracle)[2:5])
-    whole = adljax.simulate(st.venue, st.book, full, key=st.key)
-    alone = adljax.simulate(st.venue, st.book, part, key=st.key, first_scenario=2)
-    np.testing.assert_array_equal(np.asarray(alone.metrics["vault_pnl"]), np.asarray(whole.metrics["vault_pnl"])[2:5])
+def test_a_chunk_of_a_study_is_the_study_sliced(study):
+    st, v, whole = study
+    part = st.paths_for(1, 2)
+    np.testing.assert_array_equal(np.asarray(part.oracle), np.asarray(st.paths.oracle)[1:3])
+    alone = adljax.simulate(v, st.book, thin(part), key=st.key, first_scenario=1)
+    for k in ("vault_pnl", "adl_notional", "market_liquidation_orders"):
+        np.testing.assert_array_equal(np.asarray(alone.metrics[k]), np.asarray(whole.metrics[k])[1:3], err_msg=k)
+    np.testing.assert_array_equal(np.asarray(alone.book.all_cash), np.asarray(whole.book.all_cash)[1:3])
+    assert np.asarray(whole.metrics["adl_notional"])[2] > 0              # ADL's random order drew from the keys
 
 
 def test_chunk_size_is_linear_in_memory_and_flat_in_steps():
