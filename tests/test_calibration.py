@@ -113,9 +113,14 @@ def test_cli_calibrate_writes_its_answer_and_check(tmp_path):
     cmd = [sys.executable, "-m", "adljax", "calibrate", str(ROOT / "scenarios" / "calibrate_margins.toml"),
            "--iterations", "4", "--scenarios", "4", "--check-scenarios", "8", "--steps", "10", "--accounts", "30",
            "--out", str(out)]
-    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "NO_COLOR": "1"},
-                         timeout=600)
+    # On 2 CPU devices (scenarios split over them), logging each compile: the gradient program compiles once
+    # (the sharded outputs fed back as they were recompiled it twice more, half a minute on this 2-core CPU).
+    # No compilation cache: the command would otherwise use (and fill) the user's ~/.cache/adljax.
+    env = {**os.environ, "NO_COLOR": "1", "JAX_NUM_CPU_DEVICES": "2", "JAX_LOG_COMPILES": "1",
+           "ADLJAX_COMPILATION_CACHE": "0"}
+    res = subprocess.run(cmd, capture_output=True, text=True, cwd=tmp_path, env=env, timeout=600)
     assert res.returncode == 0, res.stderr
+    assert res.stderr.count("Compiling jit(loss)") == 1, [ln for ln in res.stderr.splitlines() if "jit(loss)" in ln]
     rec = json.loads((out / "calibration.json").read_text())
     assert len(rec["history"]) == 4 and set(rec["check"]) >= {"bad_debt", "margin_locked", "feasible.bad_debt"}
     assert len(rec["values"]["maintenance_margin"]) == 2
