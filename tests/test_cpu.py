@@ -61,14 +61,13 @@ def test_a_bad_number_is_refused(bad):
         use_cpu_cores(bad)
 
 
-def test_simulate_splits_the_scenarios_over_the_cores_with_one_device_s_numbers():
+def test_simulate_splits_the_scenarios_over_the_cores():
     """What the first README command does: each core's device runs a share of the scenarios.
-    (On a one-core machine this checks one device only; test_sharding.py splits over 4 devices anywhere.)"""
+    (On a one-core machine this checks one device only. That a split run gives one device's numbers,
+    bitwise, is test_sharding.py's check, on 2 and 4 devices.)"""
     code = ("import adljax, numpy as np\n"
             "from adljax.study import default_study\n"
             "st = default_study(n_scenarios=4, n_steps=5, n_accounts=20)\n"
             "out = adljax.simulate(st.venue, st.book, st.paths, dt=st.dt, key=st.key)\n"
-            "one = adljax.simulate(st.venue, st.book, st.paths, dt=st.dt, key=st.key, devices=1)\n"
-            "same = all(np.array_equal(np.asarray(out.metrics[k]), np.asarray(one.metrics[k])) for k in out.metrics)\n"
-            "print(len(out.metrics['bad_debt'].sharding.device_set), len(one.metrics['bad_debt'].sharding.device_set), same)")
-    assert devices_after(code) == f"{cores()} 1 True"
+            "print(len(out.metrics['bad_debt'].sharding.device_set), bool(np.all(np.isfinite(out.metrics['bad_debt']))))")
+    assert devices_after(code) == f"{cores()} True"
