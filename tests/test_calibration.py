@@ -128,5 +128,5 @@ def test_cli_calibrate_writes_its_answer_and_check(tmp_path):
     assert "calibrated" in res.stdout and "maintenance_margin" in res.stdout
     # A plain study is refused with one line and exit code 2.
     bad = subprocess.run([sys.executable, "-m", "adljax", "calibrate", str(ROOT / "scenarios" / "default.toml")],
-                         capture_output=True, text=True, cwd=tmp_path, timeout=300)
+                         capture_output=True, text=True, cwd=tmp_path, env=env, timeout=300)
     assert bad.returncode == 2 and "Traceback" not in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
