@@ -10,7 +10,6 @@ the tests must stay fast.
 from __future__ import annotations
 
 import dataclasses
-import itertools
 
 import numpy as np
 from hypothesis import strategies as st
@@ -18,20 +17,8 @@ from hypothesis import strategies as st
 import adljax
 from adljax import Book, Paths, venues as venue_presets
 
-#: The static rule values these tests draw from (the venue may know more).
-ADL_POLICIES = ("queue", "pro_rata")
-ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
-ADL_PRICES = ("previous_mark", "bankruptcy", "mark")
-BACKSTOPS = ("vault", "none")
-
 #: (N trader rows, A markets, T steps) the cases are padded/drawn to.
 SHAPES = ((4, 1, 6), (8, 2, 12), (12, 3, 20))
-
-#: All static rule combinations.
-ALL_RULES = tuple(
-    dict(adl_policy=p, adl_score=s, adl_price=pr, backstop=b)
-    for p, s, pr, b in itertools.product(ADL_POLICIES, ADL_SCORES, ADL_PRICES, BACKSTOPS)
-)
 
 #: A short list that still uses every value of every rule at least once
 #: (and every score with the queue, where it matters).
@@ -292,8 +279,8 @@ def paths(draw, start, n_steps: int | None = None, n_scenarios: int | None = Non
 def venues(draw, n_markets: int, *, rules=RULE_SETS, calm: bool = False):
     """(venue, dt): the hyperliquid preset with drawn numbers and static rules.
 
-    ``rules`` is the list the static rules are drawn from (``RULE_SETS`` or
-    ``ALL_RULES``); ``calm`` draws no impact and little slippage.
+    ``rules`` is the list the static rules are drawn from (``RULE_SETS`` or a
+    sublist, or other dicts of :class:`adljax.Rules` fields); ``calm`` draws no impact and little slippage.
     """
     lev = [draw(st.sampled_from([3.0, 5.0, 10.0, 20.0, 25.0, 40.0, 50.0]) | st.floats(3.0, 50.0))
            for _ in range(n_markets)]
