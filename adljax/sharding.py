@@ -135,7 +135,11 @@ def scenario_map(fn: Callable, *, devices: Sequence | None = None) -> Callable:
       makes its own batch-level decisions); and slices the padding off. Its
       attribute ``devices`` lists the devices. It composes with ``jax.jit``
       and ``jax.grad`` (reverse mode w.r.t. ``params`` and the book's
-      floats: the padded copies get zero cotangents).
+      floats: the padded copies get zero cotangents). With D > 1 its outputs,
+      and those of a jitted function around it, carry the scenario mesh in
+      their type: fed back into that jitted function (an optimiser's loop)
+      they retrace and compile it again, so pass such state in as host values
+      (``jax.device_get``), as :func:`adljax.calibrate` does.
 
     Called eagerly (as :func:`adljax.simulate` does), the padding, the
     sharded run and the slicing are three compiled programs: XLA cannot fuse
