@@ -1,9 +1,11 @@
 """The fast engine: one step composes the stages; ``simulate`` scans it over time.
 
-The scan runs over the *batched* state (every scenario at once) and maps the
+The scan runs over the *batched* state (every scenario of a block at once) and maps the
 stages over scenarios inside the step. That is what lets one batch-level
 ``lax.while_loop`` (run once or not at all) skip the later stages in steps where no scenario
-needs them: under ``vmap`` a ``cond`` would run both branches.
+needs them: under ``vmap`` a ``cond`` would run both branches. On CPU a batch runs as blocks
+of :data:`CPU_BLOCK` scenarios one after another (:func:`run`): a block's arrays stay in the
+caches, and a block skips what none of its own scenarios needs.
 """
 from __future__ import annotations
 
@@ -273,14 +275,63 @@ def scan_remat(body, carry, xs, n_steps: int):
     return carry, hist
 
 
-@partial(jax.jit, static_argnames=("rules", "history"))
+#: Scenarios per block on CPU (see :func:`run`; docs/performance.md, session 11).
+CPU_BLOCK = 8
+
+
+def blocks(n_scenarios: int, block: int) -> tuple[int, int]:
+    """(blocks, scenarios per block) for ``n_scenarios`` run ``block`` or fewer at a time.
+
+    The blocks are as even as they can be, so at most ``blocks − 1`` scenarios
+    are padding: 9 scenarios in blocks of up to 8 run as 2 blocks of 5.
+    """
+    if isinstance(block, bool) or not isinstance(block, int) or block < 1:
+        raise InputError(f"block: must be a whole number of scenarios >= 1, got {block!r}")
+    n = -(-n_scenarios // block)
+    return n, -(-n_scenarios // n)
+
+
+def default_block() -> int | None:
+    """Scenarios per block for this process's default backend: :data:`CPU_BLOCK` on CPU, else the whole batch (None)."""
+    return CPU_BLOCK if jax.default_backend() == "cpu" else None
+
+
+@partial(jax.jit, static_argnames=("rules", "history", "block"))
 def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None = None, *,
-        rules: Rules, history: bool = False):
+        rules: Rules, history: bool = False, block: int | None | str = "auto"):
     """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S] → (final book, metrics, history).
 
     ``rules`` is static (a new one compiles); the smooth mode's temperature is read from
     ``params.temperature``, so pass ``venue.rules.compiled()`` to share one program across temperatures.
+
+    ``block`` (static): how many scenarios run through the time loop together. ``"auto"`` (the
+    default) is :func:`default_block`: on CPU the batch runs in blocks of up to
+    :data:`CPU_BLOCK` scenarios, one block after another (a ``lax.map``), so that a block's state
+    (8 × 4 markets × 4,096 rows × 4 bytes = 512 KiB an array) stays in the CPU's caches across
+    the step's passes, and each block makes its own batch-level skips; on an accelerator the
+    whole batch is what fills the device. ``None``: the whole batch. A scenario's numbers do not
+    depend on the block it runs in.
     """
+    if isinstance(block, str):
+        if block != "auto":
+            raise InputError(f"block: expected a whole number, None or 'auto', got {block!r}")
+        block = default_block()
+    s = oracle.shape[0]
+    if block is None or s <= block:
+        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history)
+    n, b = blocks(s, block)
+    inputs = (book, oracle, depth, keys, funding)
+    # Padding repeats the last scenario; its copies' results are dropped.
+    pad = lambda x: x if n * b == s else jnp.concatenate([x, jnp.repeat(x[-1:], n * b - s, axis=0)], axis=0)
+    split = lambda x: pad(x).reshape((n, b) + x.shape[1:])
+    out = lax.map(lambda xs: _run(params, *xs, rules=rules, history=history),
+                  jax.tree_util.tree_map(split, inputs))
+    return jax.tree_util.tree_map(lambda y: y.reshape((n * b,) + y.shape[2:])[:s], out)
+
+
+def _run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None, *,
+         rules: Rules, history: bool):
+    """:func:`run` on one block of scenarios."""
     carry = _init(book, oracle[:, 0])
     vault_av0 = carry.acc["vault_equity_min"]
     time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
