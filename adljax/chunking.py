@@ -9,7 +9,10 @@ float32, default study's rules): the compiled step's temporaries are
 arguments and outputs about 3 × S·R·A·itemsize each. The estimate below
 takes 24 × S·R·A·itemsize (more than twice the measured 15) plus the
 per-row vectors and the scenario's paths, and allows itself 40 % of the
-device's memory.
+device's memory. (Those were measured on the whole batch at once. On CPU the
+engine now runs a chunk in blocks of 8 scenarios, whose temporaries are a
+block's, so there the estimate is larger still than what a chunk needs: the
+gradient benchmark's temporaries fell from 54 MB to 21 MB.)
 
 With several local devices a chunk is split over them
 (:func:`adljax.sharding.scenario_map`), so it may hold the devices' memory

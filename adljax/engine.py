@@ -309,8 +309,9 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
     :data:`CPU_BLOCK` scenarios, one block after another (a ``lax.map``), so that a block's state
     (8 × 4 markets × 4,096 rows × 4 bytes = 512 KiB an array) stays in the CPU's caches across
     the step's passes, and each block makes its own batch-level skips; on an accelerator the
-    whole batch is what fills the device. ``None``: the whole batch. A scenario's numbers do not
-    depend on the block it runs in.
+    whole batch is what fills the device. ``None``: the whole batch. A scenario's numbers are
+    those of the whole batch up to the rounding of sums (which already depends on the batch a
+    scenario runs in; docs/performance.md, session 11), and its draws come from its own key.
     """
     if isinstance(block, str):
         if block != "auto":

@@ -105,7 +105,7 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
         if size < chunk:
             # A short last chunk runs at the chunks' shape, so the engine compiles once: the study's
             # last `chunk` scenarios, of which the first `chunk - size` already ran (a scenario's
-            # numbers do not depend on the batch it runs in) and are dropped.
+            # numbers do not depend on the batch it runs in, but for the rounding of sums) and are dropped.
             last = jax.device_get(one(n - chunk, chunk))
             parts.append(jax.tree_util.tree_map(lambda x: x[chunk - size:], last))
             continue
