@@ -23,6 +23,7 @@ from .errors import InputError
 from .market import Market
 from .outcome import METRICS
 from .paths import Paths
+from .sharding import pad_scenarios
 from .smooth import smoothstep, temperature_of
 from .stages import adl, backstop, liquidation, margin
 from .venue import Params, Rules, Venue
@@ -323,8 +324,7 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
     n, b = blocks(s, block)
     inputs = (book, oracle, depth, keys, funding)
     # Padding repeats the last scenario; its copies' results are dropped.
-    pad = lambda x: x if n * b == s else jnp.concatenate([x, jnp.repeat(x[-1:], n * b - s, axis=0)], axis=0)
-    split = lambda x: pad(x).reshape((n, b) + x.shape[1:])
+    split = lambda x: pad_scenarios(x, n * b).reshape((n, b) + x.shape[1:])
     out = lax.map(lambda xs: _run(params, *xs, rules=rules, history=history),
                   jax.tree_util.tree_map(split, inputs))
     return jax.tree_util.tree_map(lambda y: y.reshape((n * b,) + y.shape[2:])[:s], out)

@@ -96,7 +96,7 @@ def padded(n: int, n_devices: int) -> int:
     return int(max(math.ceil(n / n_devices), MIN_PER_DEVICE) * n_devices)
 
 
-def _pad(x, total: int):
+def pad_scenarios(x, total: int):
     """``x`` [S, ...] → [total, ...], the last scenario repeated (its copies' results are dropped)."""
     s = x.shape[0]
     if total == s:
@@ -106,7 +106,7 @@ def _pad(x, total: int):
 
 @functools.partial(jax.jit, static_argnums=1)
 def _pad_all(tree, total: int):
-    return jax.tree_util.tree_map(lambda x: _pad(x, total), tree)
+    return jax.tree_util.tree_map(lambda x: pad_scenarios(x, total), tree)
 
 
 @functools.partial(jax.jit, static_argnums=1)

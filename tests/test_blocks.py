@@ -41,6 +41,13 @@ def test_bad_block_is_named(bad):
         blocks(10, bad)
 
 
+@pytest.mark.parametrize("bad", [0, -2, "fast"])
+def test_run_names_a_bad_block(study, bad):
+    st, go, book, p, keys, whole = study
+    with pytest.raises(InputError, match="block"):
+        go(book, p, keys, bad)
+
+
 def test_cpu_runs_in_blocks_by_default():
     assert jax.default_backend() == "cpu"
     assert default_block() == engine.CPU_BLOCK == 8
@@ -105,5 +112,5 @@ def test_blocks_in_float32():
     scale = float(np.abs(np.asarray(book.all_cash, np.float64)).sum(axis=-1).max())
     for k in whole[1]:
         w, g = np.asarray(whole[1][k], np.float64), np.asarray(got[1][k], np.float64)
-        assert g.dtype == w.dtype and np.asarray(got[1][k]).dtype == np.float32
+        assert np.asarray(got[1][k]).dtype == np.float32, k
         np.testing.assert_allclose(g, w, rtol=1e-5, atol=1e-5 * scale, err_msg=k)
