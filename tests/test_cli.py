@@ -3,6 +3,9 @@
 Compilation dominates at these sizes, so the runs that simulate are few
 (a two-venue comparison, a killed run and its resume, the default study
 with its figures, inspect, bench) and share one JAX compilation cache.
+The help and bad-argument checks run ``adljax.cli.main`` in the test's own
+process, but for one help page and two errors run as processes: a new
+process spends 2-4 s importing JAX, which was 60 s of this file's 172 s.
 """
 import json
 import os
@@ -214,10 +217,29 @@ def test_bench_writes_json(work):
 
 
 # ---- help and errors ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("command", ["run", "inspect", "bench"])
-def test_help_has_an_example(command, tmp_path):
-    p = adljax(command, "--help", cwd=tmp_path)
-    assert p.returncode == 0 and "example" in p.stdout and f"adljax {command}" in p.stdout
+def in_process(*args, cwd, monkeypatch, capsys):
+    """``adljax.cli.main(args)`` in this process (exit code, stdout, stderr), as ``python -m adljax``
+    would run it, less the seconds a new Python process takes to import JAX; no compilation cache."""
+    from adljax import cli
+
+    monkeypatch.chdir(cwd)
+    monkeypatch.setenv(cli.CACHE_ENV, "0")
+    monkeypatch.setattr(sys, "argv", ["adljax"])
+    capsys.readouterr()
+    try:
+        code = cli.main([str(a) for a in args])
+    except SystemExit as stop:           # argparse's own exits (--help, bad options)
+        code = stop.code
+    out, err = capsys.readouterr()
+    return subprocess.CompletedProcess(args, code, out, err)
+
+
+def test_help_has_an_example(tmp_path, monkeypatch, capsys):
+    p = adljax("run", "--help", cwd=tmp_path)                   # one as a process, the others in this one
+    assert p.returncode == 0 and "example" in p.stdout and "adljax run" in p.stdout
+    for command in ["inspect", "bench"]:
+        p = in_process(command, "--help", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
+        assert p.returncode == 0 and "example" in p.stdout and f"adljax {command}" in p.stdout
 
 
 BAD = {
@@ -239,12 +261,19 @@ BAD = {
 }
 
 
+#: Run as a new process (``python -m adljax``): an argparse error and an error of the study's file. The
+#: others run ``adljax.cli.main`` in the test's process (each new process spends 2-4 s importing JAX).
+AS_A_PROCESS = {"unknown command", "unknown key"}
+
+
 @pytest.mark.parametrize("case", list(BAD), ids=list(BAD))
-def test_bad_arguments_get_one_line_and_exit_2(case, tmp_path):
+def test_bad_arguments_get_one_line_and_exit_2(case, tmp_path, monkeypatch, capsys):
     (tmp_path / "bad.toml").write_bytes(b"name = \xff\xfe [[[")
     (tmp_path / "key.toml").write_text("[markets.BTC]\nstart = 1.0\ndepth = 1e6\ncolour = 3\n")
     args = [a.format(bad_toml=tmp_path / "bad.toml", bad_key=tmp_path / "key.toml") for a in BAD[case]]
-    line = one_line_error(adljax(*args, cwd=tmp_path))
+    p = (adljax(*args, cwd=tmp_path) if case in AS_A_PROCESS
+         else in_process(*args, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys))
+    line = one_line_error(p)
     assert line.startswith("adljax")
     assert not (tmp_path / "results").exists()
 
