@@ -319,9 +319,11 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
             raise InputError(f"block: expected a whole number, None or 'auto', got {block!r}")
         block = default_block()
     s = oracle.shape[0]
-    if block is None or s <= block:
+    if block is None:
         return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history)
-    n, b = blocks(s, block)
+    n, b = blocks(s, block)                     # (checks ``block`` first, whatever the batch)
+    if n == 1:
+        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history)
     inputs = (book, oracle, depth, keys, funding)
     # Padding repeats the last scenario; its copies' results are dropped.
     split = lambda x: pad_scenarios(x, n * b).reshape((n, b) + x.shape[1:])

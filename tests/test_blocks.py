@@ -41,7 +41,7 @@ def test_bad_block_is_named(bad):
         blocks(10, bad)
 
 
-@pytest.mark.parametrize("bad", [0, -2, "fast"])
+@pytest.mark.parametrize("bad", [0, -2, "fast", 11.5, 1e9])     # (11.5 and 1e9 hold all 11 scenarios: still named)
 def test_run_names_a_bad_block(study, bad):
     st, go, book, p, keys, whole = study
     with pytest.raises(InputError, match="block"):
