@@ -50,11 +50,7 @@ _SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_li
 
 
 def _zeros_like_output(fn, *args):
-    return _zeros(jax.eval_shape(fn, *args))
-
-
-def _zeros(shapes):
-    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), shapes)
+    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *args))
 
 
 def _maybe(pred: Array, fn, *args, keep=(0,), differentiable: bool = False):
@@ -71,7 +67,7 @@ def _maybe(pred: Array, fn, *args, keep=(0,), differentiable: bool = False):
     # nested jit: the same 175 kernels for a test-sized book, its outputs bitwise the same
     # (docs/performance.md, session 13).
     fn = jax.jit(fn)
-    zeros = _zeros(jax.eval_shape(fn, *args))
+    zeros = _zeros_like_output(fn, *args)
     if differentiable:
         def skip(*a):
             return (a[keep[0]], zeros[1], *(a[i] for i in keep[1:]))
