@@ -88,7 +88,10 @@ _looped_bisect = custom_batching.sequential_vmap(_bisect)
 
 
 def _cutoff(key: Array, weight: Array, need: Array) -> Array:
-    return (_looped_bisect if jax.default_backend() == "cpu" else _bisect)(key, weight, need)
+    # Op by op (``jax.disable_jit``) the looped bisection's scenarios would each be compiled as
+    # one program (a custom_vmap's rule is traced, and its conditional compiled whole).
+    looped = jax.default_backend() == "cpu" and not jax.config.jax_disable_jit
+    return (_looped_bisect if looped else _bisect)(key, weight, need)
 
 
 def take_soft(score: Array, weight: Array, need: Array, temperature: float) -> Array:
