@@ -22,6 +22,7 @@ from ..venue import Params, Rules
 from .margin import has_position
 from ..smooth import above, hard, negate, ratio, temperature_of, weigh
 from .queue import take_from_top, take_soft
+from ..skip import run_if
 
 
 #: Relative difference under which an ADL pool's bankrupt quantity and its counterparties'
@@ -208,8 +209,14 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
         scores = jnp.broadcast_to(random_order_score(av.shape[-1], market.adl_start, m.dtype), size.shape)
     else:
         scores = None
-    allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if rules.smooth and rules.adl_policy == "queue"
-                                  else _allocate(rules, scores, cap, need))
+    if rules.smooth:
+        allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if rules.adl_policy == "queue"
+                                      else _allocate(rules, scores, cap, need))
+    else:
+        # A side of the book that no scenario of the batch asks anything of (in a crash, the
+        # candidates of bankrupt shorts) skips the queue: its allocation is zero.
+        allocate = lambda cap, need: run_if(jnp.any(need > 0), lambda s, c, n: _allocate(rules, s, c, n),
+                                            jnp.zeros_like(cap), scores, cap, need)
     # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
     take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))
     take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, jnp.where(whole_short, 0.0, matched_short)))
