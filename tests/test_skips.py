@@ -15,7 +15,8 @@ import adljax
 from adljax import Book, Paths, venues
 from adljax.prefix import cumsum
 from adljax.skip import run_if
-from adljax.stages import backstop
+from adljax.market import Market
+from adljax.stages import adl, backstop
 from adljax.stages.queue import take_from_top
 
 
@@ -95,6 +96,45 @@ def test_queue_batched_is_each_scenario_alone():
     got = take_from_top(jnp.array([[2.0, 3.0, 1.0, 2.0]]), jnp.array([[2.0, 1.0, 5.0, 2.0]]), jnp.array([3.0]))
     np.testing.assert_allclose(np.asarray(got), [[1.0, 1.0, 0.0, 1.0]])
 
+
+def _crash_book(sign):
+    """test_handworked's ADL book in market 0 (sign +1), or its mirror (-1): X (row 0) holds 20 @100
+    with cash 100, three counterparties hold 5 @110, 10 @100, 15 @90 the other way, a fifth row 10 @100
+    X's way. In market 1, whose price does not move, rows 1 and 2 hold 3 and -3 @100: ADL asks nothing there."""
+    return Book.from_accounts(cash=[100.0, 100.0, 500.0, 2000.0, 10_000.0, 777.0],
+                              size=[[20.0 * sign, 0.0], [-5.0 * sign, 3.0], [-10.0 * sign, -3.0], [-15.0 * sign, 0.0],
+                                    [10.0 * sign, 0.0], [0.0, 0.0]],
+                              entry=[[100.0, 100.0], [110.0, 100.0], [100.0, 100.0], [90.0, 0.0], [100.0, 0.0], [0.0, 0.0]],
+                              dtype=np.float64)
+
+
+def test_adl_skips_a_queue_side_no_scenario_asks_anything_of():
+    """Each ADL queue side (candidates for bankrupt longs, for bankrupt shorts) runs only for a batch in
+    which some scenario asks it for something; every scenario must get what it gets alone."""
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none")
+    params = v.params(2, dtype=jnp.float64)
+    stage = jax.jit(jax.vmap(lambda b, mk: adl.run(b, mk, params, v.rules)))
+    # Scenario 0: a crash to 90 (X long is bankrupt: only the short side is asked); 1: the mirror, a
+    # rise to 110 (X short: only the long side); 2: no move (nothing asked of either side).
+    books = [_crash_book(1.0), _crash_book(-1.0), _crash_book(1.0)]
+    marks = [90.0, 110.0, 100.0]
+    market = lambda i: Market(mark=jnp.array([marks[i], 100.0]), prev_mark=jnp.array([100.0, 100.0]),
+                              depth=jnp.array([0.0, 0.0]), adl_start=jnp.array(0))
+    stack = lambda xs: jax.tree_util.tree_map(lambda *x: jnp.stack(x), *xs)
+    alone = [stage(stack([books[i]]), stack([market(i)])) for i in range(3)]
+    for batch in ([0, 1, 2], [0, 2], [1, 2], [2]):
+        got = stage(stack([books[i] for i in batch]), stack([market(i) for i in batch]))
+        for j, i in enumerate(batch):
+            for g, a in zip(jax.tree_util.tree_leaves(got), jax.tree_util.tree_leaves(alone[i])):
+                np.testing.assert_array_equal(np.asarray(g)[j], np.asarray(a)[0])
+    # Hand-worked (test_handworked): the queue S1, S2, S3 closes 5, 10, 5 at the previous mark 100,
+    # and the long row 4 is untouched; in the mirror, the same rows the other way.
+    for i, sign in ((0, 1.0), (1, -1.0)):
+        size = np.asarray(alone[i][0].size_am)[0]
+        np.testing.assert_allclose(size[0, :6], sign * np.array([0.0, 0.0, 0.0, -10.0, 10.0, 0.0]), atol=1e-12)
+        np.testing.assert_array_equal(size[1, :6], [0.0, 3.0, -3.0, 0.0, 0.0, 0.0])
+        np.testing.assert_allclose(np.asarray(alone[i][1].notional)[0], 20 * marks[i], rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(alone[2][0].size_am), np.asarray(stack([books[2]]).size_am))
 
 # --- the vault's takeover ---------------------------------------------------------------------
 
