@@ -52,6 +52,22 @@ def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     them by ``adljax.sharding.scenario_map``; a scenario count that is not a multiple of twice
     the device count (a device would run padding) runs on one device instead.
     """
+    exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
+    jax.block_until_ready(exe(*args))     # warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = exe(*args)
+        jax.block_until_ready(out)
+        times.append(time.perf_counter() - t0)
+    return compile_s, statistics.median(times), out[1], d
+
+
+def compile_engine(venue, book, paths, devices: int | None = None):
+    """(compiled program, its arguments, devices used, compile seconds): the engine as :func:`time_engine` runs it.
+
+    JAX's caches are cleared first, so the compile time is this program's own.
+    """
     local = jax.local_devices()
     d = len(local) if devices is None else devices
     if not 1 <= d <= len(local):
@@ -63,17 +79,10 @@ def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     fn = (jax.jit(scenario_map(partial(run, rules=venue.rules), devices=local[:d])) if d > 1
           else partial(run.lower, rules=venue.rules))
     jax.clear_caches()              # each study's compile time its own (the two share shapes and venue)
+    args = (params, book_b, p.oracle, p.depth, keys)
     compiled_at = time.perf_counter()
-    exe = (fn.lower if d > 1 else fn)(params, book_b, p.oracle, p.depth, keys).compile()
-    compile_s = time.perf_counter() - compiled_at
-    jax.block_until_ready(exe(params, book_b, p.oracle, p.depth, keys))     # warm-up
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = exe(params, book_b, p.oracle, p.depth, keys)
-        jax.block_until_ready(out)
-        times.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(times), out[1], d
+    exe = (fn.lower if d > 1 else fn)(*args).compile()
+    return exe, args, d, time.perf_counter() - compiled_at
 
 
 def main(argv=None):

@@ -57,3 +57,26 @@ def test_bad_chunk_is_named():
     st = default_study(n_scenarios=2, n_steps=5, n_accounts=10)
     with pytest.raises(adljax.InputError, match="chunk"):
         adljax.simulate(st.venue, st.book, st.paths, chunk=0)
+
+
+def _program_bytes(n_steps: int, n_scenarios: int = 8, n_accounts: int = 60):
+    """(XLA's bytes for the compiled engine: arguments + outputs + temporaries, its sizes) for a float64 study."""
+    st = default_study(n_scenarios=n_scenarios, n_steps=n_steps, n_accounts=n_accounts, dtype=np.float64)
+    params, book, paths = engine.prepare(st.venue, st.book, st.paths, 1.0)
+    keys = engine.scenario_keys(st.key, n_scenarios)
+    m = engine.run.lower(params, book, paths.oracle, paths.depth, keys, rules=st.venue.rules).compile().memory_analysis()
+    total = m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes - m.alias_size_in_bytes
+    return total, m.temp_size_in_bytes, (n_scenarios, n_accounts + 2, st.book.n_markets)
+
+
+def test_engine_memory_is_flat_in_steps_and_within_the_chunk_estimate():
+    """The compiled engine keeps only the current state through time: 4x the steps adds no more memory than
+    the longer paths themselves (S x T x A numbers, not S x T x rows x A), and the estimate that sizes
+    ``adljax.simulate``'s chunks to the device's memory holds more than the program uses."""
+    short, short_temp, (s, r, a) = _program_bytes(10)
+    long, long_temp, _ = _program_bytes(40)
+    paths_growth = 2 * s * 30 * a * 8                  # oracle and depth: 30 more steps, float64
+    assert long - short <= 4 * paths_growth            # a kept [T, S, R, A] state would add 62x paths_growth
+    assert long_temp - short_temp <= 4 * paths_growth
+    for t, total in ((10, short), (40, long)):
+        assert total <= s * bytes_per_scenario(r, a, t, 8), (t, total)
