@@ -50,7 +50,7 @@ def measure(kind: str, size: dict, repeats: int, devices: int | None) -> dict:
     s, n, a, t = (size[k] for k in AXES)
     venue, book, paths = study(kind, s, n, a, t)
     exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
-    jax.block_until_ready(exe(*args))
+    metrics = jax.block_until_ready(exe(*args))[1]
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
@@ -73,6 +73,9 @@ def measure(kind: str, size: dict, repeats: int, devices: int | None) -> dict:
                          "per_device": int(per_device), "all_devices": int(total)},
         "bytes_per_scenario_row_market_item": _g(total / (cells * itemsize)),
         "chunk_estimate_bytes": int(estimate),
+        # how much of the waterfall the study ran: the share of steps with ADL (a scenario's mean)
+        "share_of_steps_with_adl": _g(float(np.mean(np.asarray(metrics["adl_steps"]))) / t),
+        "share_of_scenarios_with_adl": _g(float(np.mean(np.asarray(metrics["adl_notional"]) > 0))),
         "measured_over_estimate": _g(total / estimate),
     }
 
@@ -132,6 +135,7 @@ def main(argv=None):
                     p = done[key]
                     print(f"{kind:8s} {'x'.join(map(str, key)):>18s}  {p['devices']} dev  compile {p['compile_seconds']:5.1f}s  "
                           f"run {p['run_seconds']:8.4f}s  {p['account_market_steps_per_second']:9.3g}/s  "
+                          f"ADL in {p['share_of_steps_with_adl']:4.0%} of steps  "
                           f"memory {p['memory_bytes']['all_devices'] / 2**20:8.1f} MiB "
                           f"({p['measured_over_estimate']:.2f} of the chunk estimate)", flush=True)
                 pts.append(done[key])
