@@ -97,10 +97,12 @@ def adl_starts(keys: Array, t: Array, n_rows: int) -> Array:
     return jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, t), (), 0, n_rows))(keys)
 
 
-def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array):
+def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array,
+         rows=None):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
-    ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)`` of this step; ``keys`` [S] one key a scenario.
+    ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)`` of this step; ``keys`` [S] one key a scenario;
+    ``rows`` the batch's :func:`adl.queue_rows` (or None: the queue sweeps every row).
     Only the margin check runs every step; each later stage runs (for the
     whole batch) only in steps where some scenario needs it, and so does the
     conservation check, since a step in which no stage ran cannot move value.
@@ -171,8 +173,12 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(mg))
     # (Vmapped; on CPU the queue's bisection loops over scenarios inside: stages/queue.py.)
-    book, ad = _maybe(need_adl, jax.vmap(lambda b, mk: adl.run(b, mk, params, rules)), book, mkt,
-                      differentiable=smooth)
+    if rows is None:
+        book, ad = _maybe(need_adl, jax.vmap(lambda b, mk: adl.run(b, mk, params, rules)), book, mkt,
+                          differentiable=smooth)
+    else:
+        book, ad = _maybe(need_adl, jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw)), book, mkt, rows,
+                          differentiable=smooth)
 
     # Report.
     acc = dict(carry.acc)
@@ -302,9 +308,10 @@ def default_block() -> int | None:
     return CPU_BLOCK if jax.default_backend() == "cpu" else None
 
 
-@partial(jax.jit, static_argnames=("rules", "history", "block"))
+@partial(jax.jit, static_argnames=("rules", "history", "block", "queue_rows"))
 def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None = None, *,
-        rules: Rules, history: bool = False, block: int | None | str = "auto"):
+        rules: Rules, history: bool = False, block: int | None | str = "auto",
+        queue_rows: tuple[int | None, int | None] | None = None):
     """Compiled core: batched ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S] → (final book, metrics, history).
 
     ``rules`` is static (a new one compiles); the smooth mode's temperature is read from
@@ -318,6 +325,11 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
     whole batch is what fills the device. ``None``: the whole batch. A scenario's numbers are
     those of the whole batch up to the rounding of sums (which already depends on the batch a
     scenario runs in; docs/performance.md, session 11), and its draws come from its own key.
+
+    ``queue_rows`` (static): :func:`adljax.stages.adl.queue_sizes` of ``book.size_am`` (as
+    :func:`adljax.simulate` passes it), so that the ADL queue's cut-off sweeps only the rows that
+    can hold each side's candidates; it must come from this book (smaller sizes leave
+    candidates out). ``None``: every row.
     """
     if isinstance(block, str):
         if block != "auto":
@@ -325,28 +337,33 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
         block = default_block()
     s = oracle.shape[0]
     if block is None:
-        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history)
+        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history, queue_rows=queue_rows)
     n, b = blocks(s, block)                     # (checks ``block`` first, whatever the batch)
     if n == 1:
-        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history)
+        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history, queue_rows=queue_rows)
     inputs = (book, oracle, depth, keys, funding)
     # Padding repeats the last scenario; its copies' results are dropped.
     split = lambda x: pad_scenarios(x, n * b).reshape((n, b) + x.shape[1:])
-    out = lax.map(lambda xs: _run(params, *xs, rules=rules, history=history),
+    out = lax.map(lambda xs: _run(params, *xs, rules=rules, history=history, queue_rows=queue_rows),
                   jax.tree_util.tree_map(split, inputs))
     return jax.tree_util.tree_map(lambda y: y.reshape((n * b,) + y.shape[2:])[:s], out)
 
 
 def _run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None, *,
-         rules: Rules, history: bool):
+         rules: Rules, history: bool, queue_rows=None):
     """:func:`run` on one block of scenarios."""
     carry = _init(book, oracle[:, 0])
     vault_av0 = carry.acc["vault_equity_min"]
     time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
     xs = (jnp.arange(oracle.shape[1]), time_major(oracle), time_major(depth), time_major(funding))
 
+    # The queue sides' rows, from the block's starting book (adl.queue_sizes); the smooth queue sweeps all.
+    rows = (jax.vmap(lambda sz: adl.queue_rows(sz, queue_rows))(book.size_am)
+            if queue_rows is not None and not rules.smooth and rules.adl_policy in ("queue", "random_order")
+            else None)
+
     def body(c, x):
-        c, h = step(c, x, params, rules, keys)
+        c, h = step(c, x, params, rules, keys, rows)
         return c, (h if history else None)
 
     if rules.smooth:
@@ -399,3 +416,4 @@ def scenario_keys(key, n_scenarios: int, first_scenario: int = 0) -> Array:
         raise InputError("key: expected a new-style key from jax.random.key(seed)")
     idx = first_scenario + jnp.arange(n_scenarios)
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
+

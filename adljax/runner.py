@@ -434,6 +434,7 @@ def bench(sizes: list[int], *, steps: int, accounts: int, repeats: int = 3, on_s
 
     from . import __version__
     from .engine import prepare, run, scenario_keys
+    from .stages import adl
     from .study import default_study
 
     dev = jax.devices()[0]
@@ -447,7 +448,7 @@ def bench(sizes: list[int], *, steps: int, accounts: int, repeats: int = 3, on_s
         args = (params, book_b, p.oracle, p.depth, keys, p.funding)
         jax.block_until_ready(args)
         t0 = time.perf_counter()
-        exe = run.lower(*args, rules=st.venue.rules.compiled()).compile()
+        exe = run.lower(*args, rules=st.venue.rules.compiled(), queue_rows=adl.queue_sizes(st.book.size_am)).compile()
         compile_s = time.perf_counter() - t0
         jax.block_until_ready(exe(*args))                # warm-up
         times = []

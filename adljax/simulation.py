@@ -15,6 +15,7 @@ import numpy as np
 from .chunking import scenarios_per_chunk
 from .book import Book
 from .engine import batch_book, prepare, run, scenario_keys
+from .stages import adl
 from .errors import InputError
 from .outcome import Outcome
 from .paths import Paths
@@ -23,8 +24,10 @@ from .venue import Rules, Venue
 
 
 @functools.lru_cache(maxsize=32)
-def engine_for(rules: Rules, history: bool, devices: tuple | None = None):
+def engine_for(rules: Rules, history: bool, devices: tuple | None = None, queue_rows: tuple | None = None):
     """The compiled engine for ``rules``: ``f(params, book, oracle, depth, keys, funding)`` on batched inputs.
+
+    ``queue_rows``: :func:`adljax.stages.adl.queue_sizes` of the study's book (see :func:`adljax.engine.run`).
 
     With one device (``devices`` None or of length 1), :func:`adljax.engine.run`
     itself; with several, the same split over them by
@@ -32,7 +35,7 @@ def engine_for(rules: Rules, history: bool, devices: tuple | None = None):
     one compiled program.
     """
     # (compiled(): runs at different temperatures share one program; the value travels in Params)
-    fn = functools.partial(run, rules=rules.compiled(), history=history)
+    fn = functools.partial(run, rules=rules.compiled(), history=history, queue_rows=queue_rows)
     if devices is None or len(devices) == 1:
         return fn
     return scenario_map(fn, devices=devices)
@@ -90,7 +93,8 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
                                     history=history, n_devices=devices)
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
-    engine = engine_for(venue.rules, history, tuple(local[:devices]) if devices > 1 else None)
+    engine = engine_for(venue.rules, history, tuple(local[:devices]) if devices > 1 else None,
+                        adl.queue_sizes(book0.size_am))
 
     def one(first: int, size: int):
         p = paths.scenarios(first, size) if size < n else paths

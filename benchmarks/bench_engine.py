@@ -24,6 +24,7 @@ import numpy as np
 import adljax
 from adljax.engine import prepare, run, scenario_keys
 from adljax.sharding import scenario_map
+from adljax.stages.adl import queue_sizes
 from adljax.generate import gbm, population, thinning_depth
 from adljax.generate.prices import YEAR
 
@@ -76,8 +77,9 @@ def compile_engine(venue, book, paths, devices: int | None = None):
     keys = scenario_keys(None, p.n_scenarios)
     if p.n_scenarios % (2 * d):
         d = 1
-    fn = (jax.jit(scenario_map(partial(run, rules=venue.rules), devices=local[:d])) if d > 1
-          else partial(run.lower, rules=venue.rules))
+    # (as adljax.simulate runs it: the ADL queue sweeps the rows that can hold each side)
+    engine = partial(run, rules=venue.rules, queue_rows=queue_sizes(book.size_am))
+    fn = jax.jit(scenario_map(engine, devices=local[:d])) if d > 1 else partial(run.lower, **engine.keywords)
     jax.clear_caches()              # each study's compile time its own (the two share shapes and venue)
     args = (params, book_b, p.oracle, p.depth, keys)
     compiled_at = time.perf_counter()

@@ -23,6 +23,7 @@ from pathlib import Path
 import jax
 
 from adljax.engine import prepare, run, scenario_keys
+from adljax.stages.adl import queue_sizes
 
 from bench_engine import study
 
@@ -97,7 +98,8 @@ def main(argv=None):
     venue, book, paths = study(args.kind, args.scenarios, args.accounts, args.markets, args.steps)
     params, book_b, p = prepare(venue, book, paths, 1.0)
     keys = scenario_keys(None, p.n_scenarios)
-    exe = run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules).compile()
+    exe = run.lower(params, book_b, p.oracle, p.depth, keys, rules=venue.rules,
+                    queue_rows=queue_sizes(book.size_am)).compile()      # as adljax.simulate runs it
     kernels = source_of_kernels(exe.as_text())
     jax.block_until_ready(exe(params, book_b, p.oracle, p.depth, keys))      # warm-up
     with tempfile.TemporaryDirectory() as d:

@@ -231,3 +231,56 @@ def test_gathered_liquidation_is_the_whole_book_liquidation(rows, monkeypatch):
     for field in ("all_cash", "size_am", "entry_am", "cooldown"):
         np.testing.assert_allclose(np.asarray(getattr(mixed.book, field)), np.asarray(getattr(whole.book, field)),
                                    rtol=1e-9, atol=1e-6, err_msg=field)
+
+
+# --- the queue's cut-off over the rows that can hold a side ----------------------------------
+
+def test_queue_sizes_count_each_sides_rows_and_leave_a_side_that_is_every_row():
+    size = np.zeros((2, 22))                              # 2 markets, 20 traders + the vault and LP rows
+    size[0, :3], size[0, 3:13] = -1.0, 1.0                # market 0: 3 shorts, 10 longs
+    size[1, :5], size[1, 5:7] = -2.0, 2.0                 # market 1: 5 shorts, 2 longs
+    size[0, 20], size[1, 21] = 7.0, -7.0                  # system rows are always in the sets, not counted
+    assert adl.queue_sizes(size) == (8, 16)               # shorts: 5 + 2 -> 8; longs: 10 + 2 -> 16
+    assert adl.queue_sizes(np.stack([size, -size])) == (16, 16)          # a batch: the most in any scenario
+    everyone_long = np.concatenate([np.ones((2, 20)), np.zeros((2, 2))], axis=-1)
+    assert adl.queue_sizes(everyone_long) == (8, None)    # 20 + 2 rows round to 24 > 22: the whole book
+    assert adl.queue_sizes(np.ones((1, 6))) is None       # neither side gains anything
+    short, long = adl.queue_rows(jnp.asarray(size), (8, 16))
+    index, valid = short
+    np.testing.assert_array_equal(np.asarray(index[0])[np.asarray(valid[0])], [0, 1, 2, 20, 21])
+    np.testing.assert_array_equal(np.asarray(index[1])[np.asarray(valid[1])], [0, 1, 2, 3, 4, 20, 21])
+    index, valid = long
+    np.testing.assert_array_equal(np.asarray(index[1])[np.asarray(valid[1])], [5, 6, 20, 21])
+
+
+def _v_study(n_scenarios=8, n_accounts=120, n_steps=40):
+    """A crash and a rally past the start: the vault and LP rows take positions in the crash and are
+    then counterparties of the rally's bankrupt shorts."""
+    from adljax.generate import gbm, population
+    book = population(jax.random.key(5), n_accounts, [100.0, 10.0], [20.0, 10.0], long_share=[0.7, 0.4],
+                      leverage_mode=8.0, markets_per_account=2, vault_cash=2e4, dtype=np.float64)
+    oracle = np.asarray(gbm(jax.random.key(6), [100.0, 10.0], n_scenarios=n_scenarios, n_steps=n_steps, dt=1.0,
+                            vol=2.0, dtype=np.float64))
+    v = np.interp(np.arange(n_steps), [0, n_steps // 3, n_steps - 1], [1.0, 0.7, 1.4])
+    return book, Paths(oracle * v[None, :, None], np.full(oracle.shape, 2e4))
+
+
+@pytest.mark.parametrize("venue", ["hyperliquid", "dydx_v4"])
+def test_queue_over_the_rows_that_can_hold_a_side_is_the_whole_queue(venue):
+    """The ADL queue's cut-off found among the rows that held a position on that side at the start (and
+    the vault and LP rows) gives every output of the run over all rows, step by step."""
+    from adljax.engine import prepare, run, scenario_keys
+    book, paths = _v_study()
+    v = getattr(venues, venue)(max_leverage=[20.0, 10.0])
+    params, bb, p = prepare(v, book, paths, 1.0)
+    sizes = adl.queue_sizes(book.size_am)
+    assert sizes is not None and all(k < book.size_am.shape[-1] for k in sizes)     # both sides gathered
+    keys = scenario_keys(jax.random.key(0), p.n_scenarios)
+    whole, some = (run(params, bb, p.oracle, p.depth, keys, rules=v.rules, history=True, queue_rows=q)
+                   for q in (None, sizes))
+    adl_steps = np.asarray(whole[1]["adl_steps"])
+    assert adl_steps.min() > 0                                                         # ADL in every scenario
+    for name, a, b in zip(("book", "metrics", "history"), whole, some):
+        for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
+            np.testing.assert_allclose(np.asarray(y), np.asarray(x), rtol=1e-12, atol=1e-9, err_msg=name)
+    assert np.asarray(whole[0].size_am)[:, :, -2:].any()                               # system rows hold positions

@@ -12,6 +12,7 @@ anything to ADL.
 from __future__ import annotations
 
 import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from .._pytree import pytree
@@ -21,7 +22,7 @@ from ..market import Market
 from ..venue import Params, Rules
 from .margin import has_position
 from ..smooth import above, hard, negate, ratio, temperature_of, weigh
-from .queue import take_from_top, take_soft
+from .queue import rows_of, take_from_top, take_soft
 from ..skip import run_if
 
 
@@ -95,15 +96,55 @@ def score(rules: Rules, size: Array, entry: Array, av: Array, mark: Array) -> Ar
     raise ValueError(rules.adl_score)
 
 
+#: The queue sides' row sets are a multiple of this many rows (fewer distinct programs across books).
+QUEUE_ROWS_ROUND = 8
+
+
+def queue_sizes(size: Array) -> tuple[int | None, int | None] | None:
+    """Static sizes ``(K_short, K_long)`` of the queue sides' row sets for a book's ``size_am``.
+
+    ``size`` [..., A, R], concrete (the starting book, one or a batch). A side's
+    candidates can only be rows that hold a position on that side at the start,
+    or the vault and LP rows: a trader row's position only ever shrinks toward
+    zero (liquidation and ADL close part or all of it, :func:`reduce_position`),
+    and only the vault (backstop takeovers) and the LP (the other side of market
+    liquidations) take positions on. So each side's bisection needs to sweep only
+    those rows: K = the most such rows in any market and scenario, rounded up to
+    :data:`QUEUE_ROWS_ROUND`. A side whose K would be all R rows gets ``None``
+    (it sweeps the whole book); ``None`` when both do.
+    """
+    size = np.asarray(size)
+    r = size.shape[-1]
+    traders = size[..., :-2]
+
+    def k(mask):
+        most = int(mask.sum(axis=-1).max(initial=0)) + 2
+        k = -(-most // QUEUE_ROWS_ROUND) * QUEUE_ROWS_ROUND
+        return k if k < r else None
+    sizes = (k(traders < 0), k(traders > 0))
+    return None if sizes == (None, None) else sizes
+
+
+def queue_rows(size: Array, sizes: tuple[int | None, int | None]):
+    """Per side, the ``(index, valid)`` row sets of :func:`queue_sizes` for one scenario's starting ``size`` [A, R].
+
+    ``(short side, long side)``: the rows that may serve bankrupt longs (short
+    positions), and bankrupt shorts (long positions); a side of size ``None`` is ``None``.
+    """
+    system = jnp.arange(size.shape[-1]) >= size.shape[-1] - 2      # the vault and LP rows
+    side = lambda mask, k: None if k is None else rows_of(mask | system, k)
+    return side(size < 0, sizes[0]), side(size > 0, sizes[1])
+
+
 def random_order_score(n_rows: int, start: Array, dtype) -> Array:
     """dYdX v4's order as a score [R]: row ``start`` first, then ``start+1``, … wrapping around."""
     return -((jnp.arange(n_rows) - start) % n_rows).astype(dtype)
 
 
-def _allocate(rules: Rules, scores: Array, capacity: Array, need: Array) -> Array:
+def _allocate(rules: Rules, scores: Array, capacity: Array, need: Array, rows=None) -> Array:
     """Units each candidate closes: [A, R] from capacity [A, R] and need [A]."""
     if rules.adl_policy in ("queue", "random_order"):
-        return take_from_top(scores, capacity, need)
+        return take_from_top(scores, capacity, need, rows)
     if rules.adl_policy == "pro_rata":
         total = jnp.sum(capacity, axis=-1)
         frac = jnp.where(total > 0, jnp.minimum(need, total) / jnp.where(total > 0, total, 1.0), 0.0)
@@ -158,8 +199,12 @@ def socialize(book: Book, market: Market, params: Params | None = None, temperat
     return new_book, _report(book, new_book, m, bankrupt, av, zero, zero, charged)
 
 
-def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book, Report]:
-    """Deleverage every bankrupt row of one scenario (all markets at once)."""
+def run(book: Book, market: Market, params: Params, rules: Rules, rows=None) -> tuple[Book, Report]:
+    """Deleverage every bankrupt row of one scenario (all markets at once).
+
+    ``rows``: optional :func:`queue_rows` of the study's starting book; the hard
+    queue's cut-off is then found among those rows only (same allocation).
+    """
     tau = temperature_of(params, rules)
     if rules.adl_policy == "socialized":
         return socialize(book, market, params, tau)
@@ -215,11 +260,12 @@ def run(book: Book, market: Market, params: Params, rules: Rules) -> tuple[Book,
     else:
         # A side of the book that no scenario of the batch asks anything of (in a crash, the
         # candidates of bankrupt shorts) skips the queue: its allocation is zero.
-        allocate = lambda cap, need: run_if(jnp.any(need > 0), lambda s, c, n: _allocate(rules, s, c, n),
-                                            jnp.zeros_like(cap), scores, cap, need)
+        allocate = lambda cap, need, rw: run_if(jnp.any(need > 0), lambda s, c, n, r: _allocate(rules, s, c, n, r),
+                                                jnp.zeros_like(cap), scores, cap, need, rw)
+    short_rows, long_rows = rows if rows is not None else (None, None)    # serve bankrupt longs, shorts
     # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
-    take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))
-    take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, jnp.where(whole_short, 0.0, matched_short)))
+    take_short = jnp.where(whole_long[:, None], cap_short, allocate(cap_short, jnp.where(whole_long, 0.0, matched_long), short_rows))
+    take_long = jnp.where(whole_short[:, None], cap_long, allocate(cap_long, jnp.where(whole_short, 0.0, matched_short), long_rows))
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c

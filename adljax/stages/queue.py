@@ -32,13 +32,17 @@ def order_key(score: Array) -> Array:
     return jnp.where(negative, ~b, b | sign)
 
 
-def take_from_top(score: Array, weight: Array, need: Array) -> Array:
+def take_from_top(score: Array, weight: Array, need: Array, rows: tuple[Array, Array] | None = None) -> Array:
     """Units each candidate closes when ``need`` units are taken from the top of the queue.
 
     Args:
       score: [..., A, R] ranking (higher goes first), finite or ±inf.
       weight: [..., A, R] units each candidate can give (0 for non-candidates).
       need: [..., A] units to take per market (queue).
+      rows: optional ``(index, valid)`` from :func:`rows_of`, [..., A, K] each: rows that hold
+        every positive ``weight`` of their market (a row outside them must have weight 0).
+        The cut-off's bisection then sweeps those K rows instead of all R; the answer is
+        the same (up to the rounding of its sums, which run in another order).
     Returns:
       [..., A, R] units taken from each candidate; sums to ``min(need, Σ weight)``.
     """
@@ -46,7 +50,13 @@ def take_from_top(score: Array, weight: Array, need: Array) -> Array:
     total = jnp.sum(weight, axis=-1)
     # The cut-off is piecewise constant in every input: no gradient flows through it (and
     # the CPU's looped batching below cannot be differentiated).
-    cutoff = _cutoff(key, lax.stop_gradient(weight), lax.stop_gradient(need))
+    if rows is None:
+        cutoff = _cutoff(key, lax.stop_gradient(weight), lax.stop_gradient(need))
+    else:
+        idx, valid = rows
+        some_key = jnp.take_along_axis(key, idx, axis=-1)
+        some_weight = jnp.where(valid, jnp.take_along_axis(lax.stop_gradient(weight), idx, axis=-1), 0.0)
+        cutoff = _cutoff(some_key, some_weight, lax.stop_gradient(need))
     cut = cutoff[..., None]
     full = jnp.where(key > cut, weight, 0.0)
     tied = jnp.where(key == cut, weight, 0.0)
@@ -57,6 +67,17 @@ def take_from_top(score: Array, weight: Array, need: Array) -> Array:
     # When the need covers every candidate, each closes exactly its whole position.
     taken = jnp.where((need >= total)[..., None], weight, taken)
     return jnp.where(need[..., None] > 0, taken, 0.0)
+
+
+def rows_of(mask: Array, k: int) -> tuple[Array, Array]:
+    """``(index [A, K] int32, valid [A, K] bool)``: the first ``k`` rows where ``mask`` [A, R] holds, per market.
+
+    ``valid`` marks the entries that are such rows (a market with fewer than
+    ``k`` has the rest pointing at row 0, not valid). ``k`` (static) must be at
+    least the largest count, or rows are left out.
+    """
+    index = jax.vmap(lambda m: jnp.nonzero(m, size=k, fill_value=0)[0])(mask).astype(jnp.int32)
+    return index, jnp.arange(k) < jnp.sum(mask, axis=-1, dtype=jnp.int32)[:, None]
 
 
 def _bisect(key: Array, weight: Array, need: Array) -> Array:
