@@ -255,8 +255,8 @@ def run(book: Book, market: Market, params: Params, rules: Rules, rows=None) -> 
     else:
         scores = None
     if rules.smooth:
-        allocate = lambda cap, need: (take_soft(scores, cap, need, tau) if rules.adl_policy == "queue"
-                                      else _allocate(rules, scores, cap, need))
+        allocate = lambda cap, need, rw: (take_soft(scores, cap, need, tau) if rules.adl_policy == "queue"
+                                          else _allocate(rules, scores, cap, need, rw))
     else:
         # A side of the book that no scenario of the batch asks anything of (in a crash, the
         # candidates of bankrupt shorts) skips the queue: its allocation is zero.

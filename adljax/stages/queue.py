@@ -5,9 +5,11 @@ position, the last one partially. Sorting every scenario's book in every
 step with ADL is what made a first prototype ~70× slower than the rest of
 the step (DESIGN.md §3). Instead we find the score cut-off by bisection over
 the bits of an order-preserving integer image of the score: ``nbits``
-masked sums (32 in float32, 64 in float64), each ``O(R)``. Candidates above
-the cut-off close whole; those exactly at it (equal scores) share the rest
-pro rata. The allocation is exactly that of walking the sorted queue.
+masked sums (32 in float32, 64 in float64), each ``O(R)``, or ``O(K)`` over
+the K rows that can hold the side's candidates when the caller gathers them
+(``rows``; :func:`adljax.stages.adl.queue_rows`). Candidates above the
+cut-off close whole; those exactly at it (equal scores) share the rest pro
+rata. The allocation is exactly that of walking the sorted queue.
 """
 from __future__ import annotations
 
