@@ -173,12 +173,8 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(mg))
     # (Vmapped; on CPU the queue's bisection loops over scenarios inside: stages/queue.py.)
-    if rows is None:
-        book, ad = _maybe(need_adl, jax.vmap(lambda b, mk: adl.run(b, mk, params, rules)), book, mkt,
-                          differentiable=smooth)
-    else:
-        book, ad = _maybe(need_adl, jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw)), book, mkt, rows,
-                          differentiable=smooth)
+    book, ad = _maybe(need_adl, jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw)), book, mkt, rows,
+                      differentiable=smooth)
 
     # Report.
     acc = dict(carry.acc)
@@ -416,4 +412,3 @@ def scenario_keys(key, n_scenarios: int, first_scenario: int = 0) -> Array:
         raise InputError("key: expected a new-style key from jax.random.key(seed)")
     idx = first_scenario + jnp.arange(n_scenarios)
     return jax.vmap(lambda i: jax.random.fold_in(key, i))(idx)
-

@@ -54,14 +54,20 @@ def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     the device count (a device would run padding) runs on one device instead.
     """
     exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
+    run_s, out = median_run(exe, args, repeats)
+    return compile_s, run_s, out[1], d
+
+
+def median_run(exe, args, repeats: int):
+    """(median seconds of ``repeats`` runs of ``exe(*args)`` after a warm-up, each ended by
+    ``block_until_ready``; the last run's output)."""
     jax.block_until_ready(exe(*args))     # warm-up
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
-        out = exe(*args)
-        jax.block_until_ready(out)
+        out = jax.block_until_ready(exe(*args))
         times.append(time.perf_counter() - t0)
-    return compile_s, statistics.median(times), out[1], d
+    return statistics.median(times), out
 
 
 def compile_engine(venue, book, paths, devices: int | None = None):

@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import platform
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -30,7 +29,7 @@ import jax.numpy as jnp
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_engine import compile_engine, study  # noqa: E402
+from bench_engine import compile_engine, median_run, study  # noqa: E402
 
 from adljax.chunking import bytes_per_scenario, scenarios_per_chunk  # noqa: E402
 
@@ -50,13 +49,7 @@ def measure(kind: str, size: dict, repeats: int, devices: int | None) -> dict:
     s, n, a, t = (size[k] for k in AXES)
     venue, book, paths = study(kind, s, n, a, t)
     exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
-    metrics = jax.block_until_ready(exe(*args))[1]
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        jax.block_until_ready(exe(*args))
-        times.append(time.perf_counter() - t0)
-    run_s = statistics.median(times)
+    run_s, (_, metrics, _) = median_run(exe, args, repeats)
     m = exe.memory_analysis()
     per_device = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                   - m.alias_size_in_bytes)
