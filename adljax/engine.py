@@ -102,7 +102,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
     ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)`` of this step; ``keys`` [S] one key a scenario;
-    ``rows`` the batch's :func:`adl.queue_rows` (or None: the queue sweeps every row).
+    ``rows`` the batch's :func:`adl.queue_rows`, one set for every scenario (or None: the queue sweeps every row).
     Only the margin check runs every step; each later stage runs (for the
     whole batch) only in steps where some scenario needs it, and so does the
     conservation check, since a step in which no stage ran cannot move value.
@@ -173,7 +173,8 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(mg))
     # (Vmapped; on CPU the queue's bisection loops over scenarios inside: stages/queue.py.)
-    book, ad = _maybe(need_adl, jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw)), book, mkt, rows,
+    book, ad = _maybe(need_adl, jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw), in_axes=(0, 0, None)),
+                      book, mkt, rows,
                       differentiable=smooth)
 
     # Report.
@@ -332,31 +333,30 @@ def run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, fu
             raise InputError(f"block: expected a whole number, None or 'auto', got {block!r}")
         block = default_block()
     s = oracle.shape[0]
+    # The queue sides' rows (adl.queue_sizes), once for the whole batch; the smooth queue sweeps all.
+    rows = (adl.queue_rows(book.size_am, queue_rows)
+            if queue_rows is not None and not rules.smooth and rules.adl_policy in ("queue", "random_order")
+            else None)
     if block is None:
-        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history, queue_rows=queue_rows)
+        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history, rows=rows)
     n, b = blocks(s, block)                     # (checks ``block`` first, whatever the batch)
     if n == 1:
-        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history, queue_rows=queue_rows)
+        return _run(params, book, oracle, depth, keys, funding, rules=rules, history=history, rows=rows)
     inputs = (book, oracle, depth, keys, funding)
     # Padding repeats the last scenario; its copies' results are dropped.
     split = lambda x: pad_scenarios(x, n * b).reshape((n, b) + x.shape[1:])
-    out = lax.map(lambda xs: _run(params, *xs, rules=rules, history=history, queue_rows=queue_rows),
+    out = lax.map(lambda xs: _run(params, *xs, rules=rules, history=history, rows=rows),
                   jax.tree_util.tree_map(split, inputs))
     return jax.tree_util.tree_map(lambda y: y.reshape((n * b,) + y.shape[2:])[:s], out)
 
 
 def _run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, funding: Array | None, *,
-         rules: Rules, history: bool, queue_rows=None):
+         rules: Rules, history: bool, rows=None):
     """:func:`run` on one block of scenarios."""
     carry = _init(book, oracle[:, 0])
     vault_av0 = carry.acc["vault_equity_min"]
     time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
     xs = (jnp.arange(oracle.shape[1]), time_major(oracle), time_major(depth), time_major(funding))
-
-    # The queue sides' rows, from the block's starting book (adl.queue_sizes); the smooth queue sweeps all.
-    rows = (jax.vmap(lambda sz: adl.queue_rows(sz, queue_rows))(book.size_am)
-            if queue_rows is not None and not rules.smooth and rules.adl_policy in ("queue", "random_order")
-            else None)
 
     def body(c, x):
         c, h = step(c, x, params, rules, keys, rows)

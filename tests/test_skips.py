@@ -241,7 +241,9 @@ def test_queue_sizes_count_each_sides_rows_and_leave_a_side_that_is_every_row():
     size[1, :5], size[1, 5:7] = -2.0, 2.0                 # market 1: 5 shorts, 2 longs
     size[0, 20], size[1, 21] = 7.0, -7.0                  # system rows are always in the sets, not counted
     assert adl.queue_sizes(size) == (8, 16)               # shorts: 5 + 2 -> 8; longs: 10 + 2 -> 16
-    assert adl.queue_sizes(np.stack([size, -size])) == (16, 16)          # a batch: the most in any scenario
+    other = size.copy()
+    other[1, :5], other[1, 7:12] = 0.0, -2.0              # scenario 2's market-1 shorts are other rows
+    assert adl.queue_sizes(np.stack([size, other])) == (16, 16)  # a batch: one set, the union (10 + 2 -> 16)
     everyone_long = np.concatenate([np.ones((2, 20)), np.zeros((2, 2))], axis=-1)
     assert adl.queue_sizes(everyone_long) == (8, None)    # 20 + 2 rows round to 24 > 22: the whole book
     assert adl.queue_sizes(np.ones((1, 6))) is None       # neither side gains anything
@@ -251,6 +253,8 @@ def test_queue_sizes_count_each_sides_rows_and_leave_a_side_that_is_every_row():
     np.testing.assert_array_equal(np.asarray(index[1])[np.asarray(valid[1])], [0, 1, 2, 3, 4, 20, 21])
     index, valid = long
     np.testing.assert_array_equal(np.asarray(index[1])[np.asarray(valid[1])], [5, 6, 20, 21])
+    (index, valid), _ = adl.queue_rows(jnp.asarray(np.stack([size, other])), (16, 16))
+    np.testing.assert_array_equal(np.asarray(index[1])[np.asarray(valid[1])], [0, 1, 2, 3, 4, 7, 8, 9, 10, 11, 20, 21])
 
 
 def _v_study(n_scenarios=8, n_accounts=120, n_steps=40):

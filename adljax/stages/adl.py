@@ -109,16 +109,17 @@ def queue_sizes(size: Array) -> tuple[int | None, int | None] | None:
     zero (liquidation and ADL close part or all of it, :func:`reduce_position`),
     and only the vault (backstop takeovers) and the LP (the other side of market
     liquidations) take positions on. So each side's bisection needs to sweep only
-    those rows: K = the most such rows in any market and scenario, rounded up to
-    :data:`QUEUE_ROWS_ROUND`. A side whose K would be all R rows gets ``None``
-    (it sweeps the whole book); ``None`` when both do.
+    those rows, the same set for every scenario of a batch (their union, so that it
+    is found once a batch: :func:`queue_rows`): K = the most such rows in any market,
+    rounded up to :data:`QUEUE_ROWS_ROUND`. A side whose K would be all R rows gets
+    ``None`` (it sweeps the whole book); ``None`` when both do.
     """
     size = np.asarray(size)
     r = size.shape[-1]
-    traders = size[..., :-2]
+    traders = size.reshape((-1,) + size.shape[-2:])[..., :-2]
 
     def k(mask):
-        most = int(mask.sum(axis=-1).max(initial=0)) + 2
+        most = int(mask.any(axis=0).sum(axis=-1).max(initial=0)) + 2
         k = -(-most // QUEUE_ROWS_ROUND) * QUEUE_ROWS_ROUND
         return k if k < r else None
     sizes = (k(traders < 0), k(traders > 0))
@@ -126,13 +127,17 @@ def queue_sizes(size: Array) -> tuple[int | None, int | None] | None:
 
 
 def queue_rows(size: Array, sizes: tuple[int | None, int | None]):
-    """Per side, the ``(index, valid)`` row sets of :func:`queue_sizes` for one scenario's starting ``size`` [A, R].
+    """Per side, the ``(index, valid)`` [A, K] row sets of :func:`queue_sizes` for a starting ``size`` [..., A, R].
 
     ``(short side, long side)``: the rows that may serve bankrupt longs (short
-    positions), and bankrupt shorts (long positions); a side of size ``None`` is ``None``.
+    positions in some scenario of the batch), and bankrupt shorts (long
+    positions), with the vault and LP rows; a side of size ``None`` is ``None``.
+    One set for the whole batch: a row in it that holds nothing on that side in
+    a scenario has no weight there.
     """
+    size = size.reshape((-1,) + size.shape[-2:])
     system = jnp.arange(size.shape[-1]) >= size.shape[-1] - 2      # the vault and LP rows
-    side = lambda mask, k: None if k is None else rows_of(mask | system, k)
+    side = lambda mask, k: None if k is None else rows_of(jnp.any(mask, axis=0) | system, k)
     return side(size < 0, sizes[0]), side(size > 0, sizes[1])
 
 
