@@ -235,23 +235,12 @@ def run(book: Book, market: Market, params: Params, rules: Rules, rows=None) -> 
     f_short = jnp.where(whole_short, 1.0, _ratio(matched_short, q_short))
     closed_b = weigh(bankrupt, size * jnp.where(size > 0, f_long[:, None], f_short[:, None]))
 
-    # ADL price of each bankrupt position.
-    if rules.adl_price == "previous_mark":
-        p_b = jnp.broadcast_to(market.prev_mark[:, None], size.shape)
-    elif rules.adl_price == "mark":
-        p_b = jnp.broadcast_to(mc, size.shape)
-    elif rules.adl_price == "bankruptcy":
+    # ADL price of each bankrupt position: one per market [A] (`uniform`), or per position.
+    uniform = {"previous_mark": market.prev_mark, "mark": m}.get(rules.adl_price)
+    if rules.adl_price == "bankruptcy":
         p_b = mc + jnp.where(size != 0, _deficit_share(size, av, m) / jnp.where(size != 0, size, 1.0), 0.0)
-    else:
+    elif uniform is None:
         raise ValueError(rules.adl_price)
-
-    # One price for all counterparties of a pool: the bankrupt side's average.
-    def pool_price(side: Array) -> Array:
-        units = jnp.where(side, jnp.abs(closed_b), 0.0)
-        tot = jnp.sum(units, axis=1)
-        return jnp.where(tot > 0, _ratio(jnp.sum(units * p_b, axis=1), tot), m)
-    p_for_shorts = pool_price(size > 0)   # counterparties of bankrupt longs are shorts
-    p_for_longs = pool_price(size < 0)
 
     if rules.adl_policy == "queue":
         scores = score(rules, size, entry, av, m)
@@ -274,12 +263,25 @@ def run(book: Book, market: Market, params: Params, rules: Rules, rows=None) -> 
     closed_c = take_long - take_short                          # signed units closed, like size
 
     closed = closed_b + closed_c
-    p_c = jnp.where(size > 0, p_for_longs[:, None], p_for_shorts[:, None])
-    if not rules.smooth:
-        price = jnp.where(bankrupt, p_b, p_c)
-    else:  # a row partly bankrupt may close both ways: the average of its two prices
-        nz = closed != 0
-        price = jnp.where(nz, (closed_b * p_b + closed_c * p_c) / jnp.where(nz, closed, 1.0), p_c)
+    if uniform is not None:
+        # Every bankrupt position of a market closes at one price, so its pools' average (the
+        # counterparties' price, below) is that price too, and every row that closes anything
+        # closes at it (a row that closes nothing is unchanged by its price). The same
+        # allocation as the general case; it saves the pools' passes over the book.
+        price = jnp.broadcast_to(uniform[:, None], size.shape)
+    else:
+        # One price for all counterparties of a pool: the bankrupt side's average.
+        def pool_price(side: Array) -> Array:
+            units = jnp.where(side, jnp.abs(closed_b), 0.0)
+            tot = jnp.sum(units, axis=1)
+            return jnp.where(tot > 0, _ratio(jnp.sum(units * p_b, axis=1), tot), m)
+        # (counterparties of bankrupt longs are shorts, and the other way round)
+        p_c = jnp.where(size > 0, pool_price(size < 0)[:, None], pool_price(size > 0)[:, None])
+        if not rules.smooth:
+            price = jnp.where(bankrupt, p_b, p_c)
+        else:  # a row partly bankrupt may close both ways: the average of its two prices
+            nz = closed != 0
+            price = jnp.where(nz, (closed_b * p_b + closed_c * p_c) / jnp.where(nz, closed, 1.0), p_c)
     new_size, new_entry, dcash = reduce_position(size, entry, closed, price)
     cash = book.all_cash + sum_markets(dcash)
     if rules.adl_price == "bankruptcy":
