@@ -13,14 +13,16 @@
 Engine: split over every local device, as ``adljax.simulate`` runs (on CPU
 one device per core, adljax/cpu.py; ``--devices 1`` for one); NumPy runs on
 one core, as NumPy does. Compile time separately, then the median of
-``--repeats`` runs after a warm-up, each ended by ``block_until_ready``. NumPy and reference: the
-median of their repeats (NumPy gets one warm-up run on the quick sizes).
+``--repeats`` runs after a warm-up, each ended by ``block_until_ready`` (on the reference's
+workload, whose runs take milliseconds and vary by a third from run to run, of
+``--ref-engine-repeats``). NumPy and reference: the median of their repeats (NumPy gets one
+warm-up run on the quick sizes).
 Throughput is account·market·steps per second, rows = accounts + the vault
 and LP rows. Ratios are run-time ratios (> 1: the engine is faster).
 
-    python benchmarks/bench_compare.py --quick   # small sizes (32 x 512 x 4 x 100; reference 2 x 50 x 4 x 50), ~40 s
+    python benchmarks/bench_compare.py --quick   # small sizes (32 x 512 x 4 x 100; reference 2 x 50 x 4 x 50), ~25 s
     python benchmarks/bench_compare.py           # bench_engine.py's sizes (256 x 4096 x 4 x 200; reference
-                                                 # 8 x 200 x 4 x 200): ~10 min on 2 CPU cores, mostly the cascade
+                                                 # 8 x 200 x 4 x 200): 2.5-5 min on 2 CPU cores, mostly NumPy
 """
 from __future__ import annotations
 
@@ -141,6 +143,8 @@ def main(argv=None):
     ap.add_argument("--ref-accounts", type=int, help="engine vs reference: accounts (default 200; quick 50)")
     ap.add_argument("--ref-steps", type=int, help="engine vs reference: steps (default 200; quick 50)")
     ap.add_argument("--ref-repeats", type=int, default=1, help="reference timed runs (default 1)")
+    ap.add_argument("--ref-engine-repeats", type=int, default=30,
+                    help="engine timed runs on the reference's workload (default 30: milliseconds each)")
     ap.add_argument("--devices", type=int, help="local devices the engine splits the scenarios over (default: all; "
                                                 "on CPU one per core, as adljax.simulate)")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/compare.json; "
@@ -176,7 +180,7 @@ def main(argv=None):
               f"(compile {r['engine']['compile_seconds']:.3g}s, {r['engine']['devices']} device(s))  numpy {r['numpy']['run_seconds']:.4g}s  "
               f"-> engine {r['ratio_engine_over_numpy']:.3g}x numpy", flush=True)
     for kind in ("calm", "cascade"):
-        r = engine_vs_reference(kind, rs, rn, a, rt, repeats, args.ref_repeats, devices=args.devices)
+        r = engine_vs_reference(kind, rs, rn, a, rt, args.ref_engine_repeats, args.ref_repeats, devices=args.devices)
         record["engine_vs_reference"]["studies"][kind] = r
         print(f"[float64 {rs}x{rn}x{a}x{rt}] {kind:8s} engine {r['engine']['run_seconds']:.4g}s  "
               f"reference {r['reference']['run_seconds']:.4g}s  -> engine {r['ratio_engine_over_reference']:.4g}x "
