@@ -14,15 +14,16 @@ Engine: split over every local device, as ``adljax.simulate`` runs (on CPU
 one device per core, adljax/cpu.py; ``--devices 1`` for one); NumPy runs on
 one core, as NumPy does. Compile time separately, then the median of
 ``--repeats`` runs after a warm-up, each ended by ``block_until_ready`` (on the reference's
-workload, whose runs take milliseconds and vary by a third from run to run, of
-``--ref-engine-repeats``). NumPy and reference: the median of their repeats (NumPy gets one
+workload, whose runs take milliseconds and whose median of 3 moved by half between two runs of
+this script, of ``--ref-engine-repeats``). NumPy and reference: the median of their repeats (NumPy gets one
 warm-up run on the quick sizes).
 Throughput is account·market·steps per second, rows = accounts + the vault
 and LP rows. Ratios are run-time ratios (> 1: the engine is faster).
 
     python benchmarks/bench_compare.py --quick   # small sizes (32 x 512 x 4 x 100; reference 2 x 50 x 4 x 50), ~25 s
     python benchmarks/bench_compare.py           # bench_engine.py's sizes (256 x 4096 x 4 x 200; reference
-                                                 # 8 x 200 x 4 x 200): 2.5-5 min on 2 CPU cores, mostly NumPy
+                                                 # 8 x 200 x 4 x 200): 5-10 min on 2 CPU cores, mostly NumPy
+                                                 # (2.5-5 min with --steps 100, as the README's figures)
 """
 from __future__ import annotations
 
