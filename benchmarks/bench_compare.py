@@ -13,9 +13,10 @@
 Engine: split over every local device, as ``adljax.simulate`` runs (on CPU
 one device per core, adljax/cpu.py; ``--devices 1`` for one); NumPy runs on
 one core, as NumPy does. Compile time separately, then the median of
-``--repeats`` runs after a warm-up, each ended by ``block_until_ready`` (on the reference's
-workload, whose runs take milliseconds and whose median of 3 moved by half between two runs of
-this script, of ``--ref-engine-repeats``). NumPy and reference: the median of their repeats (NumPy gets one
+at least ``--repeats`` runs after a warm-up, each ended by ``block_until_ready`` (on the
+reference's workload, whose runs take milliseconds and whose median of 3 moved by half between two
+runs of this script, at least ``--ref-engine-repeats``), and more until they add up to a second
+(``bench_engine.median_run``; the JSON gives the runs timed). NumPy and reference: the median of their repeats (NumPy gets one
 warm-up run on the quick sizes).
 Throughput is account·market·steps per second, rows = accounts + the vault
 and LP rows. Ratios are run-time ratios (> 1: the engine is faster).
@@ -94,7 +95,7 @@ def engine_vs_numpy(kind: str, s: int, n: int, a: int, t: int, repeats: int, np_
     assert np.asarray(book.all_cash).dtype == np.float32
     work = s * (n + 2) * a * t
     jax.clear_caches()                     # calm and cascade share shapes: compile each afresh
-    compile_s, run_s, metrics, used = time_engine(venue, book, paths, repeats, devices)
+    compile_s, run_s, metrics, used, runs = time_engine(venue, book, paths, repeats, devices)
     # The baseline gets host (NumPy) arrays, as its user would have them.
     np_book = jax.tree_util.tree_map(np.asarray, book)
     np_paths = adljax.Paths(np.asarray(paths.oracle), np.asarray(paths.depth))
@@ -103,7 +104,7 @@ def engine_vs_numpy(kind: str, s: int, n: int, a: int, t: int, repeats: int, np_
         run_np()
     np_s, np_times, np_out = _median_time(run_np, np_repeats)
     return {
-        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=repeats, devices=used),
+        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=runs, devices=used),
         "numpy": _entry(np_s, work, repeats=np_repeats, all_seconds=[_fmt(x) for x in np_times]),
         "ratio_engine_over_numpy": _fmt(np_s / run_s),
         "stages_fired": _fired(metrics),
@@ -119,11 +120,11 @@ def engine_vs_reference(kind: str, s: int, n: int, a: int, t: int, repeats: int,
         assert np.asarray(book.all_cash).dtype == np.float64
         work = s * (n + 2) * a * t
         jax.clear_caches()
-        compile_s, run_s, metrics, used = time_engine(venue, book, paths, repeats, devices)
+        compile_s, run_s, metrics, used, runs = time_engine(venue, book, paths, repeats, devices)
         ref_s, ref_times, ref_out = _median_time(
             lambda: adljax.reference.simulate(venue, book, paths, dt=1.0), ref_repeats)
     return {
-        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=repeats, devices=used),
+        "engine": _entry(run_s, work, compile_seconds=_fmt(compile_s), repeats=runs, devices=used),
         "reference": _entry(ref_s, work, repeats=ref_repeats, all_seconds=[_fmt(x) for x in ref_times]),
         "ratio_engine_over_reference": _fmt(ref_s / run_s),
         "stages_fired": _fired(metrics),

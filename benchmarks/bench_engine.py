@@ -45,8 +45,14 @@ def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0):
     return venue, book, adljax.Paths(oracle, depth)
 
 
+#: Timed runs go on past the ``repeats`` asked for until they add up to this many seconds (at most
+#: ``MAX_RUNS`` runs): the median of 3 runs of a few milliseconds moved by half from one call to the next.
+MIN_SECONDS = 1.0
+MAX_RUNS = 100
+
+
 def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
-    """(compile seconds, median run seconds, metrics, devices used) of the engine.
+    """(compile seconds, median run seconds, metrics, devices used, runs timed) of the engine.
 
     ``devices`` None: all local devices, as ``adljax.simulate`` runs (on CPU, ``import adljax``
     gives JAX one device per core: adljax/cpu.py). With several, the scenarios are split over
@@ -54,20 +60,23 @@ def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     the device count (a device would run padding) runs on one device instead.
     """
     exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
-    run_s, out = median_run(exe, args, repeats)
-    return compile_s, run_s, out[1], d
+    run_s, out, runs = median_run(exe, args, repeats)
+    return compile_s, run_s, out[1], d, runs
 
 
-def median_run(exe, args, repeats: int):
-    """(median seconds of ``repeats`` runs of ``exe(*args)`` after a warm-up, each ended by
-    ``block_until_ready``; the last run's output)."""
+def median_run(exe, args, repeats: int, min_seconds: float = MIN_SECONDS):
+    """(median seconds, the last run's output, runs timed) of ``exe(*args)`` after a warm-up.
+
+    Each run is ended by ``block_until_ready``. At least ``repeats`` runs, and more until
+    they add up to ``min_seconds`` (at most :data:`MAX_RUNS`).
+    """
     jax.block_until_ready(exe(*args))     # warm-up
     times = []
-    for _ in range(repeats):
+    while len(times) < repeats or (sum(times) < min_seconds and len(times) < MAX_RUNS):
         t0 = time.perf_counter()
         out = jax.block_until_ready(exe(*args))
         times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+    return statistics.median(times), out, len(times)
 
 
 def compile_engine(venue, book, paths, devices: int | None = None):
@@ -99,7 +108,8 @@ def main(argv=None):
     ap.add_argument("--accounts", type=int, default=4096)
     ap.add_argument("--markets", type=int, default=4)
     ap.add_argument("--steps", type=int, default=200)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--repeats", type=int, default=3,
+                    help=f"timed runs at least (default 3), and more until they add up to {MIN_SECONDS:g} s")
     ap.add_argument("--devices", type=int, default=None,
                     help="local devices to split the scenarios over (default: all; on CPU one per core)")
     ap.add_argument("--out", default="benchmarks/results/engine.json")
@@ -114,12 +124,12 @@ def main(argv=None):
     }
     for kind in ("calm", "cascade"):
         venue, book, paths = study(kind, s, n, a, t)
-        compile_s, run_s, metrics, used = time_engine(venue, book, paths, args.repeats, args.devices)
+        compile_s, run_s, metrics, used, runs = time_engine(venue, book, paths, args.repeats, args.devices)
         work = s * (n + 2) * a * t
         fired = {k: float(np.mean(np.asarray(metrics[k]) > 0)) for k in
                  ("market_liquidation_notional", "backstop_notional", "adl_notional")}
         adl_steps = float(np.mean(np.asarray(metrics["adl_steps"])))
-        record["studies"][kind] = dict(devices=used, compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4),
+        record["studies"][kind] = dict(devices=used, compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4), runs=runs,
                                        account_market_steps_per_second=float(f"{work / run_s:.4g}"),
                                        share_of_scenarios_with=fired, mean_adl_steps=adl_steps)
         print(f"{kind:8s} {used} device(s)  compile {compile_s:6.2f}s  run {run_s:7.3f}s  {work / run_s:.3g} account·market·steps/s  "

@@ -3,7 +3,8 @@
 From a base size (default 64 scenarios × 1,024 accounts × 4 markets × 100
 steps), one size is varied at a time (the others at the base), for the calm
 and the cascade study of ``bench_engine.py``. Each point: compile time apart,
-the median of ``--repeats`` runs after a warm-up (``block_until_ready``),
+the median of at least ``--repeats`` runs after a warm-up (``block_until_ready``), and of more
+until they add up to a second (``bench_engine.median_run``; each point gives its ``runs``),
 throughput in account·market·steps per second (rows = accounts + 2), and the
 compiled program's memory by XLA's own account (``memory_analysis()``:
 arguments, outputs and temporaries, per device and for all the devices that
@@ -49,7 +50,7 @@ def measure(kind: str, size: dict, repeats: int, devices: int | None) -> dict:
     s, n, a, t = (size[k] for k in AXES)
     venue, book, paths = study(kind, s, n, a, t)
     exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
-    run_s, (_, metrics, _) = median_run(exe, args, repeats)
+    run_s, (_, metrics, _), runs = median_run(exe, args, repeats)
     m = exe.memory_analysis()
     per_device = (m.argument_size_in_bytes + m.output_size_in_bytes + m.temp_size_in_bytes
                   - m.alias_size_in_bytes)
@@ -59,7 +60,7 @@ def measure(kind: str, size: dict, repeats: int, devices: int | None) -> dict:
     total = per_device * d                             # the devices run at once (on CPU, one memory)
     estimate = s * bytes_per_scenario(rows, a, t, itemsize)
     return {
-        "size": dict(size), "devices": d, "compile_seconds": _g(compile_s), "run_seconds": _g(run_s),
+        "size": dict(size), "devices": d, "compile_seconds": _g(compile_s), "run_seconds": _g(run_s), "runs": runs,
         "account_market_steps_per_second": _g(s * rows * a * t / run_s),
         "memory_bytes": {"arguments": int(m.argument_size_in_bytes), "outputs": int(m.output_size_in_bytes),
                          "temporaries": int(m.temp_size_in_bytes), "aliased": int(m.alias_size_in_bytes),
@@ -89,7 +90,7 @@ def growth(points: list[dict], axis: str) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up (default 3)")
+    ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up, at least (default 3; more until they add up to 1 s)")
     ap.add_argument("--devices", type=int, default=None,
                     help="local devices to split the scenarios over (default: all; on CPU one per core)")
     ap.add_argument("--studies", default="calm,cascade", help="comma-separated: calm, cascade (default both)")
