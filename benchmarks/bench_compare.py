@@ -139,14 +139,14 @@ def main(argv=None):
     ap.add_argument("--accounts", type=int, help="engine vs NumPy: accounts (default 4096; quick 512)")
     ap.add_argument("--markets", type=int, help="markets, both comparisons (default 4)")
     ap.add_argument("--steps", type=int, help="engine vs NumPy: steps (default 200; quick 100)")
-    ap.add_argument("--repeats", type=int, help="engine timed runs after the warm-up (default 3; quick 5)")
+    ap.add_argument("--repeats", type=int, help="engine timed runs after the warm-up, at least (default 3; quick 5; more until they add up to 1 s)")
     ap.add_argument("--numpy-repeats", type=int, help="NumPy timed runs (default 2; quick 5)")
     ap.add_argument("--ref-scenarios", type=int, help="engine vs reference: scenarios (default 8; quick 2)")
     ap.add_argument("--ref-accounts", type=int, help="engine vs reference: accounts (default 200; quick 50)")
     ap.add_argument("--ref-steps", type=int, help="engine vs reference: steps (default 200; quick 50)")
     ap.add_argument("--ref-repeats", type=int, default=1, help="reference timed runs (default 1)")
     ap.add_argument("--ref-engine-repeats", type=int, default=30,
-                    help="engine timed runs on the reference's workload (default 30: milliseconds each)")
+                    help="engine timed runs on the reference's workload, at least (default 30: milliseconds each)")
     ap.add_argument("--devices", type=int, help="local devices the engine splits the scenarios over (default: all; "
                                                 "on CPU one per core, as adljax.simulate)")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/compare.json; "
