@@ -7,7 +7,7 @@ loops and Python floats (float64). Every function below is one rule of
 able to read it next to a venue's documentation and follow every step.
 
 The fast engine :func:`adljax.simulate` takes the same inputs and returns the
-same :class:`~adljax.outcome.Outcome`; the tests compare the two.
+same :class:`~adljax.model.outcome.Outcome`; the tests compare the two.
 
 Layout of one step (:func:`step`)::
 
@@ -33,11 +33,11 @@ import math
 
 import numpy as np
 
-from .book import Book
-from .errors import InputError, check_range
-from .outcome import HISTORY, METRICS, Outcome
-from .paths import Paths
-from .venue import Venue
+from .model.book import Book
+from .model.errors import InputError, check_range
+from .model.outcome import HISTORY, METRICS, Outcome
+from .model.paths import Paths
+from .model.venue import Venue
 
 #: The rule choices this reference states; anything else raises InputError.
 ADL_POLICIES = ("queue", "random_order", "pro_rata", "socialized")
@@ -125,7 +125,7 @@ class State:
 
 @dataclasses.dataclass
 class Tally:
-    """What one scenario reports, accumulated over its steps (see ``adljax.outcome.METRICS``)."""
+    """What one scenario reports, accumulated over its steps (see ``adljax.model.outcome.METRICS``)."""
 
     market_liquidation_notional: float = 0.0
     market_liquidation_orders: int = 0
@@ -150,7 +150,7 @@ class Tally:
 
 @dataclasses.dataclass
 class StepReport:
-    """What one step reports (the per-step history, ``adljax.outcome.HISTORY``)."""
+    """What one step reports (the per-step history, ``adljax.model.outcome.HISTORY``)."""
 
     mark: list[float]
     vault_equity: float = 0.0
@@ -677,7 +677,7 @@ def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepR
     Report: ``bad_debt_adl += Σ_bankrupt max(−AV_before, 0) − max(−AV_after, 0)``
     (both at ``m``); ``adl_notional += Σ |units closed by candidates|·m``.
     """
-    R, A = state.n_rows, state.n_markets
+    R = state.n_rows
     # --- the pre-ADL state: everything below is decided from it -----------
     av = [account_value(state, r, m) for r in range(R)]
     traders_and_vault = list(state.traders()) + [state.vault]
@@ -930,7 +930,8 @@ def _books_per_scenario(book: Book, n_scenarios: int) -> list[dict[str, np.ndarr
         "insurance_fund": _host("book.insurance_fund", book.insurance_fund),
     }
     if fields["all_cash"].ndim not in (1, 2):
-        raise InputError(f"book.all_cash: expected [R rows] or [S scenarios, R rows], got shape {fields['all_cash'].shape}")
+        raise InputError(f"book.all_cash: expected [R rows] or [S scenarios, R rows], got shape "
+                         f"{fields['all_cash'].shape}")
     batched = fields["all_cash"].ndim == 2
     if batched and fields["all_cash"].shape[0] != n_scenarios:
         raise InputError(f"book: a batched book needs a leading axis of {n_scenarios} scenarios (as paths), "
@@ -965,12 +966,12 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
       dt: seconds per step.
       key: ``jax.random.key`` for the ``random_order`` ADL policy; scenario
         ``s`` uses ``jax.random.fold_in(key, first_scenario + s)``. ``None`` means ``jax.random.key(0)``.
-      history: also return the per-step series of ``adljax.outcome.HISTORY``.
+      history: also return the per-step series of ``adljax.model.outcome.HISTORY``.
       first_scenario: index of the first scenario in a study run in chunks.
 
     Returns:
       :class:`Outcome` with the final books ([S, ...] float64 arrays), the
-      metrics of ``adljax.outcome.METRICS`` ([S] float64) and, when asked,
+      metrics of ``adljax.model.outcome.METRICS`` ([S] float64) and, when asked,
       the history.
 
     Raises:
@@ -989,7 +990,8 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
     key = _check_key(key)
     books = _books_per_scenario(book, S)
     R = books[0]["all_cash"].shape[0]
-    starts = adl_starts(key, S, T, R, first_scenario) if cfg.adl_policy == "random_order" else [[0] * T for _ in range(S)]
+    starts = (adl_starts(key, S, T, R, first_scenario) if cfg.adl_policy == "random_order"
+              else [[0] * T for _ in range(S)])
 
     finals, metrics, histories = [], [], []
     for s in range(S):
@@ -1048,7 +1050,7 @@ def run_scenario(book: dict[str, np.ndarray], oracle: np.ndarray, depth: np.ndar
 
 
 def report_metrics(state: State, tally: Tally, last_mark: list[float]) -> dict[str, float]:
-    """The metrics of one scenario (``adljax.outcome.METRICS``), after its last step.
+    """The metrics of one scenario (``adljax.model.outcome.METRICS``), after its last step.
 
     ``bad_debt_residual = Σ max(−AV, 0)`` over trader and vault rows at the
     last step's mark; ``bad_debt = backstop + adl + residual``;

@@ -16,8 +16,8 @@ one core, as NumPy does. Compile time separately, then the median of
 at least ``--repeats`` runs after a warm-up, each ended by ``block_until_ready`` (on the
 reference's workload, whose runs take milliseconds and whose median of 3 moved by half between two
 runs of this script, at least ``--ref-engine-repeats``), and more until they add up to a second
-(``bench_engine.median_run``; the JSON gives the runs timed). NumPy and reference: the median of their repeats (NumPy gets one
-warm-up run on the quick sizes).
+(``bench_engine.median_run``; the JSON gives the runs timed). NumPy and reference: the median of
+their repeats (NumPy gets one warm-up run on the quick sizes).
 Throughput is account·market·steps per second, rows = accounts + the vault
 and LP rows. Ratios are run-time ratios (> 1: the engine is faster).
 
@@ -139,7 +139,9 @@ def main(argv=None):
     ap.add_argument("--accounts", type=int, help="engine vs NumPy: accounts (default 4096; quick 512)")
     ap.add_argument("--markets", type=int, help="markets, both comparisons (default 4)")
     ap.add_argument("--steps", type=int, help="engine vs NumPy: steps (default 200; quick 100)")
-    ap.add_argument("--repeats", type=int, help="engine timed runs after the warm-up, at least (default 3; quick 5; more until they add up to 1 s)")
+    ap.add_argument("--repeats", type=int,
+                    help="engine timed runs after the warm-up, at least "
+                         "(default 3; quick 5; more until they add up to 1 s)")
     ap.add_argument("--numpy-repeats", type=int, help="NumPy timed runs (default 2; quick 5)")
     ap.add_argument("--ref-scenarios", type=int, help="engine vs reference: scenarios (default 8; quick 2)")
     ap.add_argument("--ref-accounts", type=int, help="engine vs reference: accounts (default 200; quick 50)")
@@ -152,6 +154,7 @@ def main(argv=None):
     ap.add_argument("--out", help="JSON file (default benchmarks/results/compare.json; "
                                   "quick: benchmarks/results/compare_quick.json)")
     args = ap.parse_args(argv)
+    adljax.use_cpu_cores()         # one JAX device per core, as `adljax run` has (JAX_NUM_CPU_DEVICES chooses)
     q = args.quick
     pick = lambda v, default, quick: v if v is not None else (quick if q else default)
     s, n = pick(args.scenarios, 256, 32), pick(args.accounts, 4096, 512)
@@ -179,7 +182,8 @@ def main(argv=None):
         r = engine_vs_numpy(kind, s, n, a, t, repeats, np_repeats, np_warmup=q, devices=args.devices)
         record["engine_vs_numpy"]["studies"][kind] = r
         print(f"[float32 {s}x{n}x{a}x{t}] {kind:8s} engine {r['engine']['run_seconds']:.4g}s "
-              f"(compile {r['engine']['compile_seconds']:.3g}s, {r['engine']['devices']} device(s))  numpy {r['numpy']['run_seconds']:.4g}s  "
+              f"(compile {r['engine']['compile_seconds']:.3g}s, {r['engine']['devices']} device(s))  "
+              f"numpy {r['numpy']['run_seconds']:.4g}s  "
               f"-> engine {r['ratio_engine_over_numpy']:.3g}x numpy", flush=True)
     for kind in ("calm", "cascade"):
         r = engine_vs_reference(kind, rs, rn, a, rt, args.ref_engine_repeats, args.ref_repeats, devices=args.devices)

@@ -22,9 +22,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import adljax
-from adljax.engine import prepare, run, scenario_keys
-from adljax.sharding import scenario_map
-from adljax.stages.adl import queue_sizes
+from adljax.engine.waterfall import prepare, run, scenario_keys
+from adljax.parallel.sharding import scenario_map
+from adljax.engine.stages.adl import queue_sizes
 from adljax.generate import gbm, population, thinning_depth
 from adljax.generate.prices import YEAR
 
@@ -54,9 +54,9 @@ MAX_RUNS = 100
 def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     """(compile seconds, median run seconds, metrics, devices used, runs timed) of the engine.
 
-    ``devices`` None: all local devices, as ``adljax.simulate`` runs (on CPU, ``import adljax``
-    gives JAX one device per core: adljax/cpu.py). With several, the scenarios are split over
-    them by ``adljax.sharding.scenario_map``; a scenario count that is not a multiple of twice
+    ``devices`` None: all local devices, as ``adljax.simulate`` runs (on a CPU, JAX's one device
+    unless ``JAX_NUM_CPU_DEVICES`` asks for more). With several, the scenarios are split over
+    them by ``adljax.parallel.sharding.scenario_map``; a scenario count that is not a multiple of twice
     the device count (a device would run padding) runs on one device instead.
     """
     exe, args, d, compile_s = compile_engine(venue, book, paths, devices)
@@ -114,6 +114,7 @@ def main(argv=None):
                     help="local devices to split the scenarios over (default: all; on CPU one per core)")
     ap.add_argument("--out", default="benchmarks/results/engine.json")
     args = ap.parse_args(argv)
+    adljax.use_cpu_cores()         # one JAX device per core, as `adljax run` has (JAX_NUM_CPU_DEVICES chooses)
     s, n, a, t = args.scenarios, args.accounts, args.markets, args.steps
     dev = jax.devices()[0]
     record = {
@@ -129,11 +130,11 @@ def main(argv=None):
         fired = {k: float(np.mean(np.asarray(metrics[k]) > 0)) for k in
                  ("market_liquidation_notional", "backstop_notional", "adl_notional")}
         adl_steps = float(np.mean(np.asarray(metrics["adl_steps"])))
-        record["studies"][kind] = dict(devices=used, compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4), runs=runs,
-                                       account_market_steps_per_second=float(f"{work / run_s:.4g}"),
+        record["studies"][kind] = dict(devices=used, compile_seconds=round(compile_s, 3), run_seconds=round(run_s, 4),
+                                       runs=runs, account_market_steps_per_second=float(f"{work / run_s:.4g}"),
                                        share_of_scenarios_with=fired, mean_adl_steps=adl_steps)
-        print(f"{kind:8s} {used} device(s)  compile {compile_s:6.2f}s  run {run_s:7.3f}s  {work / run_s:.3g} account·market·steps/s  "
-              f"scenarios with ADL {fired['adl_notional']:.0%}, mean ADL steps {adl_steps:.1f}")
+        print(f"{kind:8s} {used} device(s)  compile {compile_s:6.2f}s  run {run_s:7.3f}s  {work / run_s:.3g} "
+              f"account·market·steps/s  scenarios with ADL {fired['adl_notional']:.0%}, mean ADL steps {adl_steps:.1f}")
     calm, casc = (record["studies"][k]["account_market_steps_per_second"] for k in ("calm", "cascade"))
     record["cascade_cost_vs_calm"] = float(f"{calm / casc:.3g}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

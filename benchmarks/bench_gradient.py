@@ -26,8 +26,8 @@ import jax.numpy as jnp
 
 import adljax
 from adljax import objectives
-from adljax.calibration import apply
-from adljax.engine import batch_book, prepare, run, scenario_keys
+from adljax.analysis.calibration import apply
+from adljax.engine.waterfall import batch_book, prepare, run, scenario_keys
 from bench_engine import study
 
 
@@ -72,6 +72,7 @@ def main(argv=None):
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default="benchmarks/results/gradient.json")
     args = ap.parse_args(argv)
+    adljax.use_cpu_cores()         # one JAX device per core, as `adljax run` has (JAX_NUM_CPU_DEVICES chooses)
 
     s, n, a, t = args.scenarios, args.accounts, args.markets, args.steps
     venue, book, paths = study("cascade", s, n, a, t)

@@ -32,6 +32,8 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_engine import compile_engine, median_run, study  # noqa: E402
 
+import adljax  # noqa: E402
+from adljax.analysis.metrics import p_adl  # noqa: E402
 from adljax.chunking import bytes_per_scenario, scenarios_per_chunk  # noqa: E402
 
 AXES = ("scenarios", "accounts", "markets", "steps")
@@ -69,7 +71,7 @@ def measure(kind: str, size: dict, repeats: int, devices: int | None) -> dict:
         "chunk_estimate_bytes": int(estimate),
         # how much of the waterfall the study ran: the share of steps with ADL (a scenario's mean)
         "share_of_steps_with_adl": _g(float(np.mean(np.asarray(metrics["adl_steps"]))) / t),
-        "share_of_scenarios_with_adl": _g(float(np.mean(np.asarray(metrics["adl_notional"]) > 0))),
+        "share_of_scenarios_with_adl": _g(p_adl(metrics)),
         "measured_over_estimate": _g(total / estimate),
     }
 
@@ -90,12 +92,14 @@ def growth(points: list[dict], axis: str) -> dict:
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, a smoke run")
-    ap.add_argument("--repeats", type=int, default=3, help="timed runs after the warm-up, at least (default 3; more until they add up to 1 s)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed runs after the warm-up, at least (default 3; more until they add up to 1 s)")
     ap.add_argument("--devices", type=int, default=None,
                     help="local devices to split the scenarios over (default: all; on CPU one per core)")
     ap.add_argument("--studies", default="calm,cascade", help="comma-separated: calm, cascade (default both)")
     ap.add_argument("--out", help="JSON file (default benchmarks/results/sweep.json; quick: sweep_quick.json)")
     args = ap.parse_args(argv)
+    adljax.use_cpu_cores()         # one JAX device per core, as `adljax run` has (JAX_NUM_CPU_DEVICES chooses)
     base, values = (QUICK_BASE, QUICK_VALUES) if args.quick else (BASE, VALUES)
     out = Path(args.out or ("benchmarks/results/sweep_quick.json" if args.quick else "benchmarks/results/sweep.json"))
     kinds = [k.strip() for k in args.studies.split(",") if k.strip()]
@@ -127,7 +131,8 @@ def main(argv=None):
                 if key not in done:           # the base point is shared by every axis
                     done[key] = measure(kind, size, args.repeats, args.devices)
                     p = done[key]
-                    print(f"{kind:8s} {'x'.join(map(str, key)):>18s}  {p['devices']} dev  compile {p['compile_seconds']:5.1f}s  "
+                    print(f"{kind:8s} {'x'.join(map(str, key)):>18s}  {p['devices']} dev  "
+                          f"compile {p['compile_seconds']:5.1f}s  "
                           f"run {p['run_seconds']:8.4f}s  {p['account_market_steps_per_second']:9.3g}/s  "
                           f"ADL in {p['share_of_steps_with_adl']:4.0%} of steps  "
                           f"memory {p['memory_bytes']['all_devices'] / 2**20:8.1f} MiB "

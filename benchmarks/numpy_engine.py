@@ -26,7 +26,7 @@ from __future__ import annotations
 import numpy as np
 
 import adljax
-from adljax.venue import Rules
+from adljax.model.venue import Rules
 
 #: The only rule set implemented here (that of ``adljax.venues.hyperliquid()``).
 SUPPORTED_RULES = Rules(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark",
@@ -244,7 +244,8 @@ def simulate(venue, book, paths, *, dt: float = 1.0, dtype=None) -> dict:
             acc["partial_liquidation_orders"] += np.sum(big, axis=(1, 2))
             acc["liquidation_fees"] += fees
             acc["vault_unwind_notional"] += vault_ntl
-            impact = impact + impact_coef * np.where(depth > 0, (filled_b - filled_s) / np.where(depth > 0, depth, 1), 0)
+            impact = impact + impact_coef * np.where(depth > 0,
+                                                     (filled_b - filled_s) / np.where(depth > 0, depth, 1), 0)
             av = account_value(cash, size, entry, mark)
             mr = maintenance(size, mark, mm)
             has_pos = np.any(size != 0, axis=1)
@@ -289,7 +290,8 @@ def simulate(venue, book, paths, *, dt: float = 1.0, dtype=None) -> dict:
             matched_long = np.where(whole_long, q_long, np.minimum(q_long, c_long))
             matched_short = np.where(whole_short, q_short, np.minimum(q_short, c_short))
             f_long = np.where(whole_long, 1, np.where(q_long > 0, matched_long / np.where(q_long > 0, q_long, 1), 0))
-            f_short = np.where(whole_short, 1, np.where(q_short > 0, matched_short / np.where(q_short > 0, q_short, 1), 0))
+            f_short = np.where(whole_short, 1,
+                               np.where(q_short > 0, matched_short / np.where(q_short > 0, q_short, 1), 0))
             closed_b = np.where(b3, size * np.where(size > 0, f_long[:, :, None], f_short[:, :, None]), 0)
 
             scores = hyperliquid_score(size, entry, av, mark)

@@ -5,8 +5,8 @@ The cascade study of ``bench_engine.py`` is run for ``--warm-steps`` steps
 liquidation, backstop and ADL all have work; then, at the
 next step's mark, each stage is jitted and timed (median of repeats,
 ``block_until_ready``) on the book the stage before it left, as in the
-engine's step (so ADL sees the rows that liquidation and the backstop left bankrupt). Also reports in how many steps of the whole run each
-stage fired in at least one scenario (the batch-level ``cond`` runs a stage
+engine's step (so ADL sees the rows that liquidation and the backstop left bankrupt). Also reports in
+how many steps of the whole run each stage fired in at least one scenario (the batch-level ``cond`` runs a stage
 for every scenario of the batch when any one needs it). Writes JSON.
 
     python benchmarks/profile_stages.py --scenarios 64 --accounts 4096 --markets 4
@@ -24,9 +24,9 @@ import jax.numpy as jnp
 import numpy as np
 
 import adljax
-from adljax.engine import prepare, run, scenario_keys
-from adljax.market import Market
-from adljax.stages import adl, backstop, liquidation, margin
+from adljax.engine.waterfall import prepare, run, scenario_keys
+from adljax.engine.market import Market
+from adljax.engine.stages import adl, backstop, liquidation, margin
 
 from bench_engine import study
 
@@ -52,6 +52,7 @@ def main(argv=None):
                     help="steps run before the timed one (default: the step with the most bankrupt rows at ADL)")
     ap.add_argument("--out", default="benchmarks/results/profile_stages.json")
     args = ap.parse_args(argv)
+    adljax.use_cpu_cores()         # one JAX device per core, as `adljax run` has (JAX_NUM_CPU_DEVICES chooses)
     s, n, a, t = args.scenarios, args.accounts, args.markets, args.steps
     venue, book, paths = study("cascade", s, n, a, t)
     params, book_b, p = prepare(venue, book, paths, 1.0)
@@ -70,7 +71,7 @@ def main(argv=None):
     vm = lambda f: jax.jit(jax.vmap(f, in_axes=(0, 0, None)))
     t_margin = timed(vm(margin.run), mid, mk, params)
     liq, mg = vm(margin.run)(mid, mk, params)
-    liquidate = jax.jit(jax.vmap(lambda b, m, pr, l, av: liquidation.run(b, m, pr, rules, l, av),
+    liquidate = jax.jit(jax.vmap(lambda b, m, pr, liq, av: liquidation.run(b, m, pr, rules, liq, av),
                                  in_axes=(0, 0, None, 0, 0)))
     t_liq = timed(liquidate, mid, mk, params, liq, mg.av)
     after_liq, _ = liquidate(mid, mk, params, liq, mg.av)

@@ -22,8 +22,8 @@ from pathlib import Path
 
 import jax
 
-from adljax.engine import prepare, run, scenario_keys
-from adljax.stages.adl import queue_sizes
+from adljax.engine.waterfall import prepare, run, scenario_keys
+from adljax.engine.stages.adl import queue_sizes
 
 from bench_engine import study
 
@@ -32,16 +32,16 @@ def source_of_kernels(hlo: str) -> dict[str, tuple[str, str]]:
     """{kernel name: (line, stage)}: the innermost adljax frame of each instruction
     ("file.py:line function"), and the stage module it runs in (or the innermost file)."""
     section = lambda name: hlo.split(f"\n{name}\n", 1)[1].split("\n\n", 1)[0].splitlines()
-    files = {int(k): v.strip('"') for k, v in (l.split(" ", 1) for l in section("FileNames"))}
-    funcs = {int(k): v.strip('"') for k, v in (l.split(" ", 1) for l in section("FunctionNames"))}
+    files = {int(k): v.strip('"') for k, v in (line.split(" ", 1) for line in section("FileNames"))}
+    funcs = {int(k): v.strip('"') for k, v in (line.split(" ", 1) for line in section("FunctionNames"))}
     locs, frames = {}, {}
-    for l in section("FileLocations"):
-        d = dict(re.findall(r"(\w+)=(\d+)", l))
-        locs[int(l.split()[0])] = (files[int(d["file_name_id"])], funcs[int(d["function_name_id"])], int(d["line"]))
-    for l in section("StackFrames"):
-        d = dict(re.findall(r"(\w+)=(\d+)", l))
+    for line in section("FileLocations"):
+        d = dict(re.findall(r"(\w+)=(\d+)", line))
+        locs[int(line.split()[0])] = (files[int(d["file_name_id"])], funcs[int(d["function_name_id"])], int(d["line"]))
+    for line in section("StackFrames"):
+        d = dict(re.findall(r"(\w+)=(\d+)", line))
         # parent_frame_id counts from 1 with 0 for none, one more than the frames' own ids
-        frames[int(l.split()[0])] = (int(d["file_location_id"]), int(d.get("parent_frame_id", 0)) - 1)
+        frames[int(line.split()[0])] = (int(d["file_location_id"]), int(d.get("parent_frame_id", 0)) - 1)
 
     def where(frame: int) -> tuple[str, str]:
         seen, inner, stage = set(), None, None

@@ -2,9 +2,10 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
-# One CPU device, here and in the commands and notebook kernels the tests start: `import adljax`
-# would otherwise give JAX one per core (adljax.cpu), and every run would split its scenarios over
-# them. test_cpu.py checks that default; test_sharding.py runs 2 and 4 devices against 1, bitwise.
+# One CPU device, here and in the commands and notebook kernels the tests start: the `adljax` command
+# (and any code calling adljax.use_cpu_cores) would otherwise give JAX one per core, and every run would
+# split its scenarios over them. test_cpu.py checks that default; test_sharding.py runs 2 and 4 devices
+# against 1, bitwise.
 os.environ.setdefault("JAX_NUM_CPU_DEVICES", "1")
 
 # One compilation cache for this test session, shared by the two pytest-xdist workers and by

@@ -43,7 +43,8 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
     b = book_np(out)
     cash, size, entry = (b[f].astype(np.float64) for f in ("all_cash", "all_size", "all_entry"))
     start = case.book(dtype)
-    cash0, size0, entry0 = (np.asarray(getattr(start, f), dtype=np.float64) for f in ("all_cash", "all_size", "all_entry"))
+    cash0, size0, entry0 = (np.asarray(getattr(start, f), dtype=np.float64)
+                            for f in ("all_cash", "all_size", "all_entry"))
 
     # Shapes and finiteness.
     assert set(m) == set(METRICS)
@@ -88,7 +89,8 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
     # Cooldowns stay within [0, venue cooldown]; flags and the fund are untouched.
     assert np.all(b["cooldown"] >= 0) and np.all(b["cooldown"] <= case.venue.cooldown * (1 + rel))
     assert np.all(b["cooldown"][:, n:] == 0), "the vault and LP rows never cool down"
-    np.testing.assert_array_equal(b["isolated"], np.broadcast_to(np.concatenate([bc.isolated, [False, False]]), (s, n + 2)))
+    np.testing.assert_array_equal(b["isolated"],
+                                  np.broadcast_to(np.concatenate([bc.isolated, [False, False]]), (s, n + 2)))
 
     # Bad debt decomposes, every part non-negative.
     tiny = rel * scale

@@ -6,7 +6,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adljax.accounting import UNROLLED_MARKETS, account_value, any_markets, maintenance, max_markets, sum_markets
+from adljax.engine.accounting import account_value, any_markets, maintenance, sum_markets
+from adljax.engine.config import EngineConfig
+
+UNROLLED = EngineConfig().unrolled_markets
 
 
 def test_account_value_and_requirement_by_hand():
@@ -16,19 +19,41 @@ def test_account_value_and_requirement_by_hand():
     entry = jnp.array([[10.0, 12.0, 0.0], [100.0, 0.0, 0.0]])
     mark = jnp.array([11.0, 90.0])
     np.testing.assert_array_equal(account_value(cash, size, entry, mark), [100 + 2 * 1 + 0.5 * -10, -50 + -1 * -1, 0.0])
-    np.testing.assert_allclose(maintenance(size, mark, jnp.array([0.1, 0.02])), [2 * 11 * 0.1 + 0.5 * 90 * 0.02, 1.1, 0.0])
+    np.testing.assert_allclose(maintenance(size, mark, jnp.array([0.1, 0.02])),
+                               [2 * 11 * 0.1 + 0.5 * 90 * 0.02, 1.1, 0.0])
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["nojit", "jit"])
-@pytest.mark.parametrize("n_markets", [1, 2, 4, UNROLLED_MARKETS, UNROLLED_MARKETS + 3])
+@pytest.mark.parametrize("n_markets", [1, 2, 4, UNROLLED, UNROLLED + 3])
 def test_market_reductions_match_jnp(n_markets, jit):
     rng = np.random.default_rng(n_markets)
     x = rng.normal(size=(3, n_markets, 5))            # batched like the engine's [S, A, R]
     f = (lambda g: jax.jit(g, static_argnums=1)) if jit else (lambda g: g)
     for axis, xs in ((0, x[0]), (1, x), (-2, x)):
         np.testing.assert_allclose(f(sum_markets)(xs, axis), xs.sum(axis=axis), rtol=1e-13)
-        np.testing.assert_array_equal(f(max_markets)(xs, axis), xs.max(axis=axis))
         np.testing.assert_array_equal(f(any_markets)(xs > 1.0, axis), (xs > 1.0).any(axis=axis))
+        # written the other way (unrolled above A markets, or a reduction from one market up): the same
+        for unrolled in (0, n_markets):
+            np.testing.assert_allclose(sum_markets(xs, axis, unrolled), xs.sum(axis=axis), rtol=1e-13)
+            np.testing.assert_array_equal(any_markets(xs > 1.0, axis, unrolled), (xs > 1.0).any(axis=axis))
+
+
+def _primitives(fn, x) -> set[str]:
+    return {e.primitive.name for e in jax.make_jaxpr(fn)(x).eqns}
+
+
+def test_unrolled_markets_decides_how_a_sum_over_markets_is_written():
+    """Up to ``unrolled`` markets the sum is elementwise adds (no reduction kernel); above, one reduction.
+    The default is EngineConfig's, 8 markets."""
+    x = jnp.ones((3, 5))
+    assert "reduce_sum" not in _primitives(lambda y: sum_markets(y, unrolled=3), x)
+    assert "reduce_sum" in _primitives(lambda y: sum_markets(y, unrolled=2), x)
+    assert "reduce_or" in _primitives(lambda y: any_markets(y > 0, unrolled=2), x)
+    assert "reduce_or" not in _primitives(lambda y: any_markets(y > 0, unrolled=3), x)
+    assert "reduce_sum" not in _primitives(sum_markets, jnp.ones((UNROLLED, 5)))
+    assert "reduce_sum" in _primitives(sum_markets, jnp.ones((UNROLLED + 1, 5)))
+    assert "reduce_sum" in _primitives(lambda y: account_value(y[0], y, y, y[:, 0], unrolled=2), x)
+    assert "reduce_sum" in _primitives(lambda y: maintenance(y, y[:, 0], y[:, 0], unrolled=2), x)
 
 
 def test_market_sum_adds_in_market_order():

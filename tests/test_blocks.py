@@ -1,7 +1,7 @@
-"""On CPU the engine runs a batch in blocks of scenarios (``adljax.engine.run``'s ``block``), with the same numbers.
+"""On CPU the engine runs a batch in blocks of scenarios (``EngineConfig.block``), with the same numbers.
 
 A block's state stays in the CPU's caches and each block skips the stages
-none of its scenarios needs (docs/performance.md, session 11). What a block
+none of its scenarios needs (docs/performance.md). What a block
 must not change: a scenario's numbers (up to the rounding of sums, which
 already depends on the batch a scenario runs in), its random draws (they
 come from its own key), or the number of scenarios out. The gradient through
@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 import adljax
-from adljax import engine
-from adljax.engine import blocks, default_block, prepare, run, scenario_keys
-from adljax.errors import InputError
+from adljax.engine.config import EngineConfig
+from adljax.engine.waterfall import blocks, prepare, run, scenario_keys
+from adljax.model.errors import InputError
 from adljax.study import default_study
 
 # Money sums in float64: relative to the study's scale. The two error metrics are rounding
@@ -48,9 +48,30 @@ def test_run_names_a_bad_block(study, bad):
         go(book, p, keys, bad)
 
 
+@pytest.mark.parametrize("field, bad", [("block", 0), ("block", "fast"), ("cpu_block", 0), ("gathered_rows", 2.5),
+                                        ("first_candidates", True), ("unrolled_markets", -1), ("prefix_block", None),
+                                        ("queue_rows_round", 0)])
+def test_bad_config_is_named(field, bad):
+    with pytest.raises(InputError, match=f"config.{field}"):
+        EngineConfig(**{field: bad})
+    with pytest.raises(InputError, match=f"config.{field}"):
+        EngineConfig().replace(**{field: bad})
+
+
+def test_simulate_names_a_config_that_is_not_one():
+    st = default_study(n_scenarios=2, n_steps=5, n_accounts=10)
+    with pytest.raises(InputError, match="config"):
+        adljax.simulate(st.venue, st.book, st.paths, config={"block": 3})
+
+
 def test_cpu_runs_in_blocks_by_default():
     assert jax.default_backend() == "cpu"
-    assert default_block() == engine.CPU_BLOCK == 8
+    default = EngineConfig()
+    assert default.block == "auto" and default.block_size() == default.block_size("cpu") == 8
+    assert default.block_size("gpu") is None and default.block_size("tpu") is None    # the whole batch
+    assert EngineConfig(cpu_block=3).block_size() == 3
+    assert EngineConfig(block=None).block_size("cpu") is None
+    assert EngineConfig(block=5, cpu_block=3).block_size("gpu") == 5
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +83,8 @@ def study():
     paths = adljax.Paths(st.paths.oracle, st.paths.depth * 0.01)
     params, book, p = prepare(venue, st.book, paths, 1.0)
     keys = scenario_keys(st.key, 11)
-    go = lambda b, p_, k, block: run(params, b, p_.oracle, p_.depth, k, rules=venue.rules, history=True, block=block)
+    go = lambda b, p_, k, block: run(params, b, p_.oracle, p_.depth, k, rules=venue.rules, history=True,
+                                     config=EngineConfig(block=block))
     return st, go, book, p, keys, go(book, p, keys, None)
 
 
@@ -75,7 +97,8 @@ def _same(got, want, scale, what):
     for k in want[2]:
         np.testing.assert_allclose(np.asarray(got[2][k]), np.asarray(want[2][k]), rtol=1e-12, atol=1e-12 * scale,
                                    err_msg=f"{what}: history {k}")
-    np.testing.assert_allclose(np.asarray(got[0].all_cash), np.asarray(want[0].all_cash), rtol=1e-12, atol=1e-12 * scale)
+    np.testing.assert_allclose(np.asarray(got[0].all_cash), np.asarray(want[0].all_cash), rtol=1e-12,
+                               atol=1e-12 * scale)
     np.testing.assert_array_equal(np.asarray(got[0].all_size) == 0, np.asarray(want[0].all_size) == 0)
 
 
@@ -107,7 +130,8 @@ def test_blocks_in_float32():
     st = default_study(n_scenarios=10, n_steps=30, n_accounts=80, dtype=np.float32)
     params, book, p = prepare(st.venue, st.book, adljax.Paths(st.paths.oracle, st.paths.depth * 0.02), 1.0)
     keys = scenario_keys(st.key, 10)
-    whole, got = (run(params, book, p.oracle, p.depth, keys, rules=st.venue.rules, block=b) for b in (None, 4))
+    whole, got = (run(params, book, p.oracle, p.depth, keys, rules=st.venue.rules, config=EngineConfig(block=b))
+                  for b in (None, 4))
     assert np.asarray(whole[1]["backstop_notional"]).sum() > 0
     scale = float(np.abs(np.asarray(book.all_cash, np.float64)).sum(axis=-1).max())
     for k in whole[1]:

@@ -6,7 +6,7 @@ import jax
 import pytest
 
 from adljax.bookfile import load_book, save_book
-from adljax.errors import InputError
+from adljax.model.errors import InputError
 from adljax.generate import population
 
 DATA = Path(__file__).parent / "data"
@@ -92,14 +92,16 @@ BAD = [
     ("a,BTC,1,nan,50,false\nb,BTC,-1,100,50,false\n", HEADER, {}, r"column 'entry': NaN at row 1"),
     ("a,BTC,1,100,50,false\nb,BTC,-1,100,NaN,false\n", HEADER, {}, r"column 'cash': NaN at row 2 \(account 'b'"),
     ("a,BTC,1,0,50,false\nb,BTC,-1,100,50,false\n", HEADER, {},
-     r"column 'entry': must be > 0 on an open position; row 1 \(account 'a', market 'BTC'\) has size 1.0 and entry 0.0"),
+     r"column 'entry': must be > 0 on an open position; row 1 \(account 'a', market 'BTC'\) has size 1.0 and "
+     r"entry 0.0"),
     ("a,BTC,1,-5,50,false\nb,BTC,-1,100,50,false\n", HEADER, {}, r"column 'entry': must be > 0 .* entry -5.0"),
     ("a,BTC,1,100,50,false\nb,BTC,-1,100,50,false\na,ETH,1,10,60,false\nb,ETH,-1,10,50,false\n", HEADER, {},
      r"column 'cash': account 'a' has different cash on its lines: 50.0 \(row 1\) and 60.0 \(row 3\)"),
     ("a,BTC,1,100,,false\nb,BTC,-1,100,50,false\n", HEADER, {}, r"column 'cash': account 'a' has no cash"),
     ("a,BTC,1,100,50,false\na,BTC,-1,100,50,false\n", HEADER, {},
      r"account 'a' has two lines for market 'BTC' \(rows 1 and 2\)"),
-    ("a,BTC,1,100,50,false\nb,BTC,-1,100,,true\n", HEADER, {}, r"column 'cash': row 2 .* is isolated and needs its own"),
+    ("a,BTC,1,100,50,false\nb,BTC,-1,100,,true\n", HEADER, {},
+     r"column 'cash': row 2 .* is isolated and needs its own"),
     ("a,BTC,1,100,50,maybe\nb,BTC,-1,100,50,false\n", HEADER, {}, r"column 'isolated': 'maybe' at row 1"),
     ("a,BTC,one,100,50,false\n", HEADER, {}, r"column 'size': 'one' is not a number at row 1"),
     ("a,BTC,1,100000,2000,false\nb,BTC,-1,100000,50000,false\n", HEADER, {"max_leverage": [40.0, 25.0]},
@@ -108,7 +110,8 @@ BAD = [
      HEADER, {"max_leverage": [40.0, 25.0]},
      r"max_leverage: account 'a' markets BTC, ETH has leverage 35×.*need 4,100 USD of margin"),
     ("a,BTC,1.5,100,50,false\nb,BTC,-1,100,50,false\nc,ETH,-0.25,10,5,false\n", HEADER, {},
-     r"column 'size': the book is not zero-sum; net size \(longs − shorts\) per market: BTC \+0.5 units, ETH -0.25 units"),
+     r"column 'size': the book is not zero-sum; net size \(longs − shorts\) per market: BTC \+0.5 units, "
+     r"ETH -0.25 units"),
     ("", HEADER, {}, r"no rows"),
 ]
 

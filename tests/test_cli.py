@@ -2,10 +2,14 @@
 
 Compilation dominates at these sizes, so the runs that simulate are few
 (a two-venue comparison, a killed run and its resume, the default study
-with its figures, inspect, bench) and share one JAX compilation cache.
+with its figures, inspect) and share one JAX compilation cache.
 The help and bad-argument checks run ``adljax.cli.main`` in the test's own
 process, but for one help page and two errors run as processes: a new
-process spends 2-4 s importing JAX, which was 60 s of this file's 172 s.
+process spends 2-4 s importing JAX.
+
+The two-venue comparison runs once for the module and is only read; every
+other run writes under its own test's ``tmp_path``, so the tests pass alone
+and in any order.
 """
 import json
 import os
@@ -17,8 +21,11 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from adljax import METRICS, results, runner
-from adljax.inspection import moves
+from adljax import METRICS
+from adljax.analysis import metrics
+from adljax.analysis.inspection import moves
+from adljax.cli.common import CACHE_ENV
+from adljax.studies import runner
 
 ROOT = Path(__file__).resolve().parent.parent
 BOOK = ROOT / "scenarios" / "books" / "example.csv"
@@ -56,9 +63,9 @@ VENUES = ["hyperliquid_builder", "bitmex"]
 
 @pytest.fixture(scope="module")
 def work(tmp_path_factory):
+    """The module's folder: the two-venue study file and the comparison's results (read only by the tests)."""
     d = tmp_path_factory.mktemp("cli")
     (d / "two.toml").write_text(TINY.format(preset=json.dumps(VENUES)))
-    (d / "one.toml").write_text(TINY.format(preset=json.dumps(VENUES[0])))
     return d
 
 
@@ -120,10 +127,10 @@ def test_results_folder_agrees_with_the_run(work, comparison, venue):
     m = {k: t.column(k).to_numpy() for k in METRICS}
     summary = json.loads((out / "summary.json").read_text())
     s = summary["statistics"]
-    assert s["p_adl"] == np.mean(m["adl_notional"] > 0)
+    assert s["p_adl"] == np.mean(m["adl_indicator"] > 0)
     assert 0 < s["p_adl"] < 1                                         # the study is one where ADL sometimes fires
-    assert s["vault_loss"]["var99"] == results.var(-m["vault_pnl"], 0.99)
-    assert s["vault_loss"]["es95"] == results.expected_shortfall(-m["vault_pnl"], 0.95)
+    assert s["vault_loss"]["var99"] == metrics.var(-m["vault_pnl"], 0.99)
+    assert s["vault_loss"]["es95"] == metrics.expected_shortfall(-m["vault_pnl"], 0.95)
     assert s["bad_debt"]["mean"] == pytest.approx(m["bad_debt"].mean())
     assert s["max_conservation_error"] == m["conservation_error"].max()
     assert summary["sizes"] == {"scenarios": 12, "steps": 60, "accounts": 40, "markets": 1, "rows": 42,
@@ -133,15 +140,16 @@ def test_results_folder_agrees_with_the_run(work, comparison, venue):
         "00000000-00000004.parquet", "00000005-00000009.parquet", "00000010-00000011.parquet"]
 
 
-def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(work, comparison, cache):
-    out = work / "resumed"
-    args = ("run", work / "one.toml", "--chunk", 5, "--out", out, "--no-plots")
-    p = adljax(*args, cwd=work, cache=cache, env={runner.STOP_ENV: "1"})
+def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(work, comparison, cache, tmp_path):
+    (tmp_path / "one.toml").write_text(TINY.format(preset=json.dumps(VENUES[0])))
+    out = tmp_path / "resumed"
+    args = ("run", tmp_path / "one.toml", "--chunk", 5, "--out", out, "--no-plots")
+    p = adljax(*args, cwd=tmp_path, cache=cache, env={runner.STOP_ENV: "1"})
     assert p.returncode == 1                                          # exited hard after its first chunk
     assert [f.name for f in (out / "chunks").iterdir()] == ["00000000-00000004.parquet"]
     assert not (out / "scenarios.parquet").exists()
 
-    p = adljax(*args, "--resume", cwd=work, cache=cache)
+    p = adljax(*args, "--resume", cwd=tmp_path, cache=cache)
     assert p.returncode == 0, p.stderr
     assert json.loads((out / "summary.json").read_text())["seconds"]["chunks_resumed"] == 1
     # the same study uninterrupted: the comparison's run of the same venue (same book, paths, keys and chunks)
@@ -150,22 +158,22 @@ def test_a_killed_run_resumes_to_the_numbers_of_an_uninterrupted_one(work, compa
     assert a.equals(b)
 
     # the finished folder: without --resume it is an error; --resume into it with another study is refused
-    line = one_line_error(adljax(*args, cwd=work))
+    line = one_line_error(adljax(*args, cwd=tmp_path))
     assert "--resume" in line and "--out" in line
-    line = one_line_error(adljax(*args, "--resume", "--seed", 9, cwd=work))
+    line = one_line_error(adljax(*args, "--resume", "--seed", 9, cwd=tmp_path))
     assert "different study" in line and "seed" in line
 
 
-def test_default_study_runs_with_no_scenario_file_and_draws_its_figures(work, cache):
-    p = adljax("run", "--scenarios", 6, "--steps", 20, "--accounts", 30, "--chunk", 4, cwd=work, cache=cache)
+def test_default_study_runs_with_no_scenario_file_and_draws_its_figures(cache, tmp_path):
+    p = adljax("run", "--scenarios", 6, "--steps", 20, "--accounts", 30, "--chunk", 4, cwd=tmp_path, cache=cache)
     assert p.returncode == 0, p.stderr
     assert "default" in p.stdout and "P(ADL)" in p.stdout and "bad debt" in p.stdout
-    out = work / "results" / "default"                                # the default --out
+    out = tmp_path / "results" / "default"                            # the default --out
     t = pq.read_table(out / "scenarios.parquet")
     assert t.num_rows == 6
     summary = json.loads((out / "summary.json").read_text())
     assert summary["study"]["name"] == "default" and summary["sizes"]["chunks"] == 2
-    assert summary["statistics"]["p_adl"] == np.mean(t.column("adl_notional").to_numpy() > 0)
+    assert summary["statistics"]["p_adl"] == np.mean(t.column("adl_indicator").to_numpy() > 0)
     figures = summary["files"]["figures"]
     assert {"vault_loss.png", "bad_debt.png", "adl.png", "waterfall.png", "price_paths.png"} == set(figures)
     assert all(is_png(out / f) for f in figures)
@@ -173,9 +181,9 @@ def test_default_study_runs_with_no_scenario_file_and_draws_its_figures(work, ca
     assert samples and all(0 <= int(i) < 6 for i in samples)
 
 
-# ---- inspect and bench -------------------------------------------------------------------------------------
-def test_inspect_prints_queue_and_distances(work):
-    p = adljax("inspect", BOOK, "--markets", "BTC,ETH", "--prices", "100000,4000", cwd=work)
+# ---- inspect -----------------------------------------------------------------------------------------------
+def test_inspect_prints_queue_and_distances(tmp_path):
+    p = adljax("inspect", BOOK, "--markets", "BTC,ETH", "--prices", "100000,4000", cwd=tmp_path)
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "ADL queue" in out and "whale_long" in out and "degen_3 [BTC iso]" in out
@@ -204,18 +212,6 @@ def test_moves_by_hand():
     assert mv["liquidation"][0] == 0.0 and np.isnan(mv["bankruptcy"][1])
 
 
-def test_bench_writes_json(work):
-    p = adljax("bench", "--sizes", "3", "--steps", 5, "--accounts", 10, "--repeats", 2, "--out",
-               work / "b" / "bench.json", cwd=work)
-    assert p.returncode == 0, p.stderr
-    assert "account·market·steps/s" in p.stdout
-    rec = json.loads((work / "b" / "bench.json").read_text())
-    assert [r["scenarios"] for r in rec["runs"]] == [3] and rec["jax"] and rec["device"]
-    for r in rec["runs"]:
-        assert r["compile_s"] > 0 and r["run_s"] > 0 and len(r["runs_s"]) == 2
-        assert r["row_market_steps_per_s"] == pytest.approx(r["scenarios"] * 12 * 3 * 5 / r["run_s"])
-
-
 # ---- help and errors ---------------------------------------------------------------------------------------
 def in_process(*args, cwd, monkeypatch, capsys):
     """``adljax.cli.main(args)`` in this process (exit code, stdout, stderr), as ``python -m adljax``
@@ -223,7 +219,7 @@ def in_process(*args, cwd, monkeypatch, capsys):
     from adljax import cli
 
     monkeypatch.chdir(cwd)
-    monkeypatch.setenv(cli.CACHE_ENV, "0")
+    monkeypatch.setenv(CACHE_ENV, "0")
     monkeypatch.setattr(sys, "argv", ["adljax"])
     capsys.readouterr()
     try:
@@ -237,7 +233,7 @@ def in_process(*args, cwd, monkeypatch, capsys):
 def test_help_has_an_example(tmp_path, monkeypatch, capsys):
     p = adljax("run", "--help", cwd=tmp_path)                   # one as a process, the others in this one
     assert p.returncode == 0 and "example" in p.stdout and "adljax run" in p.stdout
-    for command in ["inspect", "bench"]:
+    for command in ["calibrate", "inspect"]:
         p = in_process(command, "--help", cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys)
         assert p.returncode == 0 and "example" in p.stdout and f"adljax {command}" in p.stdout
 
@@ -257,7 +253,7 @@ BAD = {
     "market not in the list": ["inspect", str(BOOK), "--markets", "BTC", "--prices", "100000"],
     "unknown venue": ["inspect", str(BOOK), "--markets", "BTC,ETH", "--prices", "1,2", "--venue", "nope"],
     "bad price list": ["inspect", str(BOOK), "--markets", "BTC,ETH", "--prices", "1,,2"],
-    "bench size 0": ["bench", "--sizes", "0"],
+    "no bench command": ["bench"],
 }
 
 
@@ -278,12 +274,18 @@ def test_bad_arguments_get_one_line_and_exit_2(case, tmp_path, monkeypatch, caps
     assert not (tmp_path / "results").exists()
 
 
-@pytest.mark.skipif(hasattr(os, "geteuid") and os.geteuid() == 0, reason="root reads any file")
-def test_unreadable_scenario_file(tmp_path):
-    f = tmp_path / "secret.toml"
-    f.write_text("name = 'x'\n")
-    f.chmod(0)
-    assert "cannot read" in one_line_error(adljax("run", f, cwd=tmp_path))
+def test_unreadable_scenario_file(tmp_path, monkeypatch, capsys):
+    # a symbolic link to itself: no user, root included, can read it
+    loop = tmp_path / "loop.toml"
+    loop.symlink_to(loop.name)
+    line = one_line_error(in_process("run", loop, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys))
+    assert line.startswith(f"adljax: error: {loop}: cannot read the scenario file (") and "symbolic links" in line
+    if os.geteuid() != 0:                     # a file without read permission (root reads it anyway)
+        secret = tmp_path / "secret.toml"
+        secret.write_text("name = 'x'\n")
+        secret.chmod(0)
+        line = one_line_error(in_process("run", secret, cwd=tmp_path, monkeypatch=monkeypatch, capsys=capsys))
+        assert line == f"adljax: error: {secret}: cannot read the scenario file (Permission denied)"
 
 
 # ---- runner pieces -----------------------------------------------------------------------------------------

@@ -37,6 +37,7 @@ from hypothesis import strategies as st
 
 import adljax
 import adljax.reference
+from adljax.engine.config import EngineConfig
 
 from invariants import REL, check_invariants
 from strategies import RULE_SETS, SHAPES, BookCase, Case, cases, compare_outcomes
@@ -54,8 +55,7 @@ PAIRS = tuple(zip((SHAPES[1:] + SHAPES[:1]) * 3, RULE_SETS)) + (
 PER_PAIR = 25 if os.environ.get("ADLJAX_DIFFERENTIAL") == "1" else 5
 N_EXAMPLES = PER_PAIR * len(PAIRS)
 #: Each stage must be reached in at least this share of the drawn cases: 10 % of the suite's 60
-#: (6 cases), 15 % of the 300 drawn on request. (Session 9's 60: market liquidation 73 %, partial
-#: liquidation with cooldown 32 %, backstop takeover 32 %, ADL 42 %.)
+#: (6 cases), 15 % of the 300 drawn on request.
 MIN_SHARE = 0.15 if N_EXAMPLES >= 300 else 0.10
 
 #: Per-case stage flags, filled by test_engine_matches_reference, checked by test_zz_stage_coverage.
@@ -64,26 +64,21 @@ STAGES: list[dict[str, bool]] = []
 DISAGREED: list[int] = []
 
 
-def _reference_ready() -> bool:
-    """False while ``adljax.reference.simulate`` still raises NotImplementedError."""
-    book = adljax.Book.from_accounts([100.0], [[1.0]], [[100.0]], lp_size=[-1.0], lp_entry=[100.0], lp_cash=1e4)
-    paths = adljax.Paths(np.full((1, 2, 1), 100.0), np.full((1, 2, 1), 1e6))
-    try:
-        adljax.reference.simulate(adljax.venues.hyperliquid(), book, paths)
-    except NotImplementedError:
-        return False
-    except Exception:  # written but failing: let the tests run and show the error
-        return True
-    return True
-
-
 def _np(x) -> np.ndarray:
     return np.asarray(x, dtype=np.float64)
 
 
+#: The drawn books are small, and a book whose rows all fit the gathered liquidation
+#: (``gathered_rows``) and the vault's first walk (``first_candidates``) compiles only the whole-book
+#: paths. Here both limits are below the drawn books' rows, so every case runs the gathered paths in
+#: steps with few liquidatable rows or candidates and the whole-book paths in the others, and both are
+#: compared with the reference.
+GATHERED_PATHS = EngineConfig(gathered_rows=3, first_candidates=3)
+
+
 def _run_both(case):
     book, paths = case.book(), case.paths()
-    fast = adljax.simulate(case.venue, book, paths, dt=case.dt, history=True)
+    fast = adljax.simulate(case.venue, book, paths, dt=case.dt, history=True, config=GATHERED_PATHS)
     ref = adljax.reference.simulate(case.venue, book, paths, dt=case.dt, history=True)
     return fast, ref
 
@@ -114,33 +109,11 @@ def _stage_flags(case, m) -> dict[str, bool]:
     }
 
 
-@pytest.fixture(scope="module", autouse=True)
-def gathered_paths():
-    """The drawn books are small, and a book whose rows all fit the gathered liquidation
-    (``GATHERED_ROWS``) and the vault's first walk (``FIRST_CANDIDATES``) compiles only the
-    whole-book paths. Here both limits are below the drawn books' rows, so every case runs the
-    gathered paths in steps with few liquidatable rows or candidates and the whole-book paths
-    in the others, and both are compared with the reference."""
-    import jax
-    from adljax.stages import backstop, liquidation
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(liquidation, "GATHERED_ROWS", 3)
-        mp.setattr(backstop, "FIRST_CANDIDATES", 3)
-        jax.clear_caches()
-        yield
-    jax.clear_caches()
-
-
-needs_reference = pytest.mark.skipif(not _reference_ready(), reason="adljax.reference.simulate is not written yet")
-
-
 def _pair_id(pair) -> str:
     (n, a, t), r = pair
     return f"{n}x{a}x{t}-" + "-".join(str(v) for v in r.values())
 
 
-@needs_reference
 @pytest.mark.parametrize("pair", PAIRS, ids=_pair_id)
 @settings(max_examples=PER_PAIR, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
@@ -166,7 +139,6 @@ def test_engine_matches_reference(pair, data):
             raise AssertionError(f"{name}: an invariant does not hold: {err}") from err
 
 
-@needs_reference
 def test_trader_closed_by_adl_is_flat():
     """Found by test_engine_matches_reference (shrunk by hand): one long, the LP short, a 10 % gap.
 
@@ -182,7 +154,8 @@ def test_trader_closed_by_adl_is_flat():
     bc = BookCase(cash=np.array([99690.083551409465]), size=np.array([[s]]), entry=np.array([[1.0]]),
                   isolated=np.array([False]), vault_cash=0.0, vault_size=np.zeros(1), vault_entry=np.zeros(1),
                   lp_cash=0.0, lp_size=np.array([-s]), lp_entry=np.array([1.0]), start=np.array([1.0]))
-    case = Case(venue=adljax.venues.hyperliquid(max_leverage=7.0, cooldown=0.0, slippage=0.0, impact=0.5, backstop="none"),
+    case = Case(venue=adljax.venues.hyperliquid(max_leverage=7.0, cooldown=0.0, slippage=0.0, impact=0.5,
+                                                backstop="none"),
                 dt=0.5, bc=bc, oracle=np.array([[[1.0], [0.8984375], [0.8984375], [0.8984375]]]),
                 depth=np.full((1, 4, 1), 1e5))
     fast, ref = _run_both(case)
@@ -192,7 +165,6 @@ def test_trader_closed_by_adl_is_flat():
     assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)
 
 
-@needs_reference
 def test_queue_takes_whole_positions_when_all_are_needed():
     """Found by a longer random run of test_engine_matches_reference (shrunk by hand).
 
@@ -217,7 +189,6 @@ def test_queue_takes_whole_positions_when_all_are_needed():
     assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)
 
 
-@needs_reference
 def test_zz_stage_coverage():
     """The drawn cases reach every stage of the waterfall in a good share of cases."""
     if DISAGREED:
@@ -230,7 +201,6 @@ def test_zz_stage_coverage():
     assert not low, f"stages reached in under {MIN_SHARE:.0%} of {len(STAGES)} cases: {low} (all: {shares})"
 
 
-@needs_reference
 def test_a_fee_that_takes_all_a_flat_row_has_left_leaves_exactly_zero():
     """Found by the 300-case run (the drawn case; scenario 1 is the one that disagreed).
 
@@ -251,9 +221,12 @@ def test_a_fee_that_takes_all_a_flat_row_has_left_leaves_exactly_zero():
                   lp_entry=np.array([6.327378320420321]), start=np.array([6.463169035842908]))
     # The three scenarios as drawn: the rounding that decided it depends on the batch's shape.
     oracle = np.array([
-        [6.463169035842908, 6.489300725148046, 6.529904647110879, 6.440886315200106, 6.443937483704876, 4.291292817992324],
-        [6.463169035842908, 6.296700717482231, 5.980986666730266, 5.930351033595293, 5.489270442277689, 5.655067189707831],
-        [6.463169035842908, 6.499247464795534, 8.519342556059478, 8.474945204118015, 6.4797850505172585, 6.401146504265878]])
+        [6.463169035842908, 6.489300725148046, 6.529904647110879, 6.440886315200106, 6.443937483704876,
+         4.291292817992324],
+        [6.463169035842908, 6.296700717482231, 5.980986666730266, 5.930351033595293, 5.489270442277689,
+         5.655067189707831],
+        [6.463169035842908, 6.499247464795534, 8.519342556059478, 8.474945204118015, 6.4797850505172585,
+         6.401146504265878]])
     depth = np.array([[0.0, 0.0] + [4.0103453451123657e+06] * 4,
                       [0.0, 3.4224496468584935e+03] * 3,
                       [1.4706208215851617e+04] * 6])
@@ -267,9 +240,8 @@ def test_a_fee_that_takes_all_a_flat_row_has_left_leaves_exactly_zero():
     assert not bad, "fast engine and reference disagree:\n" + "\n".join(bad)
 
 
-@needs_reference
 def test_regression_zero_scores_tie_whatever_their_sign():
-    """Shrunk from the random comparison (session 3; the bug predates it).
+    """A case shrunk from the random comparison.
 
     Trader 2 is long 1333.5 BTC-like and short 1000 ETH-like; ETH jumps 25 % at step 1: market
     liquidation fills 1000 a side, the vault (no cash) cannot carry, and ADL closes the rest of
@@ -301,7 +273,7 @@ def test_order_key_treats_minus_zero_as_zero_under_jit():
     import jax
     import jax.numpy as jnp
 
-    from adljax.stages.queue import order_key
+    from adljax.engine.stages.queue import order_key
 
     for dtype in (jnp.float32, jnp.float64):
         k = np.asarray(jax.jit(order_key)(jnp.array([-0.0, 0.0, -1e-30, 1e-30], dtype)))

@@ -80,5 +80,5 @@ def test_dt_and_wrong_types():
         adljax.simulate(venues.hyperliquid(), Book.from_accounts(**GOOD), np.ones((1, 3, 1)))
     with pytest.raises(InputError, match="book: a batched book needs a leading axis of 2"):
         b = Book.from_accounts(**GOOD)
-        b3 = adljax.book.stack([b, b, b])
+        b3 = adljax.model.book.stack([b, b, b])
         adljax.simulate(venues.hyperliquid(), b3, good_paths(s=2))

@@ -1,4 +1,5 @@
-"""Scenario generators: statistics against the model's hand-derived moments, reproducibility, stress shapes, bootstrap, depth, populations.
+"""Scenario generators: statistics against the model's hand-derived moments, reproducibility, stress shapes,
+bootstrap, depth, populations.
 
 Statistical checks use a tolerance of 4 standard errors of the estimate (a
 false alarm about once in 16,000 runs per check); each test's seed is fixed,
@@ -11,7 +12,7 @@ import jax
 import jax.numpy as jnp
 import pytest
 
-from adljax.errors import InputError
+from adljax.model.errors import InputError
 from adljax.generate import (YEAR, apply_stress, bootstrap, cascade, correlated_normals, gap, garch, gbm,
                              load_prices_csv, merton, population, stress_path, thinning_depth, v_crash)
 
@@ -358,6 +359,7 @@ def test_population_isolated_rows():
     for f in ("all_cash", "size_am", "entry_am", "isolated"):
         np.testing.assert_array_equal(np.asarray(getattr(again, f)), np.asarray(getattr(mixed, f)))
     other = population(jax.random.key(10), n, START, LEV, isolated_share=0.25, **kw)
-    assert other.n_accounts != mixed.n_accounts or not np.array_equal(np.asarray(other.all_cash), np.asarray(mixed.all_cash))
+    assert other.n_accounts != mixed.n_accounts or not np.array_equal(np.asarray(other.all_cash),
+                                                                      np.asarray(mixed.all_cash))
     with pytest.raises(InputError, match="isolated_share"):
         population(jax.random.key(9), n, START, LEV, isolated_share=1.5)

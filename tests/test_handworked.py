@@ -54,7 +54,8 @@ BIG = 1e12  # depth that never binds
 def test_partial_liquidation_then_whole_orders_during_the_cooldown(sim):
     # Hyperliquid's published rule: after a partial liquidation, orders during the 30 s
     # cooldown are for the entire position.
-    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]],
+                              dtype=np.float64)
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
     out = sim(v, book, paths([100, 94, 93.5], BIG), dt=10.0)
     # step 1 @94: 20 % = 400 units (as below): cash 17600, size 1600, cooldown 30.
@@ -70,7 +71,8 @@ def test_partial_liquidation_and_cooldown(sim_all):
     # A: long 2000 @100 (notional 200k > 100k threshold), cash 20k; B the short side.
     # max_leverage 10 -> mm 5 %. dt = 10 s, cooldown 30 s, and the row *waits* during the
     # cooldown (cooldown_mode="wait"): orders at steps 1 and 4 only.
-    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]],
+                              dtype=np.float64)
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, cooldown_mode="wait")
     out = sim(v, book, paths([100, 94, 93.5, 93, 92.5], BIG), dt=10.0)
     # step 1 @94: AV = 20000 - 12000 = 8000 < MR = 2000*94*.05 = 9400 -> 20 % = 400 units at 94:
@@ -95,7 +97,8 @@ def test_partial_liquidation_and_cooldown(sim_all):
 
 def test_cooldown_counts_seconds_not_steps(sim):
     # Same book, dt = 1 s, a 10 s cooldown: after the first partial order at step 1 the next can go at step 11.
-    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]], dtype=np.float64)
+    book = Book.from_accounts(cash=[20_000.0, 1e6], size=[[2000.0], [-2000.0]], entry=[[100.0], [100.0]],
+                              dtype=np.float64)
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", cooldown_mode="wait",
                            cooldown=10.0)
     # price 94 then 93.5 held: liquidatable throughout (AV 7200 < MR 7480 after the first order).
@@ -157,7 +160,7 @@ def test_backstop_absorbs_deficit_and_refuses_when_it_cannot_carry(sim):
     np.testing.assert_allclose(np.asarray(out.book.vault_cash)[0], 100.0)
 
 
-def _adl_book():
+def adl_book():
     # X long 20 @100 cash 100 (goes bankrupt); shorts S1 5 @110, S2 10 @100, S3 15 @90;
     # L long 10 @100 (healthy); E holds cash only.
     return Book.from_accounts(
@@ -176,7 +179,7 @@ def test_adl_hyperliquid_queue_at_previous_mark(sim_all):
     # S3 (90/90)(1350/2000) = 0.675. Queue S1, S2, S3: they close 5, 10, 5 (of 15).
     # Fill at the previous mark, 100.
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none")
-    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
+    out = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]))
     b = out.book
     np.testing.assert_allclose(np.asarray(b.size)[0, :, 0], [0, 0, 0, -10, 10, 0], atol=1e-12)
     # X sells 20 @100: cash 100. S1 buys 5 @100: +5*(110-100) = +50 -> 150.
@@ -192,7 +195,7 @@ def test_adl_hyperliquid_queue_at_previous_mark(sim_all):
 def test_adl_at_bankruptcy_price(sim):
     # Same crash; X's bankruptcy price 90 + 100/20 = 95 leaves it at exactly 0.
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_price="bankruptcy")
-    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
+    out = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]))
     # S1: -5*(95-110) = +75 -> 175; S2: -10*(95-100) = +50 -> 550; S3: -5*(95-90) = -25 -> 1975.
     np.testing.assert_allclose(np.asarray(out.book.cash)[0], [0, 175, 550, 1975, 10_000, 777], rtol=1e-12, atol=1e-9)
     np.testing.assert_allclose(m(out, "bad_debt_adl"), 100.0, rtol=1e-12)
@@ -201,8 +204,9 @@ def test_adl_at_bankruptcy_price(sim):
 def test_adl_pro_rata(sim):
     # Pro rata by contracts: 20 of 30 short contracts -> every short closes 2/3, at the previous mark 100.
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_policy="pro_rata")
-    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
-    np.testing.assert_allclose(np.asarray(out.book.size)[0, :, 0], [0, -5 / 3, -10 / 3, -5, 10, 0], rtol=1e-12, atol=1e-12)
+    out = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, :, 0], [0, -5 / 3, -10 / 3, -5, 10, 0],
+                               rtol=1e-12, atol=1e-12)
     # S1 closes 10/3 @100: +10/3*10; S2 +0; S3 closes 10 @100: -10*10.
     np.testing.assert_allclose(np.asarray(out.book.cash)[0], [100, 100 + 100 / 3, 500, 1900, 10_000, 777], rtol=1e-12)
 

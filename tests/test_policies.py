@@ -8,7 +8,7 @@ import pytest
 import adljax
 from adljax import Book, Paths, venues
 
-from test_handworked import BIG, ENGINES, _adl_book, m, paths  # noqa: F401  (sim fixture below)
+from test_handworked import BIG, ENGINES, adl_book, m, paths  # noqa: F401  (sim fixture below)
 
 
 @pytest.fixture(params=["jit", "reference"])
@@ -30,7 +30,7 @@ def test_socialized_loss_charges_every_open_position_per_contract(sim_all):
     # X (long 20) is at AV -100 at 90. Drift's rule: D = 100 over the open interest of the
     # rows that can pay: shorts 5 + 10 + 15 and the long L 10 = 40 contracts -> 2.5 each.
     v = venues.hyperliquid(**BASE, backstop="none", adl_policy="socialized")
-    out = sim(v, _adl_book(), paths([100, 90], [BIG, 0.0]))
+    out = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]))
     b = out.book
     np.testing.assert_allclose(np.asarray(b.size)[0, :, 0], [20, -5, -10, -15, 10, 0])   # nothing closed
     np.testing.assert_allclose(np.asarray(b.cash)[0], [200, 87.5, 475, 1962.5, 9975, 777], rtol=1e-12)
@@ -60,7 +60,7 @@ def test_dydx_random_order_from_the_key(sim):
     # Rows in index order from a pseudo-random start (wrapping), each closing up to its whole
     # position. The start is randint(fold_in(fold_in(key, 0), t=1), 0, R) by docs/rules.md.
     key = jax.random.key(7)
-    book = _adl_book()
+    book = adl_book()
     r = book.all_cash.shape[-1]                  # 6 traders + vault + LP = 8
     start = int(jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, 0), 1), (), 0, r))
     shorts = {1: 5.0, 2: 10.0, 3: 15.0}
@@ -116,11 +116,11 @@ def test_adl_queue_indicator_in_fifths():
     # At 90: shorts S1 (score 2.75, 5 contracts), S2 (1.667, 10), S3 (0.675, 15) of 30:
     # through S1 5/30 -> 1st fifth; through S2 15/30 = 50 % -> 3rd; S3 100 % -> 5th.
     # Longs: X (AV < 0: infinite leverage, first) 20/30 -> 4th; L 30/30 -> 5th. E: no position.
-    q = adljax.adl_queue(venues.hyperliquid(), _adl_book(), [90.0])
+    q = adljax.adl_queue(venues.hyperliquid(), adl_book(), [90.0])
     np.testing.assert_array_equal(q[:, 0], [4, 1, 3, 5, 5, 0])
     # By PnL instead: S1 and S2 tie (+100 each): nothing is strictly ahead of either, so
     # 5/30 -> 1st and 10/30 -> 2nd; S3 (pnl 0) has both ahead: 30/30 -> 5th.
-    q = adljax.adl_queue(venues.hyperliquid(adl_score="pnl"), _adl_book(), [90.0])
+    q = adljax.adl_queue(venues.hyperliquid(adl_score="pnl"), adl_book(), [90.0])
     np.testing.assert_array_equal(q[1:4, 0], [1, 2, 5])
 
 
@@ -171,7 +171,8 @@ def test_every_preset_conserves_value_and_spares_flat_accounts(name):
     depth = np.full_like(oracle, 3000.0)
     depth[:, 10:20] = 0.0
     out = adljax.simulate(venues.PRESETS[name](max_leverage=20.0), flat, Paths(oracle, depth), key=jax.random.key(1))
-    scale = float(np.abs(np.asarray(flat.all_cash)).sum() + (np.abs(np.asarray(flat.all_size)) * np.asarray(flat.all_entry)).sum())
+    scale = float(np.abs(np.asarray(flat.all_cash)).sum()
+                  + (np.abs(np.asarray(flat.all_size)) * np.asarray(flat.all_entry)).sum())
     assert m(out, "conservation_error") <= 1e-9 * scale
     assert m(out, "zero_sum_error") <= 1e-9 * np.abs(np.asarray(flat.all_size)).sum()
     np.testing.assert_array_equal(np.asarray(out.book.cash)[0, -2:], [123.0, 456.0])
@@ -208,7 +209,7 @@ def test_funding_can_push_an_account_into_liquidation(sim):
 
 def test_a_trade_that_would_leave_dust_closes_the_position_exactly():
     # docs/rules.md, "Dust": |s + q| <= 1e-12 |s| closes exactly; 1e-9 of a position is kept.
-    from adljax.accounting import reduce_position, trade
+    from adljax.engine.accounting import reduce_position, trade
     s, e = jnp.array([1.0, 1.0, -3.0]), jnp.array([100.0, 100.0, 50.0])
     q = jnp.array([-(1.0 - 1e-14), -(1.0 - 1e-9), 3.0 * (1 - 1e-13)])
     new_size, new_entry, dcash = trade(s, e, q, jnp.array([110.0, 110.0, 40.0]))

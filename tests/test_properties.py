@@ -57,7 +57,8 @@ def test_scenario_alone_matches_batch(case):
 @settings(max_examples=1, **SETTINGS)
 @given(cases(shapes=(SHAPES[0],), n_scenarios=3))
 def test_no_jit_matches_jit(case):
-    """The engine gives the same results run op by op (slow: one drawn case; the hand-worked tests run every case both ways)."""
+    """The engine gives the same results run op by op (slow: one drawn case; the hand-worked tests run every
+    case both ways)."""
     note(case.describe())
     jitted = simulate(case, history=True)
     with jax.disable_jit():
@@ -106,7 +107,8 @@ def test_float32_close_to_float64_on_calm_case(case):
     want = simulate(case, history=True)
     assume(np.all(metrics_np(want)["n_bankrupt_accounts"] == 0))
     for nudge in (1 + 1e-6, 1 - 1e-6):
-        nudged = adljax.simulate(case.venue, case.book(), Paths(case.oracle * nudge, case.depth), dt=case.dt, history=True)
+        nudged = adljax.simulate(case.venue, case.book(), Paths(case.oracle * nudge, case.depth), dt=case.dt,
+                                 history=True)
         assume(_counts(nudged) == _counts(want))
     got = simulate(case, dtype=np.float32, history=True)
     gm, wm = metrics_np(got), metrics_np(want)

@@ -1,4 +1,4 @@
-"""The ADL queue (adljax.stages.queue.take_from_top) against a walk down the sorted queue, at a
+"""The ADL queue (adljax.engine.stages.queue.take_from_top) against a walk down the sorted queue, at a
 benchmark book's size: ties at the cut, infinite, signed-zero and negative scores, float64 scores
 too close to tell apart in float32, needs of nothing and of more than the queue holds."""
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from adljax.stages.queue import take_from_top
+from adljax.engine.stages.queue import take_from_top
 
 R = 4098          # rows: the benchmark's 4,096 accounts, the vault and the liquidity providers
 STRIDE = 8        # queues 6-8 place their candidates every STRIDE rows
@@ -84,8 +84,8 @@ def test_cut_off_is_the_sorted_walk(dtype):
     # under jit and vmap; all queues as one scenario; and a batch of two, in reverse.
     each = jax.jit(jax.vmap(take_from_top))(*(jnp.asarray(x[:, None]) for x in (score, weight, need)))[:, 0]
     pair = jax.vmap(take_from_top)(*(jnp.asarray(np.stack([x, x[::-1]])) for x in (score, weight, need)))[1][::-1]
-    for name, got in [("each queue alone", each), ("one scenario", take_from_top(*map(jnp.asarray, (score, weight, need)))),
-                      ("batched, reversed", pair)]:
+    one = take_from_top(*map(jnp.asarray, (score, weight, need)))
+    for name, got in [("each queue alone", each), ("one scenario", one), ("batched, reversed", pair)]:
         got = np.asarray(got, np.float64)
         for a in range(len(need)):     # the partial share is the need less a sum: rounding of the need's size
             scale = max(float(min(need[a], weight[a].sum())), float(weight[a].max()))

@@ -1,13 +1,16 @@
-"""Summary statistics (adljax.results) against numbers worked by hand.
+"""Summary statistics (adljax.analysis.metrics) against numbers worked by hand.
 
-Definitions under test (adljax.results' docstring):
+Definitions under test (adljax.analysis.metrics' docstring):
   quantile Q_q(x) = x_sorted[ceil(q·S) − 1]   (the smallest observed v with share(x ≤ v) ≥ q)
-  VaR_q = Q_q(loss),   ES_q = mean of the losses ≥ VaR_q,   loss = −vault_pnl.
+  VaR_q = Q_q(loss),   loss = −vault_pnl,
+  ES_q = the mean of the worst k = (1 − q)·S losses, the boundary one with weight k − ⌊k⌋ (the largest if k ≤ 1).
 """
 import numpy as np
 import pytest
 
-from adljax import METRICS, results
+from adljax import METRICS
+
+from adljax.analysis import metrics as results
 
 LOSS = [100.0, -5.0, 0.0, 20.0, 1.0, 0.0, 3.0, 10.0, 2.0, 4.0]   # sorted: −5 0 0 1 2 3 4 10 20 100
 
@@ -26,15 +29,16 @@ def test_quantile_is_an_observed_value_by_the_inverted_cdf():
 
 def test_var_and_es():
     assert results.var(LOSS, 0.9) == 20.0
-    assert results.expected_shortfall(LOSS, 0.9) == 60.0             # (20 + 100) / 2
-    assert results.expected_shortfall(LOSS, 0.5) == pytest.approx((2 + 3 + 4 + 10 + 20 + 100) / 6)
-    assert results.expected_shortfall(LOSS, 0.95) == 100.0
+    assert results.expected_shortfall(LOSS, 0.9) == 100.0            # k = 1: the largest
+    assert results.expected_shortfall(LOSS, 0.5) == pytest.approx((100 + 20 + 10 + 4 + 3) / 5)   # k = 5
+    assert results.expected_shortfall(LOSS, 0.95) == 100.0           # k = 0.5: the largest
+    assert results.expected_shortfall(LOSS, 0.85) == pytest.approx((100 + 0.5 * 20) / 1.5)       # k = 1.5
 
 
-def test_es_counts_ties_at_the_var():
+def test_es_weighs_ties_at_the_boundary_like_any_loss():
     loss = [1.0, 2.0, 2.0, 2.0, 5.0]
     assert results.var(loss, 0.5) == 2.0                              # ceil(2.5) − 1 = 2
-    assert results.expected_shortfall(loss, 0.5) == 2.75             # (2 + 2 + 2 + 5) / 4
+    assert results.expected_shortfall(loss, 0.5) == 3.2              # k = 2.5: (5 + 2 + 0.5·2) / 2.5
 
 
 def test_describe():
@@ -52,6 +56,8 @@ def _metrics():
     m["backstop_accounts"] = np.array([0.0, 0.0, 1.0, 2.0])
     m["adl_notional"] = np.array([0.0, 0.0, 0.0, 400.0])
     m["n_adl_accounts"] = np.array([0.0, 0.0, 0.0, 3.0])
+    m["adl_indicator"] = np.array([0.0, 0.0, 0.0, 1.0])
+    m["adl_steps"] = np.array([0.0, 0.0, 0.0, 2.0])
     m["bad_debt_backstop"] = np.array([0.0, 0.0, 50.0, 100.0])
     m["bad_debt_adl"] = np.array([0.0, 0.0, 0.0, 40.0])
     m["bad_debt_residual"] = np.array([0.0, 0.0, 0.0, 10.0])
@@ -80,12 +86,13 @@ def test_summarize_by_hand():
     assert split["residual"]["mean"] == 2.5 and split["residual"]["share"] == 0.05       # 10 of 200
     assert sum(p["share"] for p in split.values()) == pytest.approx(1.0)
     v = s["vault_loss"]
-    # losses sorted: −30 0 50 250; Q_0.95: ceil(3.8) − 1 = 3 → 250; Q_0.5: ceil(2) − 1 = 1 → 0
+    # losses sorted: −30 0 50 250; Q_0.95: ceil(3.8) − 1 = 3 → 250; Q_0.5: ceil(2) − 1 = 1 → 0;
+    # ES95, ES99: k = 0.2, 0.04 < 1 → the largest loss
     assert v["mean"] == 67.5 and v["p_loss"] == 0.5 and v["max"] == 250.0
     assert v["var95"] == 250.0 and v["es95"] == 250.0
     assert v["var99"] == 250.0 and v["es99"] == 250.0
     assert results.var(-_metrics()["vault_pnl"], 0.5) == 0.0
-    assert results.expected_shortfall(-_metrics()["vault_pnl"], 0.5) == 100.0            # (0 + 50 + 250) / 3
+    assert results.expected_shortfall(-_metrics()["vault_pnl"], 0.5) == 150.0            # k = 2: (250 + 50) / 2
     assert s["max_conservation_error"] == 3e-6 and s["max_zero_sum_error"] == 1e-9
 
 
@@ -110,3 +117,58 @@ def test_comparison_rows():
     assert rows[0]["p_adl"] == 0.25 and rows[0]["bad_debt"] == 50.0 and rows[0]["adl_notional"] == 100.0
     assert rows[0]["vault_loss_es99"] == 250.0
     assert rows[0]["bad_debt_backstop"] + rows[0]["bad_debt_adl"] + rows[0]["bad_debt_residual"] == 50.0
+
+
+# ---- figures (adljax.analysis.plots): readable at the shipped studies' sizes --------------------------------------
+def _drawn(monkeypatch, draw, *args):
+    """The figure ``draw`` makes, drawn but not saved."""
+    from adljax.analysis import plots
+
+    monkeypatch.setattr(plots, "_save", lambda fig, path: fig)
+    fig = draw(*args, "unused.png", "title")
+    fig.canvas.draw()
+    return fig
+
+
+def _visible_ticks(axis):
+    lo, hi = sorted(axis.get_view_interval())
+    return [t for t in axis.get_major_ticks() if lo <= t.get_loc() <= hi and t.label1.get_visible()]
+
+
+def test_adl_steps_axis_has_a_few_whole_numbers_not_a_label_a_bar(monkeypatch):
+    from adljax.analysis import plots
+
+    m = {k: np.zeros(256) for k in METRICS}
+    m["adl_steps"] = 93.0 + np.arange(256) % 24                 # 93 … 116, as scenarios/oct10_cascade.toml gives
+    m["adl_indicator"] = np.ones(256)
+    m["adl_notional"] = np.full(256, 5.5e7)
+    fig = _drawn(monkeypatch, plots.adl, m)
+    ticks = _visible_ticks(fig.axes[0].xaxis)
+    assert 3 <= len(ticks) <= 10
+    assert all(float(t.get_loc()).is_integer() for t in ticks)
+
+
+def test_usd_ticks_tell_close_amounts_apart():
+    from adljax.analysis import plots
+
+    f = plots.usd_formatter()
+    locs = [5_000_000.0 + 100.0 * i for i in range(-1, 7)]       # the oct10 study's vault losses: $5M ± a few $100
+    f.set_locs(locs)
+    labels = [f(x) for x in locs]
+    assert len(set(labels)) == len(locs) and f.get_offset() == "+ $5M"
+    assert labels[:3] == ["−$100", "$0", "+$100"]
+    f.set_locs([0.0, 5e5, 1e6])                                    # far apart: plain 3-digit amounts, no offset
+    assert [f(x) for x in (0.0, 5e5, 1e6)] == ["$0", "$500k", "$1M"] and f.get_offset() == ""
+    assert plots.usd_labels([5_000_000.0, 5_000_136.0, 5_000_367.0]) == ["$5,000,000", "$5,000,136", "$5,000,367"]
+
+
+def test_adl_figure_shows_the_socialized_loss_when_adl_closes_nothing(monkeypatch):
+    from adljax.analysis import plots
+
+    m = {k: np.zeros(4) for k in METRICS}
+    m["adl_indicator"] = np.array([1.0, 0.0, 1.0, 0.0])           # Drift: ADL acted, closed no notional
+    m["adl_steps"] = np.array([1.0, 0.0, 2.0, 0.0])
+    m["socialized_loss"] = np.array([100.0, 0.0, 300.0, 0.0])
+    fig = _drawn(monkeypatch, plots.adl, m)
+    assert "P(ADL) = 50.0%" in fig.axes[0].get_title()
+    assert fig.axes[1].get_xlabel().startswith("socialized loss") and "$200 with ADL" in fig.axes[1].get_title()

@@ -10,7 +10,7 @@ with the same computation in this (one-device) process.
   fire (checked, so the comparison cannot pass on empty results), 10
   scenarios (not a multiple of 4, so the padding is exercised), in one
   piece and in chunks; final books and every metric bitwise equal.
-- gradients through :func:`adljax.sharding.scenario_map`: of a smooth margin
+- gradients through :func:`adljax.parallel.sharding.scenario_map`: of a smooth margin
   shortfall written here (with a batch-level skip like the engine's) w.r.t.
   the maintenance margins and every scenario's cash, eagerly and under jit;
   and, on request (``ADLJAX_SHARDING_SMOOTH=1``, a minute more), of
@@ -18,15 +18,23 @@ with the same computation in this (one-device) process.
   its smooth mode, ``partial(engine.run, rules=...)``) w.r.t. the margins.
   ``calibrate`` itself calls the engine without ``scenario_map`` so far;
   once it does, its gradient step joins ``_grad_cases`` the same way.
+- the meetings of a multi-process run (:func:`adljax.parallel.sharding.meet`), in two processes joined on
+  loopback: values passed on, errors passed on (no process left waiting), processes out of step, and a
+  process that reaches its first meeting long after the others.
 - ``adljax run`` on 2 devices, and on 2 processes joined by
   ``jax.distributed`` on loopback (then resumed after a chunk is deleted):
-  the same scenarios.parquet and summary statistics as one process.
+  the same scenarios.parquet and summary statistics as one process; a
+  process refused by process 0, and one that does not see the results folder.
+
+Every test that writes a results folder writes it under its own ``tmp_path`` (the module's reference runs are
+only read), so the tests pass alone and in any order.
 """
 from __future__ import annotations
 
 import dataclasses
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -126,7 +134,7 @@ def margin_shortfall(params, book, oracle, depth, keys, funding):
     import jax.numpy as jnp
     from jax import lax
 
-    from adljax.accounting import account_value, maintenance
+    from adljax.engine.accounting import account_value, maintenance
 
     def step(total, o):                                               # o [S, A]
         av = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, o)                     # [S, R]
@@ -148,8 +156,8 @@ def _grad_cases(smooth: bool) -> dict[str, np.ndarray]:
     import jax
     import jax.numpy as jnp
 
-    from adljax.engine import batch_book, prepare, scenario_keys
-    from adljax.sharding import scenario_map
+    from adljax.engine.waterfall import batch_book, prepare, scenario_keys
+    from adljax.parallel.sharding import scenario_map
 
     venue, st, paths = _studies()["queue"]
     params, book, paths = prepare(venue, st.book, paths, st.dt)
@@ -178,7 +186,7 @@ def _grad_cases(smooth: bool) -> dict[str, np.ndarray]:
     from functools import partial
 
     from adljax import objectives
-    from adljax.engine import run
+    from adljax.engine.waterfall import run
 
     rules = venue.replace(temperature=0.1).rules
     engine = scenario_map(partial(run, rules=rules, history=False))
@@ -198,8 +206,8 @@ def _grad_cases(smooth: bool) -> dict[str, np.ndarray]:
 def _batch_error() -> str:
     """The message of scenario_map (on several devices) for keys of 9 scenarios against paths of 10."""
     from adljax import InputError
-    from adljax.engine import batch_book, prepare, scenario_keys
-    from adljax.sharding import scenario_map
+    from adljax.engine.waterfall import batch_book, prepare, scenario_keys
+    from adljax.parallel.sharding import scenario_map
 
     venue, st, paths = _studies()["queue"]
     params, book, paths = prepare(venue, st.book, paths, st.dt)
@@ -211,7 +219,7 @@ def _batch_error() -> str:
     return "no error"
 
 
-def _all_cases(path: str, smooth: bool) -> None:
+def run_all_cases(path: str, smooth: bool) -> None:
     """Entry point of the subprocess: every case, saved to ``path`` (.npz)."""
     import jax
 
@@ -231,7 +239,7 @@ def both(tmp_path_factory):
     code = ("import sys, jax; "
             f"jax.config.update('jax_num_cpu_devices', {N_DEVICES}); jax.config.update('jax_enable_x64', True); "
             f"sys.path.insert(0, {str(Path(__file__).parent)!r}); import test_sharding; "
-            f"test_sharding._all_cases({str(path)!r}, {SMOOTH})")
+            f"test_sharding.run_all_cases({str(path)!r}, {SMOOTH})")
     env = {**os.environ, "JAX_PLATFORMS": "cpu", "PYTHONPATH": str(ROOT)}
     env.pop("JAX_NUM_CPU_DEVICES", None)
     p = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
@@ -315,7 +323,7 @@ def test_simulate_names_a_device_count_this_process_does_not_have():
 
 
 def test_scenario_map_with_one_device_is_the_function_itself():
-    from adljax.sharding import scenario_map
+    from adljax.parallel.sharding import scenario_map
 
     assert scenario_map(margin_shortfall) is margin_shortfall
 
@@ -326,7 +334,7 @@ def test_scenario_map_names_a_batch_that_does_not_match(on_four_devices):
 
 def test_bad_distributed_arguments_are_named():
     from adljax import InputError
-    from adljax.sharding import check_coordinator, initialize
+    from adljax.parallel.sharding import check_coordinator, initialize
 
     with pytest.raises(InputError, match="process_id: must be below the number of processes"):
         initialize("127.0.0.1:1234", 2, 2)
@@ -349,7 +357,7 @@ def _free_port() -> int:
 
 def _env(cache: Path, **extra) -> dict:
     e = {k: v for k, v in os.environ.items() if not k.startswith(("ADLJAX_TEST_", "JAX_NUM_CPU", "SLURM_", "OMPI_"))}
-    # One CPU device unless a test asks for more (adljax would otherwise take one per core: adljax.cpu).
+    # One CPU device unless a test asks for more (adljax would otherwise take one per core: adljax.parallel.cpu).
     e.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), ADLJAX_COMPILATION_CACHE=str(cache), COLUMNS="200",
              JAX_NUM_CPU_DEVICES="1")
     e.update(extra)
@@ -362,17 +370,108 @@ def _adljax(args, cwd, env) -> subprocess.Popen:
 
 
 def _finish(p: subprocess.Popen, timeout=600):
-    out, err = p.communicate(timeout=timeout)
-    assert p.returncode == 0, err[-3000:]
+    (out, err, code), = _wait_all([p], timeout)
+    assert code == 0, err[-3000:]
     return out
+
+
+def _wait_all(procs: list[subprocess.Popen], timeout: int) -> list[tuple[str, str, int]]:
+    """``(stdout, stderr, exit code)`` of each process. One still running after ``timeout`` seconds (say, left
+    waiting at a meeting) fails the test, and every process is killed."""
+    try:
+        return [p.communicate(timeout=timeout) + (p.returncode,) for p in procs]
+    except subprocess.TimeoutExpired:
+        for p in procs:
+            p.kill()
+        tails = [err[-1500:] for _, err in (p.communicate() for p in procs)]
+        pytest.fail(f"a process was still running after {timeout} s; their stderr: {tails}")
 
 
 def _two_processes(args, cwd, env):
     port = _free_port()
     flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", 2]
     procs = [_adljax([*args, *flags, "--process-id", i], cwd, env) for i in (1, 0)]
-    outs = [_finish(p) for p in procs]
-    return outs[1], outs[0]          # process 0's stdout, process 1's
+    results = _wait_all(procs, 600)
+    for _, err, code in results:
+        assert code == 0, err[-3000:]
+    return results[1][0], results[0][0]          # process 0's stdout, process 1's
+
+
+#: What two processes do at their meetings: each prints one JSON line per case.
+MEETINGS = r"""
+import json, sys, time
+pid, port = int(sys.argv[1]), sys.argv[2]
+from adljax import InputError
+from adljax.parallel import sharding
+
+sharding.initialize(f"127.0.0.1:{port}", 2, pid)
+if pid == 1:
+    time.sleep(35)      # reaches its first meeting after the others (gloo's set-up gives up after 30 s)
+
+
+def case(name, fn):
+    try:
+        print(json.dumps({"case": name, "value": fn()}), flush=True)
+    except Exception as err:
+        print(json.dumps({"case": name, "error": type(err).__name__, "message": str(err),
+                          "exit_code": getattr(err, "exit_code", None)}), flush=True)
+        return err
+
+
+case("value", lambda: sharding.from_process_0("value", lambda: {"x": 1.5, "made_by": pid}))
+
+
+def refuse():
+    raise InputError("out: refused")
+
+
+refused = case("refused", lambda: sharding.from_process_0("refused", refuse))
+# process 0's own error was told at the meeting above: not told again, so both meet at "after" next
+if pid == 0:
+    sharding.tell_others(refused)
+case("after", lambda: sharding.from_process_0("after", lambda: "both here"))
+
+
+def between():
+    if pid == 1:                     # fails between meetings, and says so at the others' next meeting
+        sharding.tell_others(RuntimeError("disk full"))
+        return "told"
+    sharding.stop_if_another_failed(sharding.meet("next"))
+    return "not stopped"
+
+
+case("between", between)
+# both fail between meetings: each tells the others, and neither waits for the other
+case("both", lambda: sharding.tell_others(ValueError(f"bad file on {pid}")))
+case("out_of_step", lambda: sharding.meet(f"step {pid}"))
+case("last", lambda: sharding.from_process_0("last", lambda: "done"))
+"""
+
+
+def test_meetings_pass_values_and_errors_between_processes(tmp_path):
+    port = _free_port()
+    env = _env(tmp_path / "cache")
+    procs = [subprocess.Popen([sys.executable, "-c", MEETINGS, str(i), str(port)], env=env, cwd=tmp_path,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 0)]
+    outs = _wait_all(procs, 180)
+    assert [code for _, _, code in outs] == [0, 0], [err[-3000:] for _, err, _ in outs]
+    # (gloo prints a line of its own to stdout when it sets up)
+    got = [{c["case"]: c for c in (json.loads(line) for line in out.splitlines() if line.startswith('{"case"'))}
+           for out, _, _ in outs][::-1]                                   # [process 0, process 1]
+    for p in (0, 1):
+        assert got[p]["value"]["value"] == {"x": 1.5, "made_by": 0}          # process 0's value, on both
+        assert got[p]["after"]["value"] == "both here" and got[p]["last"]["value"] == "done"
+        assert got[p]["both"]["value"] is None
+        assert got[p]["out_of_step"]["error"] == "DistributedError"
+        assert "out of step (process 0 at 'step 0', process 1 at 'step 1')" in got[p]["out_of_step"]["message"]
+    # process 0's own error, and the others stop with its reason (exit code 2: an InputError)
+    assert got[0]["refused"]["error"] == "InputError" and got[0]["refused"]["message"] == "out: refused"
+    assert got[1]["refused"] == {"case": "refused", "error": "DistributedError",
+                                 "message": "process 0 stopped: out: refused", "exit_code": 2}
+    # an error between meetings reaches the others at their next meeting (exit code 1: not an InputError)
+    assert got[1]["between"]["value"] == "told"
+    assert got[0]["between"] == {"case": "between", "error": "DistributedError",
+                                 "message": "process 1 stopped: disk full", "exit_code": 1}
 
 
 @pytest.fixture(scope="module")
@@ -424,12 +523,20 @@ def test_cli_on_two_devices_and_two_processes_writes_the_one_process_folder(cli_
         f.name for f in (d / "one" / "chunks").iterdir())
 
 
-def test_two_processes_resume_a_folder_missing_a_chunk(cli_runs):
+def _copy_of(folder: Path, tmp_path: Path) -> Path:
+    """A copy of one of the module's finished results folders in ``tmp_path``, with the study file beside it
+    (the module's folders are only read)."""
+    (tmp_path / "tiny.toml").write_text(TINY)
+    shutil.copytree(folder, tmp_path / folder.name)
+    return tmp_path / folder.name
+
+
+def test_two_processes_resume_a_folder_missing_a_chunk(cli_runs, tmp_path):
     d, _, cache = cli_runs
-    folder = d / "two_processes"
+    folder = _copy_of(d / "two_processes", tmp_path)
     (folder / "chunks" / "00000004-00000007.parquet").unlink()     # process 1's chunk, as if it had been killed
     (folder / "scenarios.parquet").unlink()
-    out, out1 = _two_processes(["tiny.toml", "--chunk", 4, "--out", folder, "--no-plots", "--resume"], d,
+    out, out1 = _two_processes(["tiny.toml", "--chunk", 4, "--out", folder, "--no-plots", "--resume"], tmp_path,
                                _env(cache))
     table, summary = _folder(folder)
     ref_table, _ = _folder(d / "one")
@@ -438,15 +545,39 @@ def test_two_processes_resume_a_folder_missing_a_chunk(cli_runs):
     assert "process 1 of 2: 1 chunks written" in out1
 
 
-def test_a_process_refused_by_process_0_stops_with_its_reason(cli_runs):
-    d, _, cache = cli_runs
-    # a finished folder without --resume: process 0 refuses it, and process 1 stops with process 0's reason
-    procs = []
+def _two_processes_failing(args_0, cwd_0, args_1, cwd_1, env):
+    """Start process 1 then process 0 of a two-process ``adljax run``; ``[(stdout, stderr, exit code)]`` of 0, 1."""
     port = _free_port()
-    for i in (1, 0):
-        procs.append(_adljax(["tiny.toml", "--chunk", 4, "--out", "one", "--no-plots", "--coordinator",
-                              f"127.0.0.1:{port}", "--num-processes", 2, "--process-id", i], d, _env(cache)))
-    results = [p.communicate(timeout=300) + (p.returncode,) for p in procs]
-    (_, err1, rc1), (_, err0, rc0) = results
+    flags = ["--coordinator", f"127.0.0.1:{port}", "--num-processes", 2, "--process-id"]
+    procs = [_adljax([*args_1, *flags, 1], cwd_1, env), _adljax([*args_0, *flags, 0], cwd_0, env)]
+    results = _wait_all(procs, 300)
+    return results[1], results[0]
+
+
+def test_a_process_refused_by_process_0_stops_with_its_reason(cli_runs, tmp_path):
+    d, _, cache = cli_runs
+    _copy_of(d / "one", tmp_path)
+    # a finished folder without --resume: process 0 refuses it, and process 1 stops with process 0's reason
+    args = ["tiny.toml", "--chunk", 4, "--out", "one", "--no-plots"]
+    (_, err0, rc0), (_, err1, rc1) = _two_processes_failing(args, tmp_path, args, tmp_path, _env(cache))
     assert rc0 == 2 and "--resume" in err0 and "Traceback" not in err0
     assert rc1 == 2 and "process 0 stopped" in err1 and "--resume" in err1 and "Traceback" not in err1
+
+
+def test_a_process_that_does_not_see_the_results_folder_stops_every_process(cli_runs, tmp_path):
+    """Process 1 runs in another folder, so the relative --out is not the folder process 0 made (as when --out is
+    not on a shared filesystem): process 1 says so, and process 0, at their meeting after the chunks, stops too."""
+    _, _, cache = cli_runs
+    for name in ("host0", "host1"):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "tiny.toml").write_text(TINY)
+    args = ["tiny.toml", "--chunk", 4, "--out", "out", "--no-plots"]
+    (_, err0, rc0), (_, err1, rc1) = _two_processes_failing(args, tmp_path / "host0", args, tmp_path / "host1",
+                                                            _env(cache))
+    assert rc1 == 2 and "process 0 made the results folder but this process does not see it" in err1
+    assert rc0 == 1 and "process 1 stopped before writing its chunks" in err0 and "does not see it" in err0
+    assert "--resume" in err0 and "Traceback" not in err0 + err1
+    # process 0's chunks are kept; no results were assembled
+    assert sorted(f.name for f in (tmp_path / "host0" / "out" / "chunks").iterdir()) == [
+        "00000000-00000003.parquet", "00000008-00000011.parquet"]
+    assert not (tmp_path / "host0" / "out" / "scenarios.parquet").exists()

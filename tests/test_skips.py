@@ -1,9 +1,9 @@
 """The hard engine's shortcuts give the rule's answers: skipped work, cheap decisions, running sums.
 
-The engine skips work no scenario needs (``adljax.skip.run_if``), decides
+The engine skips work no scenario needs (``adljax.engine.skip.run_if``), decides
 the vault's takeover without walking the book where it can, walks only the
 first candidates where that decides, and computes running sums in blocks
-(``adljax.prefix``). Each shortcut is checked here against the plain rule,
+(``adljax.engine.prefix``). Each shortcut is checked here against the plain rule,
 in batches whose scenarios take different paths.
 """
 import jax
@@ -13,11 +13,12 @@ import pytest
 
 import adljax
 from adljax import Book, Paths, venues
-from adljax.prefix import cumsum
-from adljax.skip import run_if
-from adljax.market import Market
-from adljax.stages import adl, backstop
-from adljax.stages.queue import take_from_top
+from adljax.engine.config import EngineConfig
+from adljax.engine.prefix import cumsum
+from adljax.engine.skip import run_if
+from adljax.engine.market import Market
+from adljax.engine.stages import adl
+from adljax.engine.stages.queue import take_from_top
 
 
 # --- run_if -----------------------------------------------------------------------------------
@@ -104,7 +105,8 @@ def _crash_book(sign):
     return Book.from_accounts(cash=[100.0, 100.0, 500.0, 2000.0, 10_000.0, 777.0],
                               size=[[20.0 * sign, 0.0], [-5.0 * sign, 3.0], [-10.0 * sign, -3.0], [-15.0 * sign, 0.0],
                                     [10.0 * sign, 0.0], [0.0, 0.0]],
-                              entry=[[100.0, 100.0], [110.0, 100.0], [100.0, 100.0], [90.0, 0.0], [100.0, 0.0], [0.0, 0.0]],
+                              entry=[[100.0, 100.0], [110.0, 100.0], [100.0, 100.0], [90.0, 0.0], [100.0, 0.0],
+                                     [0.0, 0.0]],
                               dtype=np.float64)
 
 
@@ -147,7 +149,7 @@ def _vault_books(vault_cash):
 
 # (Without jit the backstop is checked by test_handworked's takeover test; here jit only, for time.)
 @pytest.mark.parametrize("first_candidates", [256, 3, 1])
-def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(first_candidates, monkeypatch):
+def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(first_candidates):
     # @90, no depth: each long has AV = cash − 100 = 10, 20, 25 and MR = 10·90·5 % = 45, all below
     # 2/3·MR = 30, so all three are candidates, in row order.
     # Vault 70: +row 0 -> AV 80 ≥ MR 45; +row 1 -> 100 ≥ 90; +row 2 -> 125 < 135: refused, and the
@@ -158,15 +160,11 @@ def test_vault_walks_in_row_order_and_stops_at_the_first_it_cannot_carry(first_c
     # whole book; with 3 it walks its first 3 candidates, gathered, and that decides; with 1 the
     # gathered walk decides nothing for vault 70 (it carries its one candidate and there are
     # more) and the whole-book walk runs.
-    monkeypatch.setattr(backstop, "FIRST_CANDIDATES", first_candidates)
-    jax.clear_caches()
-    try:
-        v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
-        o = np.array([[100.0, 90.0]] * 3)[..., None]
-        d = np.array([[1e12, 0.0]] * 3)[..., None]
-        out = adljax.simulate(v, _vault_books([70.0, 30.0, 1000.0]), Paths(o, d))
-    finally:
-        jax.clear_caches()
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    o = np.array([[100.0, 90.0]] * 3)[..., None]
+    d = np.array([[1e12, 0.0]] * 3)[..., None]
+    out = adljax.simulate(v, _vault_books([70.0, 30.0, 1000.0]), Paths(o, d),
+                          config=EngineConfig(first_candidates=first_candidates))
     np.testing.assert_array_equal(np.asarray(out.metrics["backstop_accounts"]), [2, 0, 3])
     np.testing.assert_allclose(np.asarray(out.metrics["backstop_notional"]), [1800.0, 0.0, 2700.0], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(out.book.vault_cash), [100.0, 30.0, 1055.0], rtol=1e-12)
@@ -205,22 +203,15 @@ def _crash_study(n_scenarios=4, n_accounts=60, n_steps=12):
 
 
 @pytest.mark.parametrize("rows", [2])
-def test_gathered_liquidation_is_the_whole_book_liquidation(rows, monkeypatch):
+def test_gathered_liquidation_is_the_whole_book_liquidation(rows):
     """The hard engine liquidates on the liquidatable rows gathered when every scenario has at most
-    GATHERED_ROWS of them, else on the whole book. Whatever the mix of the two over steps, the
-    run is the one on the whole book in every step (which is what a book of at most
-    GATHERED_ROWS trader rows compiles), and the reference engine's."""
-    from adljax.stages import liquidation
+    ``EngineConfig.gathered_rows`` of them, else on the whole book. Whatever the mix of the two over
+    steps, the run is the one on the whole book in every step (which is what a book of at most
+    ``gathered_rows`` trader rows compiles), and the reference engine's."""
     book, paths = _crash_study()
     v = venues.hyperliquid(max_leverage=[20.0, 10.0])
-    jax.clear_caches()
-    try:
-        whole = adljax.simulate(v, book, paths)                              # 60 trader rows <= 256
-        monkeypatch.setattr(liquidation, "GATHERED_ROWS", rows)
-        jax.clear_caches()
-        mixed = adljax.simulate(v, book, paths)
-    finally:
-        jax.clear_caches()
+    whole = adljax.simulate(v, book, paths)                                  # 60 trader rows <= 256
+    mixed = adljax.simulate(v, book, paths, config=EngineConfig(gathered_rows=rows))
     ref = adljax.reference.simulate(v, book, paths)
     assert float(np.min(np.asarray(whole.metrics["market_liquidation_orders"]))) > 2 * rows  # both paths ran
     for name in ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
@@ -273,7 +264,7 @@ def _v_study(n_scenarios=8, n_accounts=120, n_steps=40):
 def test_queue_over_the_rows_that_can_hold_a_side_is_the_whole_queue(venue):
     """The ADL queue's cut-off found among the rows that held a position on that side at the start (and
     the vault and LP rows) gives every output of the run over all rows, step by step."""
-    from adljax.engine import prepare, run, scenario_keys
+    from adljax.engine.waterfall import prepare, run, scenario_keys
     book, paths = _v_study()
     v = getattr(venues, venue)(max_leverage=[20.0, 10.0])
     params, bb, p = prepare(v, book, paths, 1.0)

@@ -1,0 +1,140 @@
+"""The user-facing driver: :func:`simulate` checks the inputs, derives the keys,
+splits a large study into chunks sized to the devices' memory, and runs the
+compiled engine (:func:`adljax.engine.waterfall.run`) on each — split over every local
+device when there are several (:func:`adljax.parallel.sharding.scenario_map`).
+"""
+from __future__ import annotations
+
+import functools
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from ..parallel.chunking import scenarios_per_chunk
+from ..model.book import Book
+from .config import EngineConfig
+from .waterfall import batch_book, prepare, run, scenario_keys
+from .stages import adl
+from ..model.errors import InputError
+from ..model.outcome import Outcome
+from ..model.paths import Paths
+from ..parallel.sharding import scenario_map
+from ..model.venue import Rules, Venue
+
+
+@functools.lru_cache(maxsize=32)
+def engine_for(rules: Rules, history: bool, devices: tuple | None = None, queue_rows: tuple | None = None,
+               config: EngineConfig = EngineConfig()):
+    """The compiled engine for ``rules``: ``f(params, book, oracle, depth, keys, funding)`` on batched inputs.
+
+    ``queue_rows``: :func:`adljax.engine.stages.adl.queue_sizes` of the study's book; ``config``: the
+    :class:`~adljax.engine.config.EngineConfig` (see :func:`adljax.engine.waterfall.run`).
+
+    With one device (``devices`` None or of length 1), :func:`adljax.engine.waterfall.run`
+    itself; with several, the same split over them by
+    :func:`adljax.parallel.sharding.scenario_map`. Cached, so a study's chunks share
+    one compiled program.
+    """
+    # (compiled(): runs at different temperatures share one program; the value travels in Params)
+    fn = functools.partial(run, rules=rules.compiled(), history=history, queue_rows=queue_rows, config=config)
+    if devices is None or len(devices) == 1:
+        return fn
+    return scenario_map(fn, devices=devices)
+
+
+def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
+             history: bool = False, first_scenario: int = 0, chunk: int | None = None,
+             devices: int | None = None, config: EngineConfig | None = None) -> Outcome:
+    """Run the liquidation waterfall of ``venue`` over every scenario of ``paths``.
+
+    Args:
+      venue: rules and numbers, e.g. ``adljax.venues.hyperliquid()``.
+      book: the starting :class:`Book` (one book for every scenario, or a
+        batch of books with a leading axis S).
+      paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A] (and
+        optionally ``funding``).
+      dt: seconds per step (> 0).
+      key: ``jax.random.key`` for policies that draw (``random_order``);
+        scenario ``i`` uses ``jax.random.fold_in(key, first_scenario + i)``,
+        so its draws do not depend on the batch it runs in. ``None`` means
+        ``jax.random.key(0)``.
+      history: also return per-step series (memory grows with T).
+      first_scenario: the index of ``paths``' first scenario in a larger
+        study run in chunks (only the keys depend on it).
+      chunk: scenarios per compiled run. ``None`` (the default) sizes chunks
+        to the devices' memory (:mod:`adljax.chunking`; a multiple of the
+        device count): a study that fits runs in one piece; a larger one runs
+        chunk by chunk (a short last chunk runs as the study's last ``chunk``
+        scenarios, so the engine compiles once), each chunk's results brought to the host, with the
+        same numbers.
+      devices: how many of this process's devices to split each chunk over
+        (the first ``devices`` of ``jax.local_devices()``). ``None`` (the
+        default): all of them. With more than one, each device runs its
+        share of the scenarios (:func:`adljax.parallel.sharding.scenario_map`); the
+        numbers are those of one device, scenario by scenario. On a CPU JAX
+        has one device unless asked for more: call :func:`adljax.use_cpu_cores`
+        before the first JAX operation (or set ``JAX_NUM_CPU_DEVICES``) to give
+        it one per core, so that ``devices=None`` splits the scenarios over
+        every core; the ``adljax`` command does this by itself.
+      config: the engine's static settings, an
+        :class:`adljax.engine.config.EngineConfig` (``None``: its defaults). They
+        shape the compiled program, not the rules: scenarios per block (``block``,
+        ``cpu_block``; 8 on CPU, the whole chunk on an accelerator), the rows the
+        liquidation and the vault's walk gather before they fall back on the whole
+        book (``gathered_rows``, ``first_candidates``; 256 rows each), the markets
+        up to which sums over markets are unrolled (``unrolled_markets``, 8), the
+        rows per block of running sums (``prefix_block``, 64) and the rounding of
+        the ADL queue's row sets (``queue_rows_round``, 8 rows). Any config gives
+        the same numbers up to the rounding of sums; a new one compiles again.
+    Returns:
+      :class:`Outcome` with the final books [S, ...] and the metrics of
+      :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
+      book's dtype.
+    Raises:
+      InputError: naming the field, for any malformed input.
+    """
+    local = jax.local_devices()
+    if devices is None:
+        devices = len(local)
+    elif isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
+        raise InputError(f"devices: must be a whole number from 1 to {len(local)} (this process's devices), "
+                         f"got {devices!r}")
+    if config is None:
+        config = EngineConfig()
+    elif not isinstance(config, EngineConfig):
+        raise InputError(f"config: expected an adljax.engine.config.EngineConfig (or None: the defaults), "
+                         f"got {type(config).__name__}")
+    params, book0, paths = prepare(venue, book, paths, dt, batch=False)
+    n = paths.n_scenarios
+    keys = scenario_keys(key, n, first_scenario)
+    if chunk is None:
+        itemsize = jnp.dtype(book0.all_cash.dtype).itemsize
+        chunk = scenarios_per_chunk(book0.all_cash.shape[-1], book0.n_markets, paths.n_steps, itemsize,
+                                    history=history, n_devices=devices)
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
+    engine = engine_for(venue.rules, history, tuple(local[:devices]) if devices > 1 else None,
+                        adl.queue_sizes(book0.size_am, config.queue_rows_round), config)
+
+    def one(first: int, size: int):
+        p = paths.scenarios(first, size) if size < n else paths
+        return engine(params, batch_book(book0, size, first), p.oracle, p.depth, keys[first:first + size], p.funding)
+
+    if n <= chunk:
+        final, metrics, hist = one(0, n)
+        return Outcome(book=final, metrics=metrics, history=hist)
+    parts = []
+    for first in range(0, n, chunk):
+        size = min(chunk, n - first)
+        if size < chunk:
+            # A short last chunk runs at the chunks' shape, so the engine compiles once: the study's
+            # last `chunk` scenarios, of which the first `chunk - size` already ran (a scenario's
+            # numbers do not depend on the batch it runs in, but for the rounding of sums) and are dropped.
+            last = jax.device_get(one(n - chunk, chunk))
+            parts.append(jax.tree_util.tree_map(lambda x: x[chunk - size:], last))
+            continue
+        parts.append(jax.device_get(one(first, size)))
+    final, metrics, hist = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+    return Outcome(book=final, metrics=metrics, history=hist)

@@ -1,0 +1,94 @@
+"""How many scenarios fit in one run on a device: studies larger than that run in chunks.
+
+The engine's memory is flat in the number of steps (the time loop is a
+``lax.scan`` that keeps only the current state) and linear in
+scenarios × rows × markets. Measured with XLA's own accounting
+(``jit(...).lower(...).compile().memory_analysis()``, jax 0.10.2, CPU,
+float32, default study's rules): the compiled step's temporaries are
+9.05–9.14 × S·R·A·itemsize for S = 8–16, R = 1002–2002, T = 10–40, the
+arguments and outputs about 3 × S·R·A·itemsize each. The estimate below
+takes 24 × S·R·A·itemsize (more than twice the measured 15) plus the
+per-row vectors and the scenario's paths, and allows itself 40 % of the
+device's memory. (Those were measured on the whole batch at once. On CPU the
+engine now runs a chunk in blocks of 8 scenarios, whose temporaries are a
+block's, so there the estimate is larger still than what a chunk needs: the
+gradient benchmark's temporaries fell from 54 MB to 21 MB.)
+
+With several local devices a chunk is split over them
+(:func:`adljax.parallel.sharding.scenario_map`), so it may hold the devices' memory
+together — except on CPU, where the "devices" share the host's memory — and
+is a multiple of the device count, so that no device runs padding.
+"""
+from __future__ import annotations
+
+import os
+
+import jax
+
+#: Share of the device's memory one chunk may use.
+MEMORY_SHARE = 0.4
+#: Bytes per scenario·row·market·itemsize (measured about 15, see the module docstring).
+ROW_MARKET_FACTOR = 24
+#: Bytes per scenario·row·itemsize for per-row vectors (cash, cooldown, AV, MR, flags).
+ROW_FACTOR = 16
+
+
+def device_memory(device=None) -> int:
+    """Bytes of memory of ``device`` (default: this process's first device).
+
+    Accelerators report ``memory_stats()['bytes_limit']``; on CPU, the
+    machine's physical memory.
+    """
+    d = device or jax.local_devices()[0]
+    try:
+        stats = d.memory_stats() or {}
+    except Exception:  # some backends do not implement it
+        stats = {}
+    if stats.get("bytes_limit"):
+        return int(stats["bytes_limit"])
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def bytes_per_scenario(n_rows: int, n_markets: int, n_steps: int, itemsize: int, *, history: bool = False) -> int:
+    """Estimated peak bytes one scenario needs in a run (see the module docstring)."""
+    b = itemsize * (ROW_MARKET_FACTOR * n_rows * n_markets + ROW_FACTOR * n_rows + 3 * n_steps * n_markets)
+    if history:
+        b += itemsize * n_steps * (n_markets + 8)
+    return int(b)
+
+
+def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int, *, history: bool = False,
+                        device=None, memory: int | None = None, n_devices: int = 1,
+                        shared_memory: bool | None = None) -> int:
+    """The most scenarios one run should hold on ``n_devices`` devices like ``device`` (at least ``n_devices``).
+
+    Args:
+      n_rows: R, rows of the book (traders + 2).
+      n_markets: A.
+      n_steps: T.
+      itemsize: bytes of the float dtype (4 or 8).
+      history: whether per-step series are kept.
+      device: the device whose memory counts (default: this process's first).
+      memory: bytes available on one device (default: :func:`device_memory`).
+      n_devices: devices the chunk is split over (:func:`adljax.parallel.sharding.scenario_map`).
+      shared_memory: whether the devices share one memory (CPU devices
+        share the host's); default: ``device``'s platform is ``cpu``.
+    Returns:
+      With one device, what fits its memory; with D devices, a multiple of
+      D: D × what fits one device, or what fits the shared memory rounded
+      down to a multiple of D.
+    """
+    if isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 1:
+        raise ValueError(f"n_devices: must be a whole number >= 1, got {n_devices!r}")
+    budget = MEMORY_SHARE * (memory if memory is not None else device_memory(device))
+    fits = max(1, int(budget // bytes_per_scenario(n_rows, n_markets, n_steps, itemsize, history=history)))
+    if n_devices == 1:
+        return fits
+    if shared_memory is None:
+        shared_memory = (device or jax.local_devices()[0]).platform == "cpu"
+    if shared_memory:
+        return max(n_devices, fits // n_devices * n_devices)
+    return fits * n_devices

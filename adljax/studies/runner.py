@@ -1,0 +1,411 @@
+"""Running a study into a results folder, chunk by chunk, so that a killed run can resume.
+
+A results folder holds::
+
+    manifest.json                        the study's identity (written first)
+    chunks/00000000-00000031.parquet     one file per finished chunk (first and last scenario, inclusive)
+    scenarios.parquet                    every scenario's metrics: column ``scenario`` + every adljax.METRICS
+    summary.json, *.png                  written by the command line after the run
+
+Each chunk is written as soon as it is finished, to a temporary name then
+renamed (``os.replace`` is atomic), so a chunk file is either whole or
+absent. ``resume=True`` skips the chunks already there. The chunk boundaries
+are part of the identity, and a scenario's numbers depend on its index only
+(its paths and engine key are drawn from ``fold_in(key, index)``), so a
+resumed run gives exactly the numbers of an uninterrupted one.
+
+Every chunk runs at the same shape: a short last chunk is filled up with the
+scenarios after the study's end (their results are dropped), so the path
+generators and the engine compile once.
+
+Several processes (a multi-host run joined by :func:`adljax.parallel.sharding.initialize`)
+share one results folder on a filesystem they all see: process 0 makes the
+folder (or checks it, on resume) and the others check it once it is there;
+process ``p`` of ``P`` runs chunks ``p, p + P, p + 2P, ...`` and writes each
+into the folder itself; the processes then meet
+(:func:`adljax.parallel.sharding.meet`), each saying whether its chunks are
+written (or why they are not), and process 0 reads every chunk and writes
+``scenarios.parquet`` as a one-process run does. Scenario ``i``'s
+numbers do not depend on which process or device ran it, so the folder is
+that of a one-process run.
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import itertools
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+import numpy as np
+
+from ..model.errors import InputError
+
+#: Scenarios per chunk at least (unless the study is smaller), and the number of chunks aimed at.
+MIN_CHUNK = 16
+TARGET_CHUNKS = 16
+MANIFEST = "manifest.json"
+CHUNKS = "chunks"
+SCENARIOS = "scenarios.parquet"
+#: Test hook: exit hard (``os._exit(1)``, as if killed) after writing this many chunks.
+STOP_ENV = "ADLJAX_TEST_STOP_AFTER_CHUNKS"
+
+
+class ResultsFolderError(InputError):
+    """The results folder cannot be used (another study's, or not empty without resume)."""
+
+
+def default_chunk(study, *, n_devices: int | None = None, n_processes: int | None = None) -> int:
+    """About 1/16 of the study (1/P with P > 16 processes), at least 16 scenarios, a multiple of the local device
+    count, at most what fits the local devices (:mod:`adljax.chunking`); never more than the study.
+
+    ``n_devices`` / ``n_processes`` default to this process's devices and the run's processes.
+    """
+    import jax
+
+    from ..parallel.chunking import scenarios_per_chunk
+
+    d = jax.local_device_count() if n_devices is None else n_devices
+    p = jax.process_count() if n_processes is None else n_processes
+    itemsize = np.asarray(study.book.all_cash).dtype.itemsize
+    fits = scenarios_per_chunk(study.book.n_accounts + 2, study.book.n_markets, study.n_steps, itemsize,
+                               n_devices=d)
+    c = max(math.ceil(study.n_scenarios / max(TARGET_CHUNKS, p)), MIN_CHUNK)
+    c = math.ceil(c / d) * d
+    return max(1, min(c, fits, study.n_scenarios))
+
+
+def chunk_bounds(n_scenarios: int, chunk: int) -> list[tuple[int, int]]:
+    """``[(first, n), ...]`` covering ``[0, n_scenarios)`` in chunks of ``chunk`` (the last may be shorter)."""
+    return [(f, min(chunk, n_scenarios - f)) for f in range(0, n_scenarios, chunk)]
+
+
+def chunk_name(first: int, n: int) -> str:
+    return f"{first:08d}-{first + n - 1:08d}.parquet"
+
+
+def file_digest(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def identity(study, source: dict[str, Any], chunk: int) -> dict[str, Any]:
+    """What makes two runs the same study: its source (file digest or default-study arguments), sizes, chunk, seed,
+    dtype, venue, and the adljax version."""
+    from .. import __version__
+
+    return {
+        "source": source,
+        "name": study.name,
+        "venue": study.venue.name,
+        "scenarios": int(study.n_scenarios),
+        "steps": int(study.n_steps),
+        "accounts": int(study.book.n_accounts),
+        "markets": list(study.markets),
+        "dt": float(study.dt),
+        "seed": int(study.seed),
+        "dtype": str(np.asarray(study.book.all_cash).dtype),
+        "chunk": int(chunk),
+        "adljax": __version__,
+    }
+
+
+def identity_hash(ident: dict) -> str:
+    return hashlib.sha256(json.dumps(ident, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _write_atomic(path: Path, write: Callable[[Path], None]) -> None:
+    tmp = path.with_name(f".tmp-{os.getpid()}-{path.name}")
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_json(path: Path, obj) -> None:
+    _write_atomic(Path(path), lambda p: p.write_text(json.dumps(obj, indent=2, sort_keys=False) + "\n"))
+
+
+def metrics_table(first: int, metrics: dict[str, np.ndarray]):
+    """A pyarrow Table: ``scenario`` (int64) then every metric (float64) in :data:`adljax.METRICS` order."""
+    import pyarrow as pa
+
+    from ..model.outcome import METRICS
+
+    n = len(next(iter(metrics.values())))
+    cols = {"scenario": pa.array(np.arange(first, first + n, dtype=np.int64))}
+    for k in METRICS:
+        cols[k] = pa.array(np.asarray(metrics[k], dtype=np.float64))
+    return pa.table(cols)
+
+
+def write_parquet(path: Path, table) -> None:
+    import pyarrow.parquet as pq
+
+    _write_atomic(Path(path), lambda p: pq.write_table(table, p))
+
+
+def prepare_folder(out: Path, ident: dict, *, resume: bool) -> None:
+    """Make ``out`` a results folder of this study, or check that it is one (``resume``).
+
+    Raises ResultsFolderError: ``out`` is a file; or it holds something and
+    ``resume`` is off; or ``resume`` is on and it was made by another study.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise ResultsFolderError(f"--out {out}: is a file, not a folder")
+    has = out.is_dir() and any(out.iterdir())
+    manifest = out / MANIFEST
+    if has and not resume:
+        same = manifest.is_file() and _read_manifest(out).get("identity_hash") == identity_hash(ident)
+        what = "results of this study" if same else "files"
+        raise ResultsFolderError(f"--out {out}: already holds {what}; use --resume to finish (or reuse) "
+                                 "them, or choose another --out")
+    if has:
+        if not manifest.is_file():
+            raise ResultsFolderError(f"--out {out}: not an adljax results folder (no {MANIFEST}); "
+                                     "choose another --out")
+        old = _read_manifest(out)
+        if old.get("identity_hash") != identity_hash(ident):
+            before = old.get("identity", {})
+            diff = [k for k in sorted(set(before) | set(ident)) if before.get(k) != ident.get(k)]
+            detail = "; ".join(_difference(k, before.get(k), ident.get(k)) for k in diff[:3])
+            raise ResultsFolderError(f"--out {out}: made by a different study, cannot resume into it "
+                                     f"({detail or 'different identity'}); choose another --out")
+        for tmp in (out / CHUNKS).glob(".tmp-*"):      # left by a killed run
+            tmp.unlink()
+        return
+    try:
+        (out / CHUNKS).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ResultsFolderError(f"--out {out}: cannot make the results folder ({err.strerror or err})") from None
+    write_json(manifest, {"identity": ident, "identity_hash": identity_hash(ident),
+                          "created": time.strftime("%Y-%m-%dT%H:%M:%S%z")})
+
+
+def check_folder(out: Path, ident: dict) -> None:
+    """Check, without changing anything, that ``out`` is a results folder of this study (made by another process).
+
+    Raises ResultsFolderError: no manifest there (``out`` is not on a
+    filesystem this process shares with process 0), or another study's.
+    """
+    out = Path(out)
+    if not (out / MANIFEST).is_file():
+        raise ResultsFolderError(f"--out {out}: process 0 made the results folder but this process does not see it; "
+                                 "--out must be on a filesystem every process shares")
+    if _read_manifest(out).get("identity_hash") != identity_hash(ident):
+        raise ResultsFolderError(f"--out {out}: its manifest is not this process's study (do all processes run the "
+                                 "same adljax version, arguments and files?)")
+
+
+def recorded_chunk(out) -> int | None:
+    """The chunk size a results folder was made with (None if it has no readable manifest)."""
+    try:
+        c = json.loads((Path(out) / MANIFEST).read_text())["identity"]["chunk"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+    return c if isinstance(c, int) and c >= 1 else None
+
+
+def _difference(key: str, there, now) -> str:
+    if key == "source" and isinstance(there, dict) and isinstance(now, dict):
+        if there.get("kind") == now.get("kind") == "scenario_file":
+            return "the scenario file, or a file it reads, has other contents"
+        if there.get("kind") != now.get("kind"):
+            return f"source: {there.get('kind')} there, {now.get('kind')} now"
+    return f"{key}: {_short(there)} there, {_short(now)} now"
+
+
+def _short(v) -> str:
+    s = json.dumps(v, sort_keys=True) if not isinstance(v, str) else v
+    return s if len(s) <= 60 else s[:57] + "..."
+
+
+def _read_manifest(out: Path) -> dict:
+    try:
+        return json.loads((out / MANIFEST).read_text())
+    except (OSError, ValueError) as err:
+        raise ResultsFolderError(f"--out {out}: unreadable {MANIFEST} ({err}); choose another --out") from None
+
+
+def chunk_paths(study, first: int, n: int, chunk: int):
+    """Paths of ``chunk`` scenarios from ``first``: a short last chunk (``n < chunk``) is filled up with the
+    scenarios that follow the study's end (scenario ``i``'s paths depend on ``i`` only; their results are
+    dropped), so that every chunk has one shape and the generators and the engine compile once."""
+    if n == chunk:
+        return study.paths_for(first, n)
+    return study.make_paths(first, chunk)
+
+
+@dataclasses.dataclass
+class RunInfo:
+    """What :func:`run_study` did (in a multi-process run: what this process did; only process 0 has ``metrics``)."""
+
+    out: Path
+    metrics: dict[str, np.ndarray] | None  # every scenario, in index order, float64 (None on processes other than 0)
+    chunk: int
+    chunks: int                          # of the study
+    chunks_resumed: int                  # found finished in the folder
+    seconds: float                       # this call's wall time
+    simulate_seconds: float              # of which running chunks (compile included)
+    chunks_run: int = 0                  # run by this process in this call
+    process: int = 0                     # this process's index
+    processes: int = 1                   # processes of the run
+
+
+#: run_study calls in this process: in a multi-process run every process makes the same calls in the same order,
+#: so the n-th call's meetings are named after n.
+_CALLS = itertools.count()
+
+
+def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
+              on_start: Callable[[int, int, int], None] | None = None,
+              on_chunk: Callable[[int], None] | None = None) -> RunInfo:
+    """Run ``study`` into the results folder ``out``, chunk by chunk (see the module docstring).
+
+    Each chunk runs on every local device (:func:`adljax.simulate` splits it
+    over them). In a multi-process run every process calls this with the
+    same arguments; each runs its share of the chunks and process 0
+    assembles the results.
+
+    Args:
+      study: an :class:`adljax.study.Study`.
+      out: the results folder.
+      chunk: scenarios per chunk.
+      source: the study's origin for its identity (e.g. ``{"file": ..., "sha256": ...}``).
+      resume: finish a folder made by the same study (skip its finished chunks).
+      on_start: ``(n_chunks, n_done_chunks, n_done_scenarios)`` before the first chunk runs (this process's
+        chunks in a multi-process run).
+      on_chunk: ``(n_scenarios)`` after each chunk is written.
+    Returns:
+      :class:`RunInfo` with every scenario's metrics (read back from the chunk files; on process 0 only).
+    Raises:
+      ResultsFolderError: the folder cannot be used, or a chunk file is not readable.
+      DistributedError: another process failed (its message says which and why).
+    """
+    import jax
+
+    from ..engine.simulation import simulate
+    from ..model.outcome import METRICS
+    from ..parallel import sharding
+
+    t0 = time.perf_counter()
+    out = Path(out)
+    if chunk < 1:
+        raise InputError(f"--chunk: must be at least 1, got {chunk}")
+    ident = identity(study, source, chunk)
+    index, count = jax.process_index(), jax.process_count()
+    tag = f"run_study/{next(_CALLS)}"
+    # process 0 makes (or checks) the folder; the others look only once it is there
+    sharding.from_process_0(f"{tag}/folder", lambda: prepare_folder(out, ident, resume=resume))
+    bounds = chunk_bounds(study.n_scenarios, chunk)
+    mine = bounds[index::count]
+    stop_after = int(os.environ.get(STOP_ENV, "0") or 0)
+    written = 0
+    sim_s = 0.0
+    done = set()
+    try:    # from here on, every process meets the others once its chunks are written, or once it has failed
+        if index != 0:
+            check_folder(out, ident)
+        done = {(f, n) for f, n in bounds if (out / CHUNKS / chunk_name(f, n)).is_file()}
+        if on_start:
+            on_start(len(mine), len(done.intersection(mine)), sum(n for f, n in mine if (f, n) in done))
+        for first, n in mine:
+            if (first, n) in done:
+                continue
+            t1 = time.perf_counter()
+            paths = chunk_paths(study, first, n, chunk)
+            o = simulate(study.venue, study.book, paths, dt=study.dt, key=study.key, first_scenario=first,
+                         chunk=chunk)
+            m = {k: np.asarray(v)[:n] for k, v in jax.device_get(o.metrics).items()}
+            sim_s += time.perf_counter() - t1
+            write_parquet(out / CHUNKS / chunk_name(first, n), metrics_table(first, m))
+            written += 1
+            if on_chunk:
+                on_chunk(n)
+            if stop_after and written >= stop_after:
+                os._exit(1)
+    except BaseException as err:
+        sharding.tell_others(err, f"{tag}/chunks")
+        raise
+    failed = [(p, s["error"]) for p, s in enumerate(sharding.meet(f"{tag}/chunks")) if s["error"] is not None]
+    if failed:
+        p, why = failed[0]
+        raise sharding.DistributedError(f"process {p} stopped before writing its chunks ({why}); the chunks written "
+                                        f"are kept: run again with --resume")
+    info = dict(out=out, chunk=chunk, chunks=len(bounds), chunks_resumed=len(done), chunks_run=written,
+                process=index, processes=count)
+    if index != 0:
+        return RunInfo(metrics=None, seconds=time.perf_counter() - t0, simulate_seconds=sim_s, **info)
+
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    tables = []
+    for first, n in bounds:
+        f = out / CHUNKS / chunk_name(first, n)
+        if not f.is_file():
+            raise ResultsFolderError(f"{f}: missing chunk (was it written where this process cannot see it?); "
+                                     "run with --resume again")
+        try:
+            t = pq.read_table(f)
+        except (OSError, pa.ArrowException) as err:
+            raise ResultsFolderError(f"{f}: unreadable chunk ({err}); delete it and run with --resume again") from None
+        if t.num_rows != n or t.column_names != ["scenario", *METRICS]:
+            raise ResultsFolderError(f"{f}: not this chunk's table ({t.num_rows} rows, expected {n}); "
+                                     "delete it and run with --resume again")
+        tables.append(t)
+    table = pa.concat_tables(tables)
+    write_parquet(out / SCENARIOS, table)
+    metrics = {c: table.column(c).to_numpy() for c in table.column_names if c != "scenario"}
+    return RunInfo(metrics=metrics, seconds=time.perf_counter() - t0, simulate_seconds=sim_s, **info)
+
+
+def sample_scenarios(metrics: dict[str, np.ndarray], k: int = 4) -> dict[int, str]:
+    """Up to ``k`` scenarios worth a look, ``{index: why}``: the largest ADL, backstop takeover, bad debt and market
+    liquidation (where any), then those closest to the median vault loss (ties to the lowest index)."""
+    picks: dict[int, str] = {}
+    for name, why in (("adl_notional", "largest ADL"), ("backstop_notional", "largest backstop takeover"),
+                      ("bad_debt", "largest bad debt"), ("market_liquidation_notional", "largest market liquidation")):
+        v = np.asarray(metrics[name])
+        if len(picks) < k and v.max() > 0:
+            picks.setdefault(int(np.argmax(v)), why)
+    loss = -np.asarray(metrics["vault_pnl"], dtype=np.float64)
+    for i in np.argsort(np.abs(loss - np.median(loss)), kind="stable"):
+        if len(picks) >= k:
+            break
+        picks.setdefault(int(i), "a typical scenario (median vault loss)")
+    return dict(sorted(picks.items()))
+
+
+def sample_histories(study, indices: list[int], chunk: int) -> dict[int, dict[str, np.ndarray]]:
+    """Run scenarios ``indices`` again one at a time with ``history=True``: ``{index: {name: [T] or [T, A]}}``.
+
+    Each scenario's paths are cut from its chunk's (the shapes the run already
+    generated, so the generator is not compiled again); its engine key is its own.
+    """
+    import jax
+
+    from ..engine.simulation import simulate
+
+    out = {}
+    for i in indices:
+        first = (i // chunk) * chunk
+        n = min(chunk, study.n_scenarios - first)
+        paths = chunk_paths(study, first, n, chunk).scenarios(i - first, 1)
+        o = simulate(study.venue, study.book, paths, dt=study.dt, key=study.key, first_scenario=i, history=True,
+                     chunk=1)
+        out[i] = {k: np.asarray(v)[0] for k, v in jax.device_get(o.history).items()}
+    return out
+
