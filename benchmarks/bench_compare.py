@@ -46,7 +46,7 @@ import numpy_engine  # noqa: E402
 
 import adljax  # noqa: E402
 
-#: The project's targets (issue 6): engine / NumPy run-time ratio per study, engine / reference.
+#: The project's targets: engine / NumPy run-time ratio per study, engine / reference.
 TARGETS = {"engine_over_numpy_calm": 4.0, "engine_over_numpy_cascade": 10.0, "engine_over_reference": 1000.0}
 #: Metrics compared between engine and baseline at the benchmark size (float32: informational).
 AGREEMENT_METRICS = ("market_liquidation_notional", "backstop_notional", "adl_notional", "bad_debt", "vault_pnl")

@@ -1,4 +1,4 @@
-"""Scenarios over several devices and processes give the numbers of one device (issue 9).
+"""Scenarios over several devices and processes give the numbers of one device.
 
 A JAX process fixes its device count when its backend starts, so every
 multi-device run here is a subprocess: ``jax_num_cpu_devices`` (or

@@ -1,6 +1,6 @@
 """The smooth mode: its limit is the hard engine, its gradients are right, its books stay sound.
 
-Issue 7's checks: gradients of every objective against central finite
+Gradients of every objective against central finite
 differences of the smooth engine (float64, relative error < 1e-2); smooth
 outcomes converging to the hard engine's as the temperature falls; the
 invariants of the hard engine (zero sum, conservation, no loss to flat
