@@ -192,6 +192,27 @@ def test_adl_hyperliquid_queue_at_previous_mark(sim_all):
     assert m(out, "bad_debt_residual") == 0.0
 
 
+def test_adl_hyperliquid_ranks_shorts_by_entry_over_mark(sim):
+    # Hyperliquid's score takes the price ratio in the profitable direction: entry/mark for a short.
+    # X long 20 @100, cash 100: @90 AV = -100, bankrupt (no depth, no backstop).
+    # Shorts A 20 @108 (cash 540) and B 20 @81 (cash 1080): at 90 both have AV 900 and notional 1800
+    # (AV: 540 + 20*(108-90) = 900; 1080 - 20*(90-81) = 900), so only the ratio orders them:
+    # A (108/90)(1800/900) = 2.4, B (81/90)(1800/900) = 1.8. A closes all 20 X needs; B keeps its short.
+    # (With mark/entry for shorts B would come first: (90/81)*2 = 2.22 > (90/108)*2 = 1.67.)
+    book = Book.from_accounts(
+        cash=[100.0, 540.0, 1080.0, 10_000.0, 777.0, 5.0],
+        size=[[20.0], [-20.0], [-20.0], [20.0], [0.0], [0.0]],
+        entry=[[100.0], [108.0], [81.0], [100.0], [0.0], [0.0]],
+        dtype=np.float64,
+    )
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none")
+    out = sim(v, book, paths([100, 90], [BIG, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, :, 0], [0, 0, -20, 20, 0, 0], atol=1e-12)
+    # A buys back 20 @ the previous mark 100: +20*(108-100) = +160 -> 700; B untouched.
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0, 1:], [700, 1080, 10_000, 777, 5], rtol=1e-12)
+    assert m(out, "n_adl_accounts") == 1
+
+
 def test_adl_at_bankruptcy_price(sim):
     # Same crash; X's bankruptcy price 90 + 100/20 = 95 leaves it at exactly 0.
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_price="bankruptcy")

@@ -56,26 +56,30 @@ def test_insurance_fund_pays_first_then_adl_takes_the_rest(sim_all):
     assert m(out, "conservation_error") < 1e-9
 
 
-def test_dydx_random_order_from_the_key(sim):
-    # Rows in index order from a pseudo-random start (wrapping), each closing up to its whole
-    # position. The start is randint(fold_in(fold_in(key, 0), t=1), 0, R) by docs/rules.md.
-    key = jax.random.key(7)
-    book = adl_book()
-    r = book.all_cash.shape[-1]                  # 6 traders + vault + LP = 8
-    start = int(jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, 0), 1), (), 0, r))
-    shorts = {1: 5.0, 2: 10.0, 3: 15.0}
-    need, expect = 20.0, {}
-    for i in [(start + k) % r for k in range(r)]:
-        if i in shorts and need > 0:
-            expect[i] = min(shorts[i], need)
-            need -= expect[i]
+#: key seed -> (the first row of step 1, the three shorts' sizes after ADL). The start is
+#: randint(fold_in(fold_in(key, 0), t=1), 0, R) by docs/rules.md, R = 6 traders + vault + LP = 8;
+#: from it rows are taken in index order, wrapping, each closing up to its whole short, until the
+#: bankrupt X's 20 units are matched (shorts S1 5 @ row 1, S2 10 @ row 2, S3 15 @ row 3). The starts
+#: are 64-bit JAX's (the tests enable x64, and randint then draws int64).
+RANDOM_STARTS = {
+    10: (2, [-5.0, 0.0, -5.0]),      # S2 10, S3 10; S1 never reached
+    17: (3, [0.0, -10.0, 0.0]),      # S3 15, then rows 4..7 and 0 hold no short, then S1 5
+    9: (1, [0.0, 0.0, -10.0]),       # S1 5, S2 10, S3 5: the queue's own answer
+}
+# (three keys, three different allocations: an engine that ignored the key or started at row 0 fails two)
+
+
+@pytest.mark.parametrize("seed", sorted(RANDOM_STARTS))
+def test_dydx_random_order_from_the_key(sim, seed):
+    start, shorts_after = RANDOM_STARTS[seed]
+    key = jax.random.key(seed)
+    assert int(jax.random.randint(jax.random.fold_in(jax.random.fold_in(key, 0), 1), (), 0, 8)) == start
     v = venues.hyperliquid(**BASE, backstop="none", adl_policy="random_order")
-    out = sim(v, book, paths([100, 90], [BIG, 0.0]), key=key)
-    closed = {i: shorts[i] + float(np.asarray(out.book.size)[0, i, 0]) for i in shorts}
-    for i in shorts:
-        np.testing.assert_allclose(closed[i], expect.get(i, 0.0), atol=1e-12)
-    # Reproducible from the key, and another key can give another order.
-    again = sim(v, book, paths([100, 90], [BIG, 0.0]), key=key)
+    out = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]), key=key)
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, 1:4, 0], shorts_after, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, 0, 0], 0.0, atol=1e-12)
+    # Reproducible from the key.
+    again = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]), key=key)
     np.testing.assert_array_equal(np.asarray(again.book.size), np.asarray(out.book.size))
 
 
