@@ -213,6 +213,40 @@ def test_adl_hyperliquid_ranks_shorts_by_entry_over_mark(sim):
     assert m(out, "n_adl_accounts") == 1
 
 
+def test_adl_at_the_mark_leaves_the_deficit_as_residual_bad_debt(sim):
+    # The adl_book crash priced at the current mark, 90, instead of the previous one: the queue is
+    # the same (S1, S2, S3 close 5, 10, 5). X sells 20 @90: cash 100 + 20*(90-100) = -100, flat.
+    # S1 buys 5 @90: 100 + 5*(110-90) = 200; S2 10 @90: 500 + 10*(100-90) = 600; S3 5 @90: 2000 + 0.
+    # Closing at the mark moves no value, so ADL covers nothing: X's deficit of 100 is left over.
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_price="mark")
+    out = sim(v, adl_book(), paths([100, 90], [BIG, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, :, 0], [0, 0, 0, -10, 10, 0], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0], [-100, 200, 600, 2000, 10_000, 777], rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt_adl"), 0.0, atol=1e-9)
+    np.testing.assert_allclose(m(out, "bad_debt_residual"), 100.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt"), 100.0, rtol=1e-12)
+
+
+def test_adl_by_pnl_takes_the_largest_dollar_profit_first(sim):
+    # X long 10 @100, cash 60: @90 AV = 60 - 100 = -40, bankrupt (no depth, no backstop).
+    # P short 100 @95 (cash 100,000): PnL at 90 = 500, leverage 9000/100,500; Q short 10 @100 (cash 100):
+    # PnL 100, leverage 900/200. By PnL P comes first (500 > 100) and closes 10 of its 100; Hyperliquid's
+    # score would take Q first ((100/90)*4.5 = 5.0 against (95/90)*0.09 = 0.09).
+    # At the previous mark 100: P pays 10*(100-95) = 50 -> 99,950, keeps 90 @95; Q untouched.
+    book = Book.from_accounts(
+        cash=[60.0, 100_000.0, 100.0, 100_000.0, 777.0, 5.0],
+        size=[[10.0], [-100.0], [-10.0], [100.0], [0.0], [0.0]],
+        entry=[[100.0], [95.0], [100.0], [100.0], [0.0], [0.0]],
+        dtype=np.float64,
+    )
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_score="pnl")
+    out = sim(v, book, paths([100, 90], [BIG, 0.0]))
+    np.testing.assert_allclose(np.asarray(out.book.size)[0, :, 0], [0, -90, -10, 100, 0, 0], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.cash)[0], [60, 99_950, 100, 100_000, 777, 5], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(out.book.entry)[0, 1, 0], 95.0, rtol=1e-12)
+    assert m(out, "n_adl_accounts") == 1
+
+
 def test_adl_at_bankruptcy_price(sim):
     # Same crash; X's bankruptcy price 90 + 100/20 = 95 leaves it at exactly 0.
     v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0, backstop="none", adl_price="bankruptcy")
