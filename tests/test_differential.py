@@ -13,7 +13,7 @@ cooldown mode) on one of the shapes of ``strategies.SHAPES``, each shape
 three times, plus three more queue/pro-rata combinations; each pair compiles
 the engine once. Within a pair, Hypothesis draws the numbers: fees, vault
 unwinding, insurance funds, funding rates, books and paths. The suite draws
-5 cases a pair (60); ``ADLJAX_DIFFERENTIAL=1`` draws 25 (300)
+8 cases a pair (96); ``ADLJAX_DIFFERENTIAL=1`` draws 25 (300)
 (``ADLJAX_NO_SHRINK=1`` reports a disagreement as drawn, without minutes of
 shrinking). Every case's outcome, from either engine, must also keep the
 invariants of :mod:`invariants` (zero sum per market, conserved value, no
@@ -22,9 +22,10 @@ cases of fast-engine disagreements found this way (dust left by rounding),
 fixed by the dust rule of ``docs/rules.md`` and exact whole-position
 allocation.
 
-The cases must reach every stage of the waterfall often; the last test
-checks the shares over the run (``derandomize=True`` makes them
-reproducible).
+The cases must reach every stage of the waterfall often, and every rule set
+must reach market liquidation, ADL (a close, or a socialized charge) and its
+backstop in some case; the last test checks both over the run
+(``derandomize=True`` makes them reproducible).
 """
 from __future__ import annotations
 
@@ -51,11 +52,12 @@ PAIRS = tuple(zip((SHAPES[1:] + SHAPES[:1]) * 3, RULE_SETS)) + (
     (SHAPES[1], dict(adl_policy="pro_rata", adl_score="hyperliquid", adl_price="mark", backstop="insurance")),
     (SHAPES[2], dict(adl_policy="queue", adl_score="pnl", adl_price="previous_mark", backstop="none")),
 )
-#: Drawn cases a pair: a quick share in the suite, more on request (ADLJAX_DIFFERENTIAL=1).
-PER_PAIR = 25 if os.environ.get("ADLJAX_DIFFERENTIAL") == "1" else 5
+#: Drawn cases a pair: a quick share in the suite (enough that every rule set reaches market liquidation,
+#: ADL and its backstop in some case), more on request (ADLJAX_DIFFERENTIAL=1).
+PER_PAIR = 25 if os.environ.get("ADLJAX_DIFFERENTIAL") == "1" else 8
 N_EXAMPLES = PER_PAIR * len(PAIRS)
-#: Each stage must be reached in at least this share of the drawn cases: 10 % of the suite's 60
-#: (6 cases), 15 % of the 300 drawn on request.
+#: Each stage must be reached in at least this share of the drawn cases: 10 % of the suite's 96
+#: (10 cases), 15 % of the 300 drawn on request.
 MIN_SHARE = 0.15 if N_EXAMPLES >= 300 else 0.10
 
 #: Per-case stage flags, filled by test_engine_matches_reference, checked by test_zz_stage_coverage.
@@ -105,7 +107,7 @@ def _stage_flags(case, m) -> dict[str, bool]:
         "partial liquidation with cooldown": bool(np.any(_np(m["partial_liquidation_orders"]) > 0)
                                                   and case.venue.cooldown > case.dt),
         "backstop takeover": bool(np.any(_np(m["backstop_accounts"]) > 0)),
-        "ADL": bool(np.any(_np(m["adl_notional"]) > 0)),
+        "ADL": bool(np.any(_np(m["adl_indicator"]) > 0)),     # a close or a socialized charge
     }
 
 
@@ -127,7 +129,7 @@ def test_engine_matches_reference(pair, data):
     fast, ref = _run_both(case)
     note("fast: " + repr({k: _np(v).tolist() for k, v in fast.metrics.items()}))
     note("reference: " + repr({k: _np(v).tolist() for k, v in ref.metrics.items()}))
-    STAGES.append(_stage_flags(case, ref.metrics))
+    STAGES.append({"pair": _pair_id(pair), **_stage_flags(case, ref.metrics)})
     bad = compare_outcomes(case, fast, ref)
     if bad:
         DISAGREED.append(len(STAGES))
@@ -190,15 +192,23 @@ def test_queue_takes_whole_positions_when_all_are_needed():
 
 
 def test_zz_stage_coverage():
-    """The drawn cases reach every stage of the waterfall in a good share of cases."""
+    """The drawn cases reach every stage of the waterfall in a good share of cases, and every rule set reaches
+    market liquidation and ADL (and its backstop, where it has one) in at least one of its cases."""
     if DISAGREED:
         pytest.skip("test_engine_matches_reference failed: the shares would include its shrunk cases")
     if len(STAGES) < N_EXAMPLES:
         pytest.skip(f"test_engine_matches_reference ran {len(STAGES)} of {N_EXAMPLES} cases (deselected?)")
-    shares = {k: float(np.mean([f[k] for f in STAGES])) for k in STAGES[0]}
+    stages = [k for k in STAGES[0] if k != "pair"]
+    shares = {k: float(np.mean([f[k] for f in STAGES])) for k in stages}
     print("stage coverage over", len(STAGES), "cases:", {k: round(v, 3) for k, v in shares.items()})
     low = {k: v for k, v in shares.items() if v < MIN_SHARE}
     assert not low, f"stages reached in under {MIN_SHARE:.0%} of {len(STAGES)} cases: {low} (all: {shares})"
+    missed = []
+    for pair in PAIRS:
+        flags = [f for f in STAGES if f["pair"] == _pair_id(pair)]
+        wanted = ["market liquidation", "ADL"] + (["backstop takeover"] if pair[1]["backstop"] != "none" else [])
+        missed += [f"{_pair_id(pair)}: {k}" for k in wanted if not any(f[k] for f in flags)]
+    assert not missed, "rule sets whose drawn cases never reached a stage:\n" + "\n".join(missed)
 
 
 def test_a_fee_that_takes_all_a_flat_row_has_left_leaves_exactly_zero():
