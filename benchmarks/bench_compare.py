@@ -11,7 +11,7 @@
   workload. Nothing is extrapolated: each figure is measured at its own size.
 
 Engine: split over every local device, as ``adljax.simulate`` runs (on CPU
-one device per core, adljax/cpu.py; ``--devices 1`` for one); NumPy runs on
+one device per core, adljax.use_cpu_cores; ``--devices 1`` for one); NumPy runs on
 one core, as NumPy does. Compile time separately, then the median of
 at least ``--repeats`` runs after a warm-up, each ended by ``block_until_ready`` (on the
 reference's workload, whose runs take milliseconds and whose median of 3 moved by half between two

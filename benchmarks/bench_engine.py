@@ -54,8 +54,8 @@ MAX_RUNS = 100
 def time_engine(venue, book, paths, repeats: int, devices: int | None = None):
     """(compile seconds, median run seconds, metrics, devices used, runs timed) of the engine.
 
-    ``devices`` None: all local devices, as ``adljax.simulate`` runs (on a CPU, JAX's one device
-    unless ``JAX_NUM_CPU_DEVICES`` asks for more). With several, the scenarios are split over
+    ``devices`` None: all local devices, as ``adljax.simulate`` runs (on a CPU, one per core once
+    :func:`adljax.use_cpu_cores` ran, as ``main`` does). With several, the scenarios are split over
     them by ``adljax.parallel.sharding.scenario_map``; a scenario count that is not a multiple of twice
     the device count (a device would run padding) runs on one device instead.
     """
