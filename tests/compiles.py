@@ -19,7 +19,7 @@ def lowerings(function: str):
     seen: list[str] = []
 
     def listener(event, duration, fun_name="", **kw):
-        if event == LOWERED and fun_name in (function, f"jit_{function}"):
+        if event == LOWERED and fun_name in (function, f"jit({function})", f"jit_{function}"):
             seen.append(fun_name)
 
     jax.monitoring.register_event_duration_secs_listener(listener)

@@ -24,6 +24,17 @@ def study():
     return st, v, adljax.simulate(v, st.book, thin(st.paths), key=st.key)
 
 
+def test_the_compile_counter_sees_a_new_engine_program():
+    """The counter the tests below rely on counts the engine's programs: a shape no other test runs lowers
+    one, and the same call again lowers none."""
+    st = default_study(n_scenarios=3, n_steps=11, n_accounts=23, dtype=np.float64)
+    with lowerings("run") as first:
+        adljax.simulate(st.venue, st.book, st.paths, key=st.key)
+    with lowerings("run") as again:
+        adljax.simulate(st.venue, st.book, st.paths, key=st.key)
+    assert len(first) == 1 and again == []
+
+
 def test_chunked_run_equals_one_run(study):
     st, v, whole = study
     # The first 6 scenarios in chunks of 2: the program for a chunk of 2 is compiled (or was already).
