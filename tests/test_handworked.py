@@ -111,6 +111,35 @@ def test_cooldown_counts_seconds_not_steps(sim):
     assert m(out10, "market_liquidation_orders") == 1
 
 
+def test_cooldown_is_per_row_across_its_markets(sim):
+    # The cooldown belongs to the row (Hyperliquid: "all market liquidation orders for that user"):
+    # a partial order in one market makes the row's later orders whole in every market, also in a
+    # market that never sent a partial order. dt = 10 s, cooldown 30 s, mm 5 %.
+    # X (one cross row): long 2000 BTC @100 and short 9500 ETH @10, cash 10,000; B and C the other sides.
+    book = Book.from_accounts(cash=[10_000.0, 1e6, 1e6], size=[[2000.0, -9500.0], [-2000.0, 0.0], [0.0, 9500.0]],
+                              entry=[[100.0, 10.0], [100.0, 0.0], [0.0, 10.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([[100, 10], [100, 11]], [[BIG, 0.0], [BIG, BIG]]), dt=10.0)
+    # step 0 @(100, 10): AV 10,000 < MR 0.05*(200,000 + 95,000) = 14,750. BTC 200k > 100k: partial,
+    #   400 units at 100 (cash +0, 1600 left); ETH 95k: a whole order, but no ETH depth: unfilled.
+    #   Cooldown 30. After: AV 10,000 >= 2/3 MR = 2/3*0.05*(160,000 + 95,000) = 8,500: no takeover.
+    # step 1 @(100, 11), cooldown 20: AV 10,000 - 9500*(11-10) = 500 < MR 0.05*(160,000 + 104,500) = 13,225.
+    #   Cooling: both orders are whole, ETH's too although its 104,500 is over 100k.
+    #   BTC sells 1600 @100: +0. ETH buys back 9500 @11: 9500*(10-11) = -9500 -> cash 500, flat.
+    # (A cooldown per position would cool BTC only: ETH would send 20 % = 1900 units, cash 10,000 - 1900
+    # = 8,100 and 7600 short left.)
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.cash)[0, 0], 500.0, rtol=1e-12)
+    np.testing.assert_array_equal(np.asarray(b.size)[0, 0], [0.0, 0.0])
+    np.testing.assert_allclose(np.asarray(b.cooldown)[0, 0], 20.0)       # not restarted: no partial at step 1
+    np.testing.assert_allclose(np.asarray(b.lp_size)[0], [2000.0, -9500.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.lp_entry)[0], [100.0, 11.0], rtol=1e-12)
+    assert m(out, "market_liquidation_orders") == 4 and m(out, "partial_liquidation_orders") == 1
+    np.testing.assert_allclose(m(out, "market_liquidation_notional"), 400 * 100 + 1600 * 100 + 9500 * 11,
+                               rtol=1e-12)
+    assert m(out, "backstop_accounts") == 0 and m(out, "adl_notional") == 0
+
+
 def test_slippage_and_price_impact(sim):
     # A: long 10 @100, cash 60. At 97: AV 30 < MR 48.5 -> whole order of 10 (970 < 100k).
     book = Book.from_accounts(cash=[60.0, 1e4], size=[[10.0], [-10.0]], entry=[[100.0], [100.0]], dtype=np.float64)
@@ -158,6 +187,67 @@ def test_backstop_absorbs_deficit_and_refuses_when_it_cannot_carry(sim):
     assert m(out, "backstop_accounts") == 0
     np.testing.assert_allclose(np.asarray(out.book.size)[0, 0, 0], 100.0)
     np.testing.assert_allclose(np.asarray(out.book.vault_cash)[0], 100.0)
+
+
+def test_vault_unwind_shares_the_sell_side_with_a_liquidation(sim):
+    # The vault holds 100 long @95 (taken over before the run) and unwinds (vault_unwind 0.5) in the
+    # step in which trader A's long is liquidated: both orders sell into the same side of the book.
+    # A: long 90 @100, cash 1200; B the short side. mm 5 %, slippage 0.02, no depth at step 0.
+    book = Book.from_accounts(cash=[1200.0, 1e5], size=[[90.0], [-190.0]], entry=[[100.0], [100.0]],
+                              vault_cash=10_000.0, vault_size=[100.0], vault_entry=[95.0], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.02, vault_unwind=0.5)
+    out = sim(v, book, paths([100, 90], [0.0, 5400.0]))
+    # step 0 @100: A healthy (AV 1200 >= MR 450); the vault's order is min(100, 0.5*0/100) = 0.
+    # step 1 @90, depth 5400: A AV 1200 - 900 = 300 < MR 405 -> whole order of 90 (8100 < 100k).
+    #   The vault: min(100, 0.5*5400/90) = 30 units. Sell side: O = (90 + 30)*90 = 10,800 > 5400:
+    #   phi = 1/2, F = 5400; one price for both, p = 90*(1 - 0.02*5400/(2*5400)) = 89.1.
+    #   A sells 45 @89.1: 1200 + 45*(89.1 - 100) = 709.5, 45 @100 left.
+    #   The vault sells 15 @89.1: 10,000 + 15*(89.1 - 95) = 9,911.5, 85 @95 left.
+    #   The LP buys 60 @89.1. (Alone, the vault's 2700 of 5400 would fill whole at 90*(1 - 0.005) = 89.55.)
+    #   A after: AV 709.5 - 450 = 259.5 >= 2/3 MR = 2/3*202.5 = 135: no takeover.
+    p = 90 * (1 - 0.02 * 5400 / (2 * 5400))
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.cash)[0], [1200 + 45 * (p - 100), 1e5], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.size)[0, :, 0], [45.0, -190.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.entry)[0, 0, 0], 100.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.vault_cash)[0], 10_000 + 15 * (p - 95), rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.vault_size)[0, 0], 85.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.vault_entry)[0, 0], 95.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.lp_size)[0, 0], 60.0, rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.lp_entry)[0, 0], p, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "market_liquidation_notional"), 45 * 90.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "vault_unwind_notional"), 15 * 90.0, rtol=1e-12)
+    assert m(out, "market_liquidation_orders") == 1 and m(out, "backstop_accounts") == 0
+    # vault_pnl: at 90, 9,911.5 + 85*(90 - 95) = 9,486.5, against 10,000 + 100*(100 - 95) = 10,500 at the start.
+    np.testing.assert_allclose(m(out, "vault_pnl"), 10_000 + 15 * (p - 95) - 425 - 10_500, rtol=1e-9)
+
+
+def test_vault_bankrupt_is_deleveraged(sim):
+    # The vault (cash 200) takes A's long over at 93 as in test_backstop_takeover; the price goes on
+    # falling, the vault's value goes below zero and ADL closes its position against B's short.
+    book = Book.from_accounts(cash=[1000.0, 1e5], size=[[100.0], [-100.0]], entry=[[100.0], [100.0]],
+                              vault_cash=200.0, dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([100, 93, 85], [BIG, 0.0, 0.0]))
+    # step 1 @93, no depth: A AV 300 < 2/3 MR = 310; the vault: 200 + 300 = 500 >= MR 465 -> taken over:
+    #   vault cash 500, long 100 @93; A left with nothing.
+    # step 2 @85: the vault's AV = 500 + 100*(85 - 93) = -300 < 0: bankrupt (it is never market-liquidated).
+    #   B (short 100 @100, AV 101,500) is the only candidate: 100 units against 100, closed whole at
+    #   the previous mark 93. The vault sells 100 @93: cash 500 + 0 = 500, flat (AV -300 -> 500).
+    #   B buys 100 @93: 1e5 + 100*(100 - 93) = 100,700.
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.size)[0, :, 0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.vault_size)[0, 0], 0.0, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.cash)[0], [0.0, 100_700.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.vault_cash)[0], 500.0, rtol=1e-12)
+    assert m(out, "backstop_accounts") == 1 and m(out, "bad_debt_backstop") == 0.0
+    assert m(out, "n_bankrupt_accounts") == 1 and m(out, "n_adl_accounts") == 1 and m(out, "adl_steps") == 1
+    np.testing.assert_allclose(m(out, "adl_notional"), 100 * 85.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt_adl"), 300.0, rtol=1e-12)
+    assert m(out, "bad_debt_residual") == 0.0
+    np.testing.assert_allclose(m(out, "vault_pnl"), 300.0, rtol=1e-12)          # 500 - 200
+    # Measured after each step's ADL: 200 at the start, 500 after steps 1 and 2.
+    np.testing.assert_allclose(m(out, "vault_equity_min"), 200.0, rtol=1e-12)
 
 
 def adl_book():
@@ -264,6 +354,39 @@ def test_adl_pro_rata(sim):
                                rtol=1e-12, atol=1e-12)
     # S1 closes 10/3 @100: +10/3*10; S2 +0; S3 closes 10 @100: -10*10.
     np.testing.assert_allclose(np.asarray(out.book.cash)[0], [100, 100 + 100 / 3, 500, 1900, 10_000, 777], rtol=1e-12)
+
+
+def test_adl_with_too_few_counterparties_leaves_residual_bad_debt(sim):
+    # Candidates are rows with AV >= 0; a short held by a bankrupt row serves no one, so X's long
+    # meets less than it needs. Markets BTC, ETH; mm 5 %; the vault has no cash, so it carries no one.
+    # X: long 20 BTC @102, cash 160. Y: short 15 BTC @100 and long 100 ETH @10.5, cash 180.
+    # Z: short 5 BTC @104 and short 100 ETH @10, cash 1000.
+    # At (100, 10) AV 120, 130, 1020: all at or above MR (100, 125, 75).
+    book = Book.from_accounts(cash=[160.0, 180.0, 1000.0], size=[[20.0, 0.0], [-15.0, 100.0], [-5.0, -100.0]],
+                              entry=[[102.0, 0.0], [100.0, 10.5], [104.0, 10.0]], dtype=np.float64)
+    v = venues.hyperliquid(max_leverage=10, impact=0.0, slippage=0.0)
+    out = sim(v, book, paths([[100, 10], [90, 7]], [[BIG, BIG], [0.0, 0.0]]))
+    # step 1 @(90, 7), no depth: X AV = 160 - 240 = -80; Y AV = 180 + 150 - 350 = -20; Z AV = 1370.
+    #   X and Y send 3 orders, none fills; the vault (0 + -80 < X's MR 90) refuses X and stops.
+    # ADL at the previous mark (100, 10); bankrupt X and Y, the only candidate Z.
+    #   BTC, bankrupt longs: X's 20 against Z's 5 (Y's 15 is bankrupt): M = 5, f = 1/4.
+    #     X sells 5 @100: 160 + 5*(100 - 102) = 150, 15 @102 left. Z buys 5 @100: 1000 + 5*(104 - 100) = 1020.
+    #   BTC, bankrupt shorts: Y's 15, no candidate long (X is bankrupt): Y keeps them.
+    #   ETH, bankrupt longs: Y's 100 against Z's 100: whole, @10. Y: 180 + 100*(10 - 10.5) = 130.
+    #     Z: 1020 + 100*(10 - 10) = 1020, flat.
+    # After, at (90, 7): X AV = 150 + 15*(90 - 102) = -30 (covered 50); Y AV = 130 + 15*(100 - 90) = 280
+    # (covered its 20); Z 1020. bad_debt_adl = 50 + 20 = 70, residual 30 (X's), total 100.
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.size)[0, :3], [[15.0, 0.0], [-15.0, 0.0], [0.0, 0.0]], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.entry)[0, :2, 0], [102.0, 100.0], rtol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.cash)[0], [150.0, 130.0, 1020.0], rtol=1e-12)
+    assert m(out, "market_liquidation_orders") == 3 and m(out, "backstop_accounts") == 0
+    np.testing.assert_allclose(m(out, "adl_notional"), 5 * 90 + 100 * 7.0, rtol=1e-12)
+    assert m(out, "n_bankrupt_accounts") == 2 and m(out, "n_adl_accounts") == 1 and m(out, "adl_steps") == 1
+    np.testing.assert_allclose(m(out, "bad_debt_adl"), 70.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt_residual"), 30.0, rtol=1e-12)
+    np.testing.assert_allclose(m(out, "bad_debt"), 100.0, rtol=1e-12)
+    assert m(out, "bad_debt_backstop") == 0.0
 
 
 def test_accounts_without_positions_untouched_by_a_crash(sim):
