@@ -10,7 +10,8 @@ from adljax import METRICS
 
 from strategies import BOOK_FIELDS, COUNTS
 
-#: Relative tolerance of float64 sums (absolute floors are tied to the case's scale).
+#: Relative tolerance of float64 sums (absolute floors are tied to the scale of each quantity's own market,
+#: row or kind: strategies.tolerance).
 REL = 1e-9
 NOTIONALS = ("market_liquidation_notional", "backstop_notional", "adl_notional")
 BAD_DEBT = ("bad_debt", "bad_debt_backstop", "bad_debt_adl", "bad_debt_residual")
@@ -39,6 +40,8 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
     n, a = bc.n_accounts, bc.n_markets
     s, t, _ = case.oracle.shape
     scale = case.scale
+    market_units = case.market_size_scale                   # [A]
+    vault_usd = float(case.row_scale[-2])
     m = metrics_np(out)
     b = book_np(out)
     cash, size, entry = (b[f].astype(np.float64) for f in ("all_cash", "all_size", "all_entry"))
@@ -58,19 +61,20 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
         for k, v in out.history.items():
             assert np.all(np.isfinite(np.asarray(v))), f"history {k} not finite"
 
-    # Zero sum per market and conserved total value after every step (the metrics are maxima over steps).
-    assert np.all(m["zero_sum_error"] <= rel * case.size_scale), m["zero_sum_error"]
+    # Zero sum per market and conserved total value after every step (the metrics are maxima over steps and
+    # markets; the conservation sum runs over every row, the LP's and vault's cash included).
+    assert np.all(m["zero_sum_error"] <= rel * market_units.max()), m["zero_sum_error"]
     assert np.all(m["conservation_error"] <= rel * scale), (m["conservation_error"], scale)
-    # ... and recomputed from the final book.
-    net = np.abs(size.sum(axis=1))
-    assert np.all(net <= rel * case.size_scale), net
+    # ... and recomputed from the final book, each market against its own units.
+    net = np.abs(size.sum(axis=1))                          # [S, A]
+    assert np.all(net <= rel * market_units), (net, market_units)
     # (Σ size·m is the same at any common mark because every market sums to zero; the
     # insurance fund is part of the total: fees go in, deficits are paid out.)
     value0 = cash0.sum() - np.sum(size0 * entry0) + case.bc.insurance_fund
     value = cash.sum(axis=1) - np.sum(size * entry, axis=(1, 2)) + np.asarray(b["insurance_fund"], dtype=np.float64)
     assert np.all(np.abs(value - value0) <= rel * scale), (value, value0)
     assert np.all(m["conservation_error"] >= np.abs(value - value0) - rel * scale)
-    assert np.all(m["zero_sum_error"] >= net.max(axis=1) - rel * case.size_scale)
+    assert np.all(m["zero_sum_error"] >= net.max(axis=1) - rel * market_units.max())
 
     # Traders' positions never flip sign and never grow (elementwise, exactly).
     fs, ss = size[:, :n], np.broadcast_to(size0[:n], size[:, :n].shape)
@@ -92,8 +96,8 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
     np.testing.assert_array_equal(b["isolated"],
                                   np.broadcast_to(np.concatenate([bc.isolated, [False, False]]), (s, n + 2)))
 
-    # Bad debt decomposes, every part non-negative.
-    tiny = rel * scale
+    # Bad debt decomposes, every part non-negative (floors of the traders' USD, not the LP's deep cash).
+    tiny = rel * case.traders_scale
     for k in BAD_DEBT:
         if k == "bad_debt_adl" and case.venue.rules.adl_price == "previous_mark":
             continue   # closing at the previous mark can deepen a deficit when the price moved (Hyperliquid's rule)
@@ -122,7 +126,7 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
 
     # Vault equity: the minimum is below the start and the end values.
     vault_av0 = account_value(cash0, size0, entry0, case.oracle[:, 0])[:, -2]
-    assert np.all(m["vault_equity_min"] <= vault_av0 + tiny)
+    assert np.all(m["vault_equity_min"] <= vault_av0 + rel * vault_usd)
 
     if out.history is not None:
         h = {k: np.asarray(v, dtype=np.float64) for k, v in out.history.items()}
@@ -135,10 +139,12 @@ def check_invariants(case, out, *, rel: float, dtype=np.float64):
         av = account_value(cash, size, entry, mark[:, -1])
         np.testing.assert_allclose(m["bad_debt_residual"], np.sum(np.maximum(-av[:, :-1], 0.0), axis=1),
                                    rtol=rel, atol=tiny, err_msg="bad_debt_residual")
-        np.testing.assert_allclose(m["vault_pnl"], av[:, -2] - vault_av0, rtol=rel, atol=tiny, err_msg="vault_pnl")
-        np.testing.assert_allclose(h["vault_equity"][:, -1], av[:, -2], rtol=rel, atol=tiny)
+        vault_tiny = rel * vault_usd
+        np.testing.assert_allclose(m["vault_pnl"], av[:, -2] - vault_av0, rtol=rel, atol=vault_tiny,
+                                   err_msg="vault_pnl")
+        np.testing.assert_allclose(h["vault_equity"][:, -1], av[:, -2], rtol=rel, atol=vault_tiny)
         np.testing.assert_allclose(m["vault_equity_min"], np.minimum(vault_av0, h["vault_equity"].min(axis=1)),
-                                   rtol=rel, atol=tiny, err_msg="vault_equity_min")
+                                   rtol=rel, atol=vault_tiny, err_msg="vault_equity_min")
         for k in NOTIONALS:
             np.testing.assert_allclose(m[k], h[k].sum(axis=1), rtol=rel, atol=tiny, err_msg=f"history {k}")
         assert np.all((h["adl_notional"] > 0).sum(axis=1) <= m["adl_steps"])

@@ -320,14 +320,58 @@ class Case:
 
     @property
     def scale(self) -> float:
-        """USD scale of the case: Σ|cash| + Σ|size|·max(entry, highest oracle price) over all rows."""
+        """USD scale of the whole case: Σ|cash| + Σ|size|·max(entry, highest oracle price) over all rows.
+
+        The floor of sums over every row (conservation): the LP's and the vault's cash are in them.
+        """
         cash, size, entry = self.bc.all_rows()
-        top = self.oracle.max(axis=(0, 1))
-        return float(np.sum(np.abs(cash)) + np.sum(np.abs(size) * np.maximum(entry, top)))
+        return float(np.sum(np.abs(cash)) + np.sum(self._position_usd()))
+
+    def _position_usd(self) -> np.ndarray:
+        """[R, A]: |size|·max(entry, the market's highest oracle price) of every start position."""
+        _, size, entry = self.bc.all_rows()
+        return np.abs(size) * np.maximum(entry, self.oracle.max(axis=(0, 1)))
+
+    @property
+    def row_scale(self) -> np.ndarray:
+        """USD scale of each row [R]: its |cash| and its positions; the vault and LP rows add every
+        trader's positions (they take over or fill any of them)."""
+        cash, _, _ = self.bc.all_rows()
+        pos = self._position_usd().sum(axis=1)
+        row = np.abs(cash) + pos
+        row[-2:] += pos[:-2].sum()
+        return row
+
+    @property
+    def traders_scale(self) -> float:
+        """USD scale of quantities made of traders' positions and deficits (notionals, bad debt, fees,
+        the fund's flows): every row's positions, the traders' cash and the insurance fund, not the
+        vault's or LP's cash."""
+        cash, _, _ = self.bc.all_rows()
+        return float(np.sum(self._position_usd()) + np.sum(np.abs(cash[:-2])) + abs(self.bc.insurance_fund))
+
+    @property
+    def market_size_scale(self) -> np.ndarray:
+        """Base-unit scale of each market [A]: Σ|size| over its rows."""
+        return np.sum(np.abs(self.bc.all_rows()[1]), axis=0)
+
+    @property
+    def position_size_scale(self) -> np.ndarray:
+        """Base-unit scale of each position [R, A]: a trader's own |size| (partial liquidation and ADL
+        take parts of it), the market's scale for the vault and LP rows (they receive any trader's)."""
+        size = np.abs(self.bc.all_rows()[1])
+        out = size.copy()
+        out[-2:] = self.market_size_scale
+        return out
+
+    @property
+    def market_price_scale(self) -> np.ndarray:
+        """Price scale of each market [A]: the highest of its oracle prices and entries."""
+        return np.maximum(self.oracle.max(axis=(0, 1)), self.bc.all_rows()[2].max(axis=0))
 
     @property
     def size_scale(self) -> float:
-        """Base-unit scale: Σ|size| over all rows and markets."""
+        """Base-unit scale: Σ|size| over all rows and markets (the largest per-step error of a sum over them)."""
         return float(np.sum(np.abs(self.bc.all_rows()[1])))
 
     def describe(self) -> str:
@@ -356,27 +400,39 @@ def cases(draw, shapes=SHAPES, n_scenarios: int | tuple = (1, 2, 3), rules=RULE_
 COUNTS = ("market_liquidation_orders", "partial_liquidation_orders", "backstop_accounts",
           "n_adl_accounts", "n_bankrupt_accounts", "adl_steps")
 BOOK_FIELDS = ("all_cash", "all_size", "all_entry", "cooldown", "isolated", "insurance_fund")
-_FIELD_KIND = {"all_cash": "usd", "all_size": "units", "all_entry": "price", "cooldown": "seconds",
-               "insurance_fund": "usd"}
-_HISTORY_KIND = {"mark": "price", "vault_equity": "usd", "market_liquidation_notional": "usd",
+_FIELD_KIND = {"all_cash": "usd_row", "all_size": "units_position", "all_entry": "price_market",
+               "cooldown": "seconds", "insurance_fund": "usd"}
+_HISTORY_KIND = {"mark": "price_market", "vault_equity": "usd_vault", "market_liquidation_notional": "usd",
                  "backstop_notional": "usd", "adl_notional": "usd", "n_bankrupt": "count"}
+_METRIC_KIND = {"zero_sum_error": "units_market_max", "conservation_error": "usd_total",
+                "vault_pnl": "usd_vault", "vault_equity_min": "usd_vault"}
 
 
-def _kind_of_metric(name: str) -> str:
-    return "count" if name in COUNTS else "units" if name == "zero_sum_error" else "usd"
+def kind_of_metric(name: str) -> str:
+    return "count" if name in COUNTS else _METRIC_KIND.get(name, "usd")
 
 
-def tolerance(case: Case, kind: str, rel: float = 1e-9) -> float:
-    """Absolute floor for a quantity: ``rel`` of the case's scale of that kind (USD, units, price, seconds)."""
+def tolerance(case: Case, kind: str, rel: float = 1e-9):
+    """Absolute floor of a quantity: ``rel`` of its own scale, a number or an array that broadcasts
+    against the quantity's trailing axes.
+
+    ``usd``: the traders' scale (:attr:`Case.traders_scale`); ``usd_row`` [R] and ``usd_vault``: the
+    row's (:attr:`Case.row_scale`); ``usd_total``: every row's, cash included; ``units_position`` [R, A];
+    ``units_market_max``: the largest market's units; ``price_market`` [A]; ``seconds``: the cooldown.
+    """
     if kind == "count":
         return 0.0
-    if kind == "units":
-        return rel * case.size_scale
-    if kind == "price":
-        return rel * float(max(case.oracle.max(), case.bc.all_rows()[2].max()))
-    if kind == "seconds":
-        return rel * max(case.venue.cooldown, 1.0)
-    return rel * case.scale
+    scales = {
+        "usd": lambda: case.traders_scale,
+        "usd_row": lambda: case.row_scale,
+        "usd_vault": lambda: case.row_scale[-2],
+        "usd_total": lambda: case.scale,
+        "units_position": lambda: case.position_size_scale,
+        "units_market_max": lambda: case.market_size_scale.max(),
+        "price_market": lambda: case.market_price_scale,
+        "seconds": lambda: max(float(case.venue.cooldown), 1.0),
+    }
+    return rel * scales[kind]()
 
 
 def compare_outcomes(case: Case, got, want, rel: float = 1e-9) -> list[str]:
@@ -408,7 +464,7 @@ def compare_outcomes(case: Case, got, want, rel: float = 1e-9) -> list[str]:
         if k not in got.metrics or k not in want.metrics:
             bad.append(f"metric {k}: missing on one side")
             continue
-        check(f"metric {k}", got.metrics[k], want.metrics[k], _kind_of_metric(k))
+        check(f"metric {k}", got.metrics[k], want.metrics[k], kind_of_metric(k))
     for f in BOOK_FIELDS:
         g, w = getattr(got.book, f), getattr(want.book, f)
         if f == "isolated":
@@ -417,8 +473,8 @@ def compare_outcomes(case: Case, got, want, rel: float = 1e-9) -> list[str]:
         elif f == "all_entry":
             gs = np.asarray(got.book.all_size, dtype=np.float64)
             ws = np.asarray(want.book.all_size, dtype=np.float64)
-            held = np.maximum(np.abs(gs), np.abs(ws)) > tolerance(case, "units", rel)
-            check("book.all_entry", g, w, "price", mask=held)
+            held = np.maximum(np.abs(gs), np.abs(ws)) > tolerance(case, "units_position", rel)
+            check("book.all_entry", g, w, "price_market", mask=held)
             check("book.all_size*all_entry", gs * np.asarray(g, dtype=np.float64),
                   ws * np.asarray(w, dtype=np.float64), "usd")
         else:

@@ -1,10 +1,13 @@
 """The fast engine against the reference engine, on random books × violent paths × venues.
 
 Both follow ``docs/rules.md``; in float64 they must agree to 1e-9 relative
-(with an absolute floor of 1e-9 of the case's USD, unit or price scale) on
-every metric, every account field and every history series. Counts must be
-equal. Entry prices are compared where either engine holds more than dust
-(1e-9 of the unit scale), and ``size·entry`` everywhere (see
+on every metric, every account field and every history series, with an
+absolute floor of 1e-9 of the quantity's own scale: a row's cash against that
+row's USD, a position's size against that position (the market's units for
+the vault and LP rows), a price against its market's prices, a metric
+against the traders' USD (``strategies.tolerance``). Counts must be equal.
+Entry prices are compared where either engine holds more than dust (1e-9 of
+the position's units), and ``size·entry`` everywhere (see
 ``strategies.compare_outcomes``).
 
 Cases: a fixed list of (shape, rules) pairs, ``PAIRS``: every rule set of
@@ -30,6 +33,7 @@ backstop in some case; the last test checks both over the run
 from __future__ import annotations
 
 import os
+import types
 
 import numpy as np
 import pytest
@@ -41,7 +45,7 @@ import adljax.reference
 from adljax.engine.config import EngineConfig
 
 from invariants import REL, check_invariants
-from strategies import RULE_SETS, SHAPES, BookCase, Case, cases, compare_outcomes
+from strategies import BOOK_FIELDS, RULE_SETS, SHAPES, BookCase, Case, cases, compare_outcomes
 
 #: (shape, rules) pairs: every rule set on one shape (each shape three times; Hyperliquid's own rules
 #: on two markets), then three more combinations (the Hyperliquid score at the bankruptcy price with
@@ -288,3 +292,37 @@ def test_order_key_treats_minus_zero_as_zero_under_jit():
     for dtype in (jnp.float32, jnp.float64):
         k = np.asarray(jax.jit(order_key)(jnp.array([-0.0, 0.0, -1e-30, 1e-30], dtype)))
         assert k[0] == k[1] and k[2] < k[0] < k[3]
+
+
+def test_comparison_floors_are_each_markets_and_each_rows():
+    """A disagreement that is small against the whole case but large against its own row or market fails.
+
+    One scenario, two markets: BTC at 65,000 and DOGE at 0.05, a trader holding 0.001 BTC (65 USD) and
+    10 USD of cash, another 2e7 DOGE, the LP 1e8 USD of cash. Against the case's totals (1.2e8 USD, 2e7 units,
+    price 65,000) each change below is within 1e-9; against the trader's row (75 USD), its BTC position
+    (0.001) or DOGE's price (0.05) it is thousands of times more.
+    """
+    bc = BookCase(
+        cash=np.array([10.0, 2e5]), size=np.array([[0.001, 0.0], [0.0, 2e7]]),
+        entry=np.array([[65_000.0, 0.0], [0.0, 0.05]]), isolated=np.zeros(2, bool),
+        vault_cash=0.0, vault_size=np.zeros(2), vault_entry=np.zeros(2), lp_cash=1e8,
+        lp_size=np.array([-0.001, -2e7]), lp_entry=np.array([65_000.0, 0.05]), start=np.array([65_000.0, 0.05]))
+    oracle = np.array([[[65_000.0, 0.05], [64_000.0, 0.049]]])
+    case = Case(venue=adljax.venues.hyperliquid(max_leverage=[40.0, 10.0]), dt=1.0, bc=bc, oracle=oracle,
+                depth=np.full_like(oracle, 1e12))
+    want = adljax.reference.simulate(case.venue, case.book(), case.paths(), dt=case.dt, history=True)
+    assert not compare_outcomes(case, want, want)
+
+    def changed(field, index, by):
+        book = {f: np.array(getattr(want.book, f)) for f in BOOK_FIELDS}
+        book[field][index] += by
+        return types.SimpleNamespace(book=types.SimpleNamespace(**book), metrics=want.metrics, history=want.history)
+
+    for field, index, by in (("all_cash", (0, 0), 1e-6),          # the trader's cash: old floor 0.12 USD
+                             ("all_size", (0, 0, 0), 1e-6),       # its BTC: old floor 0.02 units
+                             ("all_entry", (0, 1, 1), 1e-6)):     # DOGE's entry: old floor 6.5e-5
+        bad = compare_outcomes(case, changed(field, index, by), want)
+        assert any(line.startswith(f"book.{field}") for line in bad), (field, bad)
+    # ... and the whole-case floors are still where sums over every row need them: conservation is
+    # compared against the total (the LP's cash included), a per-row quantity against its own row.
+    assert case.scale > 1e8 and case.row_scale[0] < 100 and case.row_scale[-1] > 1e8

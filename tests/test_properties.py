@@ -19,7 +19,7 @@ import adljax
 from adljax import METRICS, Paths
 
 from invariants import REL, check_invariants, metrics_np
-from strategies import COUNTS, RULE_SETS, SHAPES, cases, compare_outcomes
+from strategies import COUNTS, RULE_SETS, SHAPES, cases, compare_outcomes, kind_of_metric, tolerance
 
 #: derandomize: the same cases every run (CI stays reproducible; a longer random run is how to hunt).
 SETTINGS = dict(deadline=None, derandomize=True,
@@ -131,5 +131,5 @@ def test_float32_close_to_float64_on_calm_case(case):
     for k in METRICS:
         if k in COUNTS:
             continue
-        atol = 1e-5 * (case.size_scale if k == "zero_sum_error" else case.scale)
+        atol = tolerance(case, kind_of_metric(k), 1e-5)
         np.testing.assert_allclose(gm[k], wm[k], rtol=1e-4, atol=atol, err_msg=f"float32 vs float64: {k}")
