@@ -97,14 +97,15 @@ def binance(**overrides) -> Venue:
 
     Published: BTCUSDT first bracket 125× with maintenance margin 0.40 %
     (``max_leverage`` 125 → 1/(2·125) = 0.4 %); liquidation by the engine
-    with a clearance fee to the insurance fund; ADL ranked by profit and
-    leverage, at the bankruptcy price, queue shown in fifths.
-    Assumed: the clearance-fee rate (not found) is taken as 0.5 % of
-    notional; the ranking uses BitMEX's ``PnL%·EffLev`` form (Binance's own
+    with a clearance fee to the insurance fund, BTCUSDT's 1.25 % of the
+    amount liquidated (``liquidationFee`` "0.012500" in ``GET
+    /fapi/v1/exchangeInfo``); ADL ranked by profit and leverage, at the
+    bankruptcy price, queue shown in fifths.
+    Assumed: the ranking uses BitMEX's ``PnL%·EffLev`` form (Binance's own
     "LeveragePnL" differs in detail); whole-position orders (brackets'
     incremental orders not modelled).
     """
-    base = _insurance_queue_venue("binance", max_leverage=125.0, liquidation_fee=0.005)
+    base = _insurance_queue_venue("binance", max_leverage=125.0, liquidation_fee=0.0125)
     return base.replace(**overrides)
 
 
