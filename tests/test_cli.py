@@ -78,6 +78,8 @@ def adljax(*args, cwd, cache=None, env=None, timeout=600):
     e = {k: v for k, v in os.environ.items() if k != runner.STOP_ENV}
     e.update(JAX_PLATFORMS="cpu", PYTHONPATH=str(ROOT), ADLJAX_COMPILATION_CACHE=str(cache) if cache else "0",
              COLUMNS="200")
+    if "ADLJAX_TEST_XLA_FLAGS" in e:          # the command as users run it: XLA's usual optimisation (conftest.py)
+        e["XLA_FLAGS"] = e.pop("ADLJAX_TEST_XLA_FLAGS")
     e.update(env or {})
     return subprocess.run([sys.executable, "-m", "adljax", *map(str, args)], cwd=cwd, env=e, capture_output=True,
                           text=True, timeout=timeout)

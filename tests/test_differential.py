@@ -16,7 +16,7 @@ cooldown mode) on one of the shapes of ``strategies.SHAPES``, each shape
 three times, plus three more queue/pro-rata combinations; each pair compiles
 the engine once. Within a pair, Hypothesis draws the numbers: fees, vault
 unwinding, insurance funds, funding rates, books and paths. The suite draws
-8 cases a pair (96); ``ADLJAX_DIFFERENTIAL=1`` draws 25 (300)
+8 cases a pair (96); ``ADLJAX_FULL_TESTS=1`` draws 25 (300, ``sizes.py``)
 (``ADLJAX_NO_SHRINK=1`` reports a disagreement as drawn, without minutes of
 shrinking). Every case's outcome, from either engine, must also keep the
 invariants of :mod:`invariants` (zero sum per market, conserved value, no
@@ -45,6 +45,7 @@ import adljax.reference
 from adljax.engine.config import EngineConfig
 
 from invariants import REL, check_invariants
+from sizes import FULL
 from strategies import BOOK_FIELDS, RULE_SETS, SHAPES, BookCase, Case, cases, compare_outcomes
 
 #: (shape, rules) pairs: every rule set on one shape (each shape three times; Hyperliquid's own rules
@@ -57,8 +58,8 @@ PAIRS = tuple(zip((SHAPES[1:] + SHAPES[:1]) * 3, RULE_SETS)) + (
     (SHAPES[2], dict(adl_policy="queue", adl_score="pnl", adl_price="previous_mark", backstop="none")),
 )
 #: Drawn cases a pair: a quick share in the suite (enough that every rule set reaches market liquidation,
-#: ADL and its backstop in some case), more on request (ADLJAX_DIFFERENTIAL=1).
-PER_PAIR = 25 if os.environ.get("ADLJAX_DIFFERENTIAL") == "1" else 8
+#: ADL and its backstop in some case), more on request (ADLJAX_FULL_TESTS=1).
+PER_PAIR = 25 if FULL else 8
 N_EXAMPLES = PER_PAIR * len(PAIRS)
 #: Each stage must be reached in at least this share of the drawn cases: 10 % of the suite's 96
 #: (10 cases), 15 % of the 300 drawn on request.

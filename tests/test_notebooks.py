@@ -1,12 +1,12 @@
 """The notebooks in notebooks/ run top to bottom, at tiny sizes, so that they never rot.
 
-Each notebook reads ``ADLJAX_NOTEBOOK_SMALL``: with "1" it runs a few scenarios of a few dozen
-accounts. The test executes every cell in a fresh kernel of *this* Python (a ``python3``
-kernelspec written for ``sys.executable`` and put first on ``JUPYTER_PATH``, so that no other
-Python's kernel can stand in for it), and fails on any cell error. XLA's backend optimisation is
-turned off in the kernel: at these sizes compiling is most of the time, and the numbers are not
-checked here. The committed notebooks carry the outputs of a moderate run; a second test checks
-that every code cell of the committed files was run and none ended in an error.
+Each notebook reads ``ADLJAX_NOTEBOOK_SMALL``: with "1", which the test sets unless
+``ADLJAX_FULL_TESTS=1`` (``sizes.py``), it runs a few scenarios of a few dozen accounts. The test
+executes every cell in a fresh kernel of *this* Python (a ``python3`` kernelspec written for
+``sys.executable`` and put first on ``JUPYTER_PATH``, so that no other Python's kernel can stand
+in for it), and fails on any cell error. The committed notebooks carry the outputs of a moderate
+run; a second test checks that every code cell of the committed files was run and none ended in
+an error.
 
 Needs nbclient, nbformat and ipykernel (the ``test`` extra); skipped without them.
 """
@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 
 import pytest
+
+from sizes import FULL
 
 nbformat = pytest.importorskip("nbformat")
 nbclient = pytest.importorskip("nbclient")
@@ -33,14 +35,13 @@ def test_there_are_notebooks():
 
 @pytest.fixture(scope="module")
 def kernel_env(tmp_path_factory):
-    """A ``python3`` kernelspec running this interpreter, first on JUPYTER_PATH; small sizes."""
+    """A ``python3`` kernelspec running this interpreter, first on JUPYTER_PATH; small sizes unless FULL."""
     root = tmp_path_factory.mktemp("jupyter")
     kernelspec.write_kernel_spec(path=root / "kernels" / "python3")
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("JUPYTER_PATH", os.pathsep.join([str(root), os.environ.get("JUPYTER_PATH", "")]).rstrip(os.pathsep))
-        mp.setenv("ADLJAX_NOTEBOOK_SMALL", "1")
+        mp.setenv("ADLJAX_NOTEBOOK_SMALL", "0" if FULL else "1")
         mp.setenv("JAX_PLATFORMS", os.environ.get("JAX_PLATFORMS", "cpu"))
-        mp.setenv("XLA_FLAGS", (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip())
         mp.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
         yield
 

@@ -13,14 +13,13 @@ with the same computation in this (one-device) process.
 - gradients through :func:`adljax.parallel.sharding.scenario_map`: of a smooth margin
   shortfall written here (with a batch-level skip like the engine's) w.r.t.
   the maintenance margins and every scenario's cash, eagerly and under jit;
-  and, on request (``ADLJAX_SHARDING_SMOOTH=1``, a minute more), of
+  and, on request (``ADLJAX_FULL_TESTS=1``, a minute more: ``sizes.py``), of
   calibration's kind of loss (expected bad debt + P(ADL) of the engine in
   its smooth mode, ``partial(engine.run, rules=...)``) w.r.t. the margins.
-  ``calibrate`` itself calls the engine without ``scenario_map`` so far;
-  once it does, its gradient step joins ``_grad_cases`` the same way.
+  ``adljax calibrate`` on 2 devices against one device is in ``test_calibration.py``.
 - the meetings of a multi-process run (:func:`adljax.parallel.sharding.meet`), in two processes joined on
-  loopback: values passed on, errors passed on (no process left waiting), processes out of step, and a
-  process that reaches its first meeting long after the others.
+  loopback: values passed on, errors passed on (no process left waiting), processes out of step; on
+  request (``ADLJAX_FULL_TESTS=1``), a process that reaches its first meeting 35 s after the others.
 - ``adljax run`` on 2 devices, and on 2 processes joined by
   ``jax.distributed`` on loopback (then resumed after a chunk is deleted):
   the same scenarios.parquet and summary statistics as one process; a
@@ -44,12 +43,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from sizes import FULL
+
 ROOT = Path(__file__).resolve().parent.parent
 THIN = ROOT / "scenarios" / "thin_altcoin.toml"
 N_DEVICES = 4
 #: The smooth engine's gradient case compiles the engine's reverse mode in both processes: about a minute more on
-#: the project's 2-core CPU, over this file's budget, so it runs on request (ADLJAX_SHARDING_SMOOTH=1).
-SMOOTH = os.environ.get("ADLJAX_SHARDING_SMOOTH", "") not in ("", "0")
+#: the project's 2-core CPU, over this file's budget, so it runs on request (ADLJAX_FULL_TESTS=1).
+SMOOTH = FULL
 
 # The command-line study: test_cli's tiny one-market crash (ADL fires in some scenarios, not all).
 TINY = """
@@ -302,7 +303,7 @@ def test_gradients_through_scenario_map_match_one_device(on_four_devices, on_one
         assert np.all(np.abs(one[f"grad/{tag}/mm"]) > 0)
 
 
-@pytest.mark.skipif(not SMOOTH, reason="about a minute of compilation: ADLJAX_SHARDING_SMOOTH=1 runs it")
+@pytest.mark.skipif(not SMOOTH, reason="about a minute of compilation: ADLJAX_FULL_TESTS=1 runs it")
 def test_smooth_engine_gradient_through_scenario_map_matches_one_device(on_four_devices, on_one_device):
     four, one = on_four_devices, on_one_device
     for k in [k for k in one if k.startswith("smooth/metric/")]:
@@ -406,7 +407,7 @@ from adljax.parallel import sharding
 
 sharding.initialize(f"127.0.0.1:{port}", 2, pid)
 if pid == 1:
-    time.sleep(35)      # reaches its first meeting after the others (gloo's set-up gives up after 30 s)
+    time.sleep(float(sys.argv[3]))      # reaches its first meeting late (gloo's set-up gives up after 30 s)
 
 
 def case(name, fn):
@@ -451,7 +452,8 @@ case("last", lambda: sharding.from_process_0("last", lambda: "done"))
 def test_meetings_pass_values_and_errors_between_processes(tmp_path):
     port = _free_port()
     env = _env(tmp_path / "cache")
-    procs = [subprocess.Popen([sys.executable, "-c", MEETINGS, str(i), str(port)], env=env, cwd=tmp_path,
+    late = 35 if FULL else 0           # seconds process 1 arrives after process 0 (ADLJAX_FULL_TESTS=1: past 30)
+    procs = [subprocess.Popen([sys.executable, "-c", MEETINGS, str(i), str(port), str(late)], env=env, cwd=tmp_path,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in (1, 0)]
     outs = _wait_all(procs, 180)
     assert [code for _, _, code in outs] == [0, 0], [err[-3000:] for _, err, _ in outs]
