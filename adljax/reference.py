@@ -33,8 +33,8 @@ import math
 
 import numpy as np
 
-from .model.book import Book
-from .model.errors import InputError, check_range
+from .model.book import Book, check_inputs
+from .model.errors import InputError, check_bool, check_first_scenario, check_number, check_range
 from .model.outcome import HISTORY, METRICS, Outcome
 from .model.paths import Paths
 from .model.venue import Venue
@@ -856,6 +856,7 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
     if not isinstance(venue, Venue):
         raise InputError(f"venue: expected an adljax.Venue (see adljax.venues), got {type(venue).__name__}")
     venue.validate()
+    check_number("dt", dt)
     check_range("dt", dt, 0.0, np.inf, lo_open=True, hi_open=True)
     rules = venue.rules
     for field, allowed in (("adl_policy", ADL_POLICIES), ("adl_score", ADL_SCORES), ("adl_price", ADL_PRICES),
@@ -981,7 +982,9 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
         raise InputError(f"paths: expected an adljax.Paths, got {type(paths).__name__}")
     if not isinstance(book, Book):
         raise InputError(f"book: expected an adljax.Book (see Book.from_accounts), got {type(book).__name__}")
-    paths.validate(book.n_markets)
+    check_bool("history", history)
+    check_first_scenario(first_scenario)
+    check_inputs(book, paths)         # the checks adljax.simulate runs, in the book's dtype
     oracle = _host("paths.oracle", paths.oracle)
     depth = _host("paths.depth", paths.depth)
     funding = None if paths.funding is None else _host("paths.funding", paths.funding)

@@ -13,11 +13,11 @@ import jax.numpy as jnp
 import numpy as np
 
 from ..parallel.chunking import scenarios_per_chunk
-from ..model.book import Book
+from ..model.book import Book, check_inputs
 from .config import EngineConfig
 from .waterfall import batch_book, prepare, run, scenario_keys
 from .stages import adl
-from ..model.errors import InputError
+from ..model.errors import InputError, check_bool, check_first_scenario
 from ..model.outcome import Outcome
 from ..model.paths import Paths
 from ..parallel.sharding import scenario_map
@@ -93,8 +93,17 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
       :data:`adljax.METRICS`, each [S]. Every stage runs in float of the
       book's dtype.
     Raises:
-      InputError: naming the field, for any malformed input.
+      InputError: naming the field, for any malformed input: the book and paths are checked
+        however they were built (:func:`adljax.model.book.check_inputs`: in the book's dtype,
+        their money below :func:`adljax.model.errors.money_limit`), ``history`` must be a bool,
+        ``first_scenario`` a whole number >= 0.
     """
+    if not isinstance(venue, Venue):
+        raise InputError(f"venue: expected an adljax.Venue (e.g. adljax.venues.hyperliquid()), "
+                         f"got {type(venue).__name__}")
+    check_bool("history", history)
+    check_first_scenario(first_scenario)
+    check_inputs(book, paths)
     local = jax.local_devices()
     if devices is None:
         devices = len(local)

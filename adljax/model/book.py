@@ -14,12 +14,16 @@ with both gives several rows.
 from __future__ import annotations
 
 import numpy as np
+import jax
 import jax.numpy as jnp
 from jax import Array
 
+from .paths import Paths
 from .pytree import pytree, replace
 from ..engine.accounting import sum_markets
-from .errors import InputError, as_host, check_finite, check_ndim, check_positive, check_shape
+from .errors import (FLOAT_DTYPES, InputError, arrays_from_lists, as_bools, as_host, as_numbers, check_above_floor,
+                     check_below_limit, check_finite, check_ndim, check_number, check_numeric, check_positive,
+                     check_representable, check_shape, float_dtype, money_limit, remedy)
 
 
 @pytree
@@ -47,6 +51,9 @@ class Book:
     cooldown: Array
     isolated: Array
     insurance_fund: Array
+
+    def __post_init__(self):
+        arrays_from_lists(self)
 
     @property
     def all_size(self) -> Array:
@@ -154,18 +161,23 @@ class Book:
           vault_size, vault_entry: [A] positions the vault already holds.
           lp_cash, lp_size, lp_entry: the liquidity-provider row's start.
           isolated: [N] bool, rows that are isolated positions (one position each).
-          dtype: float dtype of every array (default: JAX's default float).
+          dtype: float dtype of every array, float32 or float64 (default: JAX's default float).
 
         Raises:
-          InputError: naming the field, for a shape mismatch, a NaN, a
+          InputError: naming the field, for text, booleans or objects where numbers are
+            meant (and anything but booleans in ``isolated``), a shape mismatch, a NaN, a
             non-positive entry price on an open position, a negative vault or
-            fund, an isolated row with several positions, or a book that is not
-            zero-sum per market (with the imbalance of each market).
+            fund, an isolated row with several positions, a book that is not
+            zero-sum per market (with the imbalance of each market), and numbers out of
+            the dtype's range: infinite after the cast, a nonzero size or price below
+            :func:`~adljax.model.errors.smallest_amount` (1.1e-16 in float32), a price at or
+            above :func:`~adljax.model.errors.money_limit` (1.8e16 in float32), or money
+            (:func:`check_money`) adding up to that limit.
         """
-        dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
-        cash = np.asarray(cash, dtype=np.float64)
-        size = np.asarray(size, dtype=np.float64)
-        entry = np.asarray(entry, dtype=np.float64)
+        dtype = jax.dtypes.canonicalize_dtype(float_dtype("dtype", dtype))
+        cash = as_numbers("cash", cash).astype(np.float64)
+        size = as_numbers("size", size).astype(np.float64)
+        entry = as_numbers("entry", entry).astype(np.float64)
         check_ndim("cash", cash, 1, "[N accounts]")
         n = cash.shape[0]
         check_ndim("size", size, 2, "[N accounts, A markets]")
@@ -186,7 +198,7 @@ class Book:
         entry = np.where(open_, entry, 0.0)
 
         def vec(name, v, default):
-            v = np.full(a, default) if v is None else np.asarray(v, dtype=np.float64)
+            v = np.full(a, default) if v is None else as_numbers(name, v).astype(np.float64)
             check_shape(name, v, (a,), "[A markets]")
             check_finite(name, v)
             return v
@@ -200,14 +212,17 @@ class Book:
                 raise InputError(f"{nm}: must be > 0 where the row holds a position")
         vault_entry = np.where(vault_size != 0, vault_entry, 0.0)
         lp_entry = np.where(lp_size != 0, lp_entry, 0.0)
+        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund), ("lp_cash", lp_cash)):
+            check_number(nm, v)
+        vault_cash, insurance_fund, lp_cash = float(vault_cash), float(insurance_fund), float(lp_cash)
         for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund)):
-            check_positive(nm, np.asarray(v, dtype=np.float64), allow_zero=True)
-        check_finite("lp_cash", np.asarray(lp_cash, dtype=np.float64))
+            check_positive(nm, np.asarray(v), allow_zero=True)
+        check_finite("lp_cash", np.asarray(lp_cash))
 
         if isolated is None:
             iso = np.zeros(n, dtype=bool)
         else:
-            iso = np.asarray(isolated, dtype=bool)
+            iso = as_bools("isolated", isolated)
             check_shape("isolated", iso, (n,), "[N accounts]")
             npos = (size != 0).sum(axis=1)
             bad = iso & (npos > 1)
@@ -216,16 +231,188 @@ class Book:
                 raise InputError(f"isolated: account {i} is isolated but holds {int(npos[i])} positions; an isolated "
                                  "position is a row with one position (split the trader into several rows)")
 
+        # What the float64 values become in the engine's dtype, named as the caller wrote them.
+        for nm, v, kind in (("cash", cash, "none"), ("size", size, "nonzero"), ("entry", entry, "nonzero"),
+                            ("vault_cash", vault_cash, "none"), ("insurance_fund", insurance_fund, "none"),
+                            ("lp_cash", lp_cash, "none"), ("vault_size", vault_size, "nonzero"),
+                            ("vault_entry", vault_entry, "nonzero"), ("lp_size", lp_size, "nonzero"),
+                            ("lp_entry", lp_entry, "nonzero")):
+            check_representable(nm, np.asarray(v), dtype, positive=kind)
+        for nm, v in (("entry", entry), ("vault_entry", vault_entry), ("lp_entry", lp_entry)):
+            check_below_limit(nm, v, dtype)
+        for nm, v in (("size", size), ("entry", entry), ("vault_size", vault_size), ("vault_entry", vault_entry),
+                      ("lp_size", lp_size), ("lp_entry", lp_entry)):
+            check_above_floor(nm, v, dtype)
+        all_cash = np.concatenate([cash, [vault_cash, lp_cash]])
         all_size = np.concatenate([size, vault_size[None], lp_size[None]], axis=0)
+        all_entry = np.concatenate([entry, vault_entry[None], lp_entry[None]], axis=0)
         check_zero_sum(all_size)
-        return cls(
-            all_cash=jnp.asarray(np.concatenate([cash, [float(vault_cash), float(lp_cash)]]), dtype=dtype),
+        check_money(all_cash, np.asarray(insurance_fund), all_size.T, all_entry.T, None, dtype,
+                    cash_name="cash", size_name="size", price_name="entry")
+        book = cls(
+            all_cash=jnp.asarray(all_cash, dtype=dtype),
             size_am=jnp.asarray(all_size.T, dtype=dtype),
-            entry_am=jnp.asarray(np.concatenate([entry, vault_entry[None], lp_entry[None]], axis=0).T, dtype=dtype),
+            entry_am=jnp.asarray(all_entry.T, dtype=dtype),
             cooldown=jnp.zeros(n + 2, dtype=dtype),
             isolated=jnp.asarray(np.concatenate([iso, [False, False]])),
-            insurance_fund=jnp.asarray(float(insurance_fund), dtype=dtype),
+            insurance_fund=jnp.asarray(insurance_fund, dtype=dtype),
         )
+        book.validate()
+        return book
+
+    # ---- checks --------------------------------------------------------------
+    def checked_dtype(self) -> np.dtype:
+        """The float dtype every stage runs in (the cash's); checks that every field agrees with it.
+
+        Raises:
+          InputError: naming the field, for a field that is not an array of the book's dtype
+            (float32 or float64; ``isolated`` bool).
+        """
+        for name in ("all_cash", "size_am", "entry_am", "cooldown", "isolated", "insurance_fund"):
+            if not hasattr(getattr(self, name), "dtype"):
+                check_numeric(f"book.{name}", getattr(self, name))
+                raise InputError(f"book.{name}: expected an array, got {type(getattr(self, name)).__name__} "
+                                 "(build books with Book.from_accounts)")
+        dtype = np.dtype(self.all_cash.dtype)
+        if dtype.name not in FLOAT_DTYPES:
+            raise InputError(f"book.all_cash: dtype {dtype.name}; a book's numbers are float32 or float64 "
+                             "(Book.from_accounts(..., dtype=...))")
+        for name in ("size_am", "entry_am", "cooldown", "insurance_fund"):
+            d = np.dtype(getattr(self, name).dtype)
+            if d != dtype:
+                raise InputError(f"book.{name}: dtype {d.name} differs from the book's {dtype.name} (book.all_cash); "
+                                 "every number of a book has one dtype")
+        if np.dtype(self.isolated.dtype).kind != "b":
+            raise InputError(f"book.isolated: expected True/False per row, got dtype {np.dtype(self.isolated.dtype)}")
+        return dtype
+
+    def validate(self, paths=None) -> None:
+        """Check a book however it was built (:meth:`from_accounts`, :meth:`replace`, a run's final books).
+
+        Shapes and dtypes always; values where the fields are concrete (not traced): every number
+        finite in the book's dtype, each open position's entry price > 0, every nonzero size and entry
+        at or above the dtype's smallest normal number, cooldowns and the insurance fund >= 0, at most
+        one position on an isolated row, every market zero-sum, and the book's money
+        (:func:`check_money`) and open entries below :func:`~adljax.model.errors.money_limit`.
+        (:meth:`from_accounts` also holds a new book's sizes and prices at or above
+        :func:`~adljax.model.errors.smallest_amount`; here only the smallest normal number is
+        required, so that a run's final books, which may hold a fill's dust, are valid books.) With ``paths``
+        (:class:`~adljax.model.paths.Paths`), also the paths (:meth:`Paths.validate` in the book's
+        dtype), and the money at the highest oracle price of each market.
+
+        Raises:
+          InputError: naming the field (``book.all_cash``, ``book.size_am``, ...) and the problem.
+        """
+        dtype = self.checked_dtype()
+        lead = tuple(np.shape(self.all_cash))[:-1]
+        if np.ndim(self.all_cash) not in (1, 2):
+            raise InputError(f"book.all_cash: expected [R rows] or [S scenarios, R rows], got shape "
+                             f"{tuple(np.shape(self.all_cash))}")
+        r = np.shape(self.all_cash)[-1]
+        if r < 2:
+            raise InputError(f"book.all_cash: needs the vault and LP rows (R = N + 2 >= 2), got R = {r}")
+        if np.ndim(self.size_am) != len(lead) + 2 or tuple(np.shape(self.size_am))[:len(lead)] != lead \
+                or np.shape(self.size_am)[-1] != r or np.shape(self.size_am)[-2] < 1:
+            raise InputError(f"book.size_am: expected shape {lead + ('A markets', r)} (market-major, like "
+                             f"book.all_cash {tuple(np.shape(self.all_cash))}), got {tuple(np.shape(self.size_am))}")
+        a = np.shape(self.size_am)[-2]
+        for name, shape in (("entry_am", lead + (a, r)), ("cooldown", lead + (r,)), ("isolated", lead + (r,)),
+                            ("insurance_fund", lead)):
+            check_shape(f"book.{name}", getattr(self, name), shape, "(as book.all_cash and book.size_am)")
+        prices = None
+        if paths is not None:
+            paths.validate(a, dtype)
+            prices = paths.max_price()
+
+        cash, size, entry, cooldown, iso, fund = (as_host(getattr(self, f)) for f in (
+            "all_cash", "size_am", "entry_am", "cooldown", "isolated", "insurance_fund"))
+        for name, v in (("all_cash", cash), ("size_am", size), ("entry_am", entry), ("cooldown", cooldown),
+                        ("insurance_fund", fund)):
+            if v is not None:
+                check_representable(f"book.{name}", v, dtype)
+        if cooldown is not None:
+            check_positive("book.cooldown", cooldown, allow_zero=True)
+        if fund is not None:
+            check_positive("book.insurance_fund", fund, allow_zero=True)
+        if size is not None:
+            check_representable("book.size_am", size, dtype, positive="nonzero")
+            check_zero_sum(np.swapaxes(size, -1, -2), "book.size_am")
+        if size is not None and entry is not None:
+            bad = (size != 0) & (entry <= 0)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise InputError(f"book.entry_am: must be > 0 where a position is open; at index {idx} (market "
+                                 f"{idx[-2]}, row {idx[-1]}) size is {size[idx]} and entry {entry[idx]}")
+            open_entry = np.where(size != 0, entry, 0.0)
+            check_representable("book.entry_am", open_entry, dtype, positive="nonzero")
+            check_below_limit("book.entry_am", open_entry, dtype)
+        if size is not None and iso is not None:
+            npos = (size != 0).sum(axis=-2)
+            bad = iso & (npos > 1)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise InputError(f"book.isolated: row {idx[-1]} is isolated but holds {int(npos[idx])} positions; "
+                                 "an isolated position is a row with one position")
+        if cash is not None and size is not None and entry is not None and fund is not None:
+            check_money(cash, fund, size, entry, prices, dtype)
+
+
+def check_inputs(book, paths) -> np.dtype:
+    """The checks every entry point runs on the book and paths it is given, however they were built.
+
+    Types, then :meth:`Book.validate` with the paths (their values in the book's dtype). Host NumPy,
+    once per call; values that are traced (the engine run under a user's ``jit`` or ``grad``) are
+    skipped, their shapes and dtypes checked. Returns the book's dtype.
+    """
+    if not isinstance(book, Book):
+        raise InputError(f"book: expected an adljax.Book (build one with Book.from_accounts), "
+                         f"got {type(book).__name__}")
+    if not isinstance(paths, Paths):
+        raise InputError(f"paths: expected an adljax.Paths(oracle, depth), got {type(paths).__name__}")
+    book.validate(paths)
+    return book.checked_dtype()
+
+
+def check_money(cash, fund, size, entry, prices, dtype, *, cash_name: str = "book.all_cash",
+                size_name: str = "book.size_am", price_name: str = "book.entry_am") -> None:
+    """Refuse a book whose money could overflow ``dtype`` in the engine's sums.
+
+    The book's money is ``Σ|cash| + insurance fund + Σ|size|·P[a]`` per scenario, ``P[a]`` the
+    highest price market ``a`` has: its open positions' entries, and ``prices[a]`` (the highest
+    oracle price of the run) when given. It must stay below
+    :func:`~adljax.model.errors.money_limit` (float32: about 1.8e16 USD). Host arrays, float64:
+    ``cash`` [..., R], ``fund`` [...], ``size``/``entry`` [..., A, R], ``prices`` [A] or None.
+    The message names the largest part: ``cash_name``, ``insurance_fund`` or ``size_name``.
+    """
+    with np.errstate(over="ignore"):      # an overflow is what is refused below
+        _check_money(cash, fund, size, entry, prices, dtype, cash_name, size_name, price_name)
+
+
+def _check_money(cash, fund, size, entry, prices, dtype, cash_name, size_name, price_name) -> None:
+    cash = np.abs(np.asarray(cash, dtype=np.float64))
+    size = np.abs(np.asarray(size, dtype=np.float64))
+    entry = np.asarray(entry, dtype=np.float64)
+    fund = np.abs(np.asarray(fund, dtype=np.float64))
+    # the highest price of each market, over rows and (for a batched book) scenarios
+    price = np.max(np.where(size != 0, entry, 0.0).reshape((-1,) + size.shape[-2:]), axis=(0, 2))
+    source = np.full(price.shape, price_name, dtype=object)
+    if prices is not None:
+        prices = np.asarray(prices, dtype=np.float64)
+        source = np.where(prices > price, "paths.oracle", source)
+        price = np.maximum(price, prices)
+    parts = {cash_name: cash.sum(axis=-1), "insurance_fund": fund,
+             size_name: (size * price[:, None]).sum(axis=(-2, -1))}
+    total = sum(parts.values())
+    limit = money_limit(dtype)
+    if np.all(total < limit):
+        return
+    s = int(np.argmax(total))
+    biggest = max(parts, key=lambda k: float(np.ravel(parts[k])[s]))
+    what = {cash_name: "Σ|cash|", "insurance_fund": "the insurance fund",
+            size_name: f"Σ|size|·price (highest price {price.max():.4g}, from {source[np.argmax(price)]})"}[biggest]
+    raise InputError(f"{biggest}: the book's money (Σ|cash| + insurance fund + Σ|size|·price) comes to "
+                     f"{float(np.ravel(total)[s]):.4g} USD, mostly {what}, above the limit {limit:.3g} for "
+                     f"{np.dtype(dtype).name} (1e-3·sqrt of its largest number); {remedy(dtype, 'larger')}")
 
 
 def check_zero_sum(all_size, name: str = "size") -> None:

@@ -7,7 +7,8 @@ import jax.numpy as jnp
 from jax import Array
 
 from .pytree import pytree
-from .errors import InputError, as_host, check_finite, check_positive
+from .errors import (InputError, arrays_from_lists, as_host, check_finite, check_numeric, check_positive,
+                     check_above_floor, check_below_limit, check_representable, float_dtype)
 
 
 @pytree
@@ -22,11 +23,17 @@ class Paths:
         of notional: every position pays ``size·mark·funding`` of cash at the
         start of the step (longs pay shorts when positive). Zero-sum within
         each market. ``None`` (the default) means no funding.
+
+    Each may be given as a NumPy or JAX array, or as nested Python lists
+    (turned into a NumPy array).
     """
 
     oracle: Array
     depth: Array
     funding: Array | None = None
+
+    def __post_init__(self):
+        arrays_from_lists(self)
 
     @property
     def n_scenarios(self) -> int:
@@ -40,10 +47,20 @@ class Paths:
     def n_markets(self) -> int:
         return self.oracle.shape[2]
 
-    def validate(self, n_markets: int | None = None) -> None:
-        """Raise :class:`InputError` naming the field for bad shapes or values."""
+    def validate(self, n_markets: int | None = None, dtype=None) -> None:
+        """Raise :class:`InputError` naming the field for bad shapes or values.
+
+        Args:
+          n_markets: the book's market count, which the paths must match.
+          dtype: the float dtype the engine runs in (the book's). With it, the values are checked as
+            they will be after the cast: finite there, and every price and nonzero depth from
+            :func:`~adljax.model.errors.smallest_amount` up to (not including)
+            :func:`~adljax.model.errors.money_limit` of the dtype (float32: 1.1e-16 to 1.8e16), so that
+            no positive price rounds to 0 and no notional or sum of money overflows.
+        """
         for name in ("oracle", "depth"):
             x = getattr(self, name)
+            check_numeric(f"paths.{name}", x)
             if np.ndim(x) != 3:
                 hint = " (for one scenario, add a leading axis: x[None])" if np.ndim(x) == 2 else ""
                 raise InputError(f"paths.{name}: expected [S scenarios, T steps, A markets], got shape "
@@ -59,6 +76,7 @@ class Paths:
         check_positive("paths.oracle", self.oracle)
         check_positive("paths.depth", self.depth, allow_zero=True)
         if self.funding is not None:
+            check_numeric("paths.funding", self.funding)
             if np.shape(self.funding) != np.shape(self.oracle):
                 raise InputError(f"paths.funding: shape {tuple(np.shape(self.funding))} does not match paths.oracle "
                                  f"{tuple(np.shape(self.oracle))}")
@@ -68,6 +86,18 @@ class Paths:
                 idx = tuple(int(i) for i in np.argwhere(np.abs(h) >= 1)[0])
                 raise InputError(f"paths.funding: rate {h[idx]!r} at index {idx} is a fraction of notional per step "
                                  "and must be in (-1, 1)")
+        if dtype is None:
+            return
+        dtype = float_dtype("dtype", dtype)
+        for name, kind in (("oracle", "strict"), ("depth", "nonzero")):
+            check_representable(f"paths.{name}", getattr(self, name), dtype, positive=kind)
+            check_below_limit(f"paths.{name}", getattr(self, name), dtype)
+            check_above_floor(f"paths.{name}", getattr(self, name), dtype)
+
+    def max_price(self) -> np.ndarray | None:
+        """The highest oracle price of each market over scenarios and steps, [A] float64 (None if traced)."""
+        h = as_host(self.oracle)
+        return None if h is None else np.asarray(h, dtype=np.float64).max(axis=(0, 1))
 
     def astype(self, dtype) -> "Paths":
         funding = None if self.funding is None else jnp.asarray(self.funding, dtype)

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from .pytree import pytree
-from .errors import InputError, check_range
+from .errors import InputError, as_numbers, check_number, check_range, is_concrete
 
 ADL_POLICIES = ("queue", "random_order", "pro_rata", "socialized")
 ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
@@ -138,6 +138,10 @@ class Params:
     temperature: Array
 
 
+#: The settings that are one number for every market (the others, ``max_leverage`` and
+#: ``maintenance_margin``, may be one per market).
+SCALAR_FIELDS = ("partial_threshold", "partial_fraction", "cooldown", "backstop_ratio", "slippage", "impact",
+                 "impact_half_life", "liquidation_fee", "vault_unwind")
 PARAM_FIELDS = ("max_leverage", "maintenance_margin", "partial_threshold", "partial_fraction",
                 "cooldown", "backstop_ratio", "slippage", "impact", "impact_half_life",
                 "liquidation_fee", "vault_unwind")
@@ -193,6 +197,26 @@ class Venue:
         return 1.0 / (2.0 * lev)
 
     def validate(self) -> None:
+        """Raise :class:`InputError` naming the setting for a value of the wrong type or out of its range.
+
+        Every setting but the per-market ones is one number (a ``bool``, text or a sequence is refused);
+        ``max_leverage`` and ``maintenance_margin`` are a number or a sequence of numbers (their length is
+        checked against the book's markets by :meth:`maintenance`).
+        """
+        if not isinstance(self.rules, Rules):
+            raise InputError(f"rules: expected an adljax.Rules, got {type(self.rules).__name__}")
+        if not isinstance(self.name, str):
+            raise InputError(f"name: expected text, got {type(self.name).__name__}")
+        for field in SCALAR_FIELDS:
+            check_number(field, getattr(self, field), hint=" (it applies to every market)")
+        for field in ("max_leverage", "maintenance_margin"):
+            v = getattr(self, field)
+            if v is not None and is_concrete(v):
+                a = as_numbers(field, v)
+                if a.ndim > 1:
+                    raise InputError(f"{field}: expected a number or one number per market, got shape {a.shape}")
+        if self.max_leverage is None:
+            raise InputError("max_leverage: expected a number or one number per market, got None")
         check_range("partial_threshold", self.partial_threshold, 0.0, np.inf, hi_open=True, allow_inf=True)
         check_range("partial_fraction", self.partial_fraction, 0.0, 1.0, lo_open=True)
         check_range("cooldown", self.cooldown, 0.0, np.inf, hi_open=True)
@@ -206,6 +230,7 @@ class Venue:
     def params(self, n_markets: int, *, dt: float = 1.0, dtype=None) -> Params:
         """The traced :class:`Params` for a book with ``n_markets`` markets."""
         self.validate()
+        check_number("dt", dt)
         check_range("dt", dt, 0.0, np.inf, lo_open=True, hi_open=True)
         dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
         f = lambda v: jnp.asarray(v, dtype=dtype)
@@ -226,7 +251,7 @@ class Venue:
 
 
 def _per_market(name: str, value, n_markets: int) -> np.ndarray:
-    v = np.asarray(value, dtype=np.float64)
+    v = as_numbers(name, value).astype(np.float64)
     if v.ndim == 0:
         return np.full(n_markets, float(v))
     if v.shape != (n_markets,):
