@@ -243,7 +243,11 @@ def run(book: Book, market: Market, params: Params, rules: Rules, rows=None,
     # ADL price of each bankrupt position: one per market [A] (`uniform`), or per position.
     uniform = {"previous_mark": market.prev_mark, "mark": m}.get(rules.adl_price)
     if rules.adl_price == "bankruptcy":
-        p_b = mc + jnp.where(size != 0, _deficit_share(size, av, m, config) / jnp.where(size != 0, size, 1.0), 0.0)
+        # p_b = m + share/size with share = D·|size|·m/row, written without dividing by the size: XLA
+        # rewrites share/size as a division by row·size, which underflows to 0 (0/0) for tiny positions.
+        row = sum_markets(notional(size, m), unrolled=config.unrolled_markets)
+        per = jnp.maximum(-av, 0.0) / jnp.where(row > 0, row, 1.0)                 # [R] deficit per USD held
+        p_b = mc + jnp.sign(size) * per[None, :] * mc
     elif uniform is None:
         raise ValueError(rules.adl_price)
 
