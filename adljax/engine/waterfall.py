@@ -23,7 +23,7 @@ from jax import Array, lax
 from ..model.pytree import pytree
 from .accounting import account_value
 from .config import DEFAULT, EngineConfig
-from ..model.book import Book, check_zero_sum
+from ..model.book import Book, check_inputs
 from ..model.errors import InputError
 from .market import Market
 from ..model.outcome import METRICS
@@ -384,10 +384,9 @@ def prepare(venue: Venue, book: Book, paths: Paths, dt: float, *, batch: bool = 
     if not isinstance(paths, Paths):
         raise InputError(f"paths: expected an adljax.Paths(oracle, depth), got {type(paths).__name__}")
     a = book.n_markets
-    paths.validate(a)
+    check_inputs(book, paths)        # every entry point's checks (calibration calls prepare directly)
     s = paths.n_scenarios
     dtype = book.all_cash.dtype
-    check_zero_sum(book.all_size, "book.size")
     if book.all_cash.ndim not in (1, 2) or (book.all_cash.ndim == 2 and book.all_cash.shape[0] != s):
         raise InputError(f"book: a batched book needs a leading axis of {s} scenarios (as paths), "
                          f"got cash shape {tuple(book.all_cash.shape)}")
