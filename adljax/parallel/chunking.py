@@ -18,6 +18,28 @@ With several local devices a chunk is split over them
 (:func:`adljax.parallel.sharding.scenario_map`), so it may hold the devices' memory
 together — except on CPU, where the "devices" share the host's memory — and
 is a multiple of the device count, so that no device runs padding.
+
+**Blocks.** XLA compiles the engine for the shape it is given, and a
+scenario's last bits depend on that shape. The CPU backend hands an
+operation to YNNPACK when it or an operand has at least 4,096 elements
+(``IsInstructionPreferredByYnn`` in XLA's ``ynn_support.cc``), whose sums
+run in another order than XLA's own loops: measured (jax 0.10.2, 2-core CPU,
+the default study with 498 accounts × 3 markets, 1,500 row·markets a
+scenario), batches of 1 or 2 scenarios (a ``[S, R, A]`` sum of 1,500 or
+3,000 elements) give ADL notional 2e-16 relative (float32: 9e-8) and the
+zero-sum error off what batches of 3 to 5 give (4,500 elements and more).
+A batch of one scenario drops its size-1 axis and compiles to another
+program altogether, and other shapes move other operations (with YNNPACK
+off, the same study's batches of 1 to 7 agree and a batch of 8 does not).
+So :func:`block_runs` plans a study's runs so that a scenario always runs
+at one shape with the same neighbours: scenario ``i`` runs in block
+``i // block`` (scenarios ``block·(i // block)`` to
+``block·(i // block + 1) − 1``), and every device of a run runs one block
+of ``block`` scenarios, whatever the chunk and however many devices.
+(The neighbours did not change a scenario's bits where measured, even with
+the liquidation's gathered rows cut to 1 so that neighbours switch it to the
+whole book; fixed blocks make that hold whatever the engine's batch-level
+choices.)
 """
 from __future__ import annotations
 
@@ -92,3 +114,33 @@ def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int
     if shared_memory:
         return max(n_devices, fits // n_devices * n_devices)
     return fits * n_devices
+
+
+def block_span(first: int, n: int, block: int) -> tuple[int, int]:
+    """``(start, blocks)``: the whole blocks of ``block`` scenarios, counted from scenario 0, that hold scenarios
+    ``[first, first + n)``."""
+    start = first // block * block
+    return start, -(-(first + n - start) // block)
+
+
+def block_runs(start: int, n_blocks: int, block: int, n_devices: int) -> list[tuple[int, int, int]]:
+    """The engine runs for ``n_blocks`` whole blocks of ``block`` scenarios from scenario ``start``, on up to
+    ``n_devices`` devices, each device running one block a run (see the module docstring).
+
+    Returns ``[(first, count, devices), ...]`` in order: scenarios ``[first, first + count)`` on ``devices``
+    devices, ``count = devices·block``: rounds of one block on each of the ``n_devices`` devices, then the
+    blocks left over, fewer than ``n_devices``, one on each of that many devices. The rounds share one compiled
+    program (a block on each of ``n_devices`` devices); the leftover, where there is one, runs another.
+    """
+    for name, v, lo in (("start", start, 0), ("n_blocks", n_blocks, 1), ("block", block, 1),
+                        ("n_devices", n_devices, 1)):
+        if isinstance(v, bool) or not isinstance(v, int) or v < lo:
+            raise ValueError(f"{name}: must be a whole number >= {lo}, got {v!r}")
+    if start % block:
+        raise ValueError(f"start: must be a multiple of the block ({block}), got {start}")
+    rounds, rest = divmod(n_blocks, n_devices)
+    step = n_devices * block
+    runs = [(start + r * step, step, n_devices) for r in range(rounds)]
+    if rest:
+        runs.append((start + rounds * step, rest * block, rest))
+    return runs

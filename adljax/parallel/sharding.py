@@ -8,9 +8,14 @@ runs the function on its own share of the scenarios, so the engine's
 batch-level skips (``jnp.any`` over the batch deciding whether a stage runs
 this step) are decided per device, without a cross-device collective in
 every step. Scenarios never interact in the engine, and a scenario's draws
-depend on its index only (``fold_in(key, index)``), so the results are
-those of one device, scenario by scenario (bitwise in the tests, float64
-and float32). Sums over scenarios (a loss for calibration, its gradient
+depend on its index only (``fold_in(key, index)``), so each device gives
+the numbers one device gives for its share of the scenarios. They are
+those of one device running the whole batch up to the last bits, which
+depend on the shape of the program a scenario runs in
+(:mod:`adljax.parallel.chunking`, "Blocks"); they are bitwise equal where
+every device runs one block of the engine's, as
+:func:`adljax.studies.runner.run_chunk` arranges on CPU. Sums over
+scenarios (a loss for calibration, its gradient
 with respect to replicated parameters) are reduced across devices by
 JAX (the transpose of a replicated input is a ``psum``), so their rounding
 can differ from one device's in the last bits.
@@ -83,11 +88,12 @@ def scenario_mesh(devices: Sequence | None = None) -> Mesh:
     return Mesh(np.array(devs, dtype=object), (AXIS,))
 
 
-#: Scenarios a device runs at least. XLA compiles a batch of one scenario differently (its size-1 axis is
-#: dropped, which changes how sums are ordered): measured on CPU, jax 0.10.2, the thin-altcoin study in float64,
-#: a batch of 1 gives ADL notional and bad debt ~1e-16 relative off what any batch of 2 to 10 gives, with vmap
-#: or lax.map alike. So a device's share is padded to at least 2, and a sharded run gives the numbers of one
-#: device running the whole batch.
+#: Scenarios a device runs at least. XLA compiles a batch of one scenario to another program (its size-1 axis is
+#: dropped): measured on CPU, jax 0.10.2, the thin-altcoin study (62 rows, 1 market) in float64, a batch of 1
+#: gives bad debt up to 4e-15 relative (float32: 4e-7) off what any batch of 2 to 8 gives. So a device's share
+#: is padded to at least 2. Larger books can round differently at other batch sizes too (where a sum's operand
+#: crosses 4,096 elements: :mod:`adljax.parallel.chunking`); runs of whole engine blocks
+#: (:func:`adljax.parallel.chunking.block_runs`) give the same numbers on any device count.
 MIN_PER_DEVICE = 2
 
 

@@ -14,9 +14,26 @@ are part of the identity, and a scenario's numbers depend on its index only
 (its paths and engine key are drawn from ``fold_in(key, index)``), so a
 resumed run gives exactly the numbers of an uninterrupted one.
 
-Every chunk runs at the same shape: a short last chunk is filled up with the
-scenarios after the study's end (their results are dropped), so the path
-generators and the engine compile once.
+A scenario's last bits also depend on the shape of the compiled program it
+runs in (:mod:`adljax.parallel.chunking`), so on CPU, where the engine runs
+blocks of 8 scenarios, scenario ``i`` always runs in block ``i // 8`` with
+the same neighbours, one block a device a run
+(:func:`adljax.parallel.chunking.block_runs`): its numbers are bitwise the
+same for every chunk size and device count, and a run killed on 2 devices
+resumes on 1 with the numbers of an uninterrupted run. A chunk runs the
+blocks that hold it: with a chunk that is not a multiple of 8 some of its
+neighbours run and are dropped (:func:`default_chunk` is a multiple of 8 ×
+the devices, so that every run is a block on each device and the path
+generator and the engine compile once), and so do the scenarios after the
+study's end in its last block. On an accelerator the
+engine runs a device's whole share of a chunk at once (a short last chunk
+filled up with the scenarios after the study's end, so that every chunk has
+one shape), so the numbers depend on the device count: the identity records
+it (``split``) and a resume on another count is refused.
+
+A chunk whose metrics are not all finite is not written: the run stops with
+:class:`NonFiniteMetrics` (exit code 2 from the command line), naming the
+metric, the scenarios and the likely cause; the chunks before it are kept.
 
 Several processes (a multi-host run joined by :func:`adljax.parallel.sharding.initialize`)
 share one results folder on a filesystem they all see: process 0 makes the
@@ -59,9 +76,35 @@ class ResultsFolderError(InputError):
     """The results folder cannot be used (another study's, or not empty without resume)."""
 
 
+class NonFiniteMetrics(InputError):
+    """A chunk's metrics are not all finite (values beyond the float range): the chunk is not written."""
+
+
+def engine_block() -> int | None:
+    """Scenarios the engine runs as one program on this process's backend (8 on CPU), or None: a device's
+    whole share of a chunk (accelerators)."""
+    from ..engine.config import EngineConfig
+
+    return EngineConfig().block_size()
+
+
+def split(n_devices: int | None = None) -> str:
+    """How a chunk's scenarios are split into compiled runs, as the identity records it: the engine's block on
+    CPU (the same for every device count), or the device count where a device runs its whole share at once."""
+    import jax
+
+    b = engine_block()
+    if b is not None:
+        return f"blocks of {b} scenarios"
+    d = jax.local_device_count() if n_devices is None else n_devices
+    return f"each chunk over {d} device{'s' if d != 1 else ''}"
+
+
 def default_chunk(study, *, n_devices: int | None = None, n_processes: int | None = None) -> int:
     """About 1/16 of the study (1/P with P > 16 processes), at least 16 scenarios, a multiple of the local device
-    count, at most what fits the local devices (:mod:`adljax.chunking`); never more than the study.
+    count times the engine's block (8 on CPU, so that no device runs scenarios it drops), at most what fits the
+    local devices (:mod:`adljax.chunking`, rounded down to that multiple where it holds one); never more than
+    the study.
 
     ``n_devices`` / ``n_processes`` default to this process's devices and the run's processes.
     """
@@ -74,8 +117,11 @@ def default_chunk(study, *, n_devices: int | None = None, n_processes: int | Non
     itemsize = np.asarray(study.book.all_cash).dtype.itemsize
     fits = scenarios_per_chunk(study.book.n_accounts + 2, study.book.n_markets, study.n_steps, itemsize,
                                n_devices=d)
+    m = d * (engine_block() or 1)
     c = max(math.ceil(study.n_scenarios / max(TARGET_CHUNKS, p)), MIN_CHUNK)
-    c = math.ceil(c / d) * d
+    c = math.ceil(c / m) * m
+    if fits >= m:
+        fits = fits // m * m
     return max(1, min(c, fits, study.n_scenarios))
 
 
@@ -97,8 +143,8 @@ def file_digest(path) -> str:
 
 
 def identity(study, source: dict[str, Any], chunk: int) -> dict[str, Any]:
-    """What makes two runs the same study: its source (file digest or default-study arguments), sizes, chunk, seed,
-    dtype, venue, and the adljax version."""
+    """What makes two runs the same study: its source (file digest or default-study arguments), sizes, chunk, how
+    a chunk is split into compiled runs (:func:`split`), seed, dtype, venue, and the adljax version."""
     from .. import __version__
 
     return {
@@ -113,6 +159,7 @@ def identity(study, source: dict[str, Any], chunk: int) -> dict[str, Any]:
         "seed": int(study.seed),
         "dtype": str(np.asarray(study.book.all_cash).dtype),
         "chunk": int(chunk),
+        "split": split(),
         "adljax": __version__,
     }
 
@@ -180,6 +227,10 @@ def prepare_folder(out: Path, ident: dict, *, resume: bool) -> None:
         if old.get("identity_hash") != identity_hash(ident):
             before = old.get("identity", {})
             diff = [k for k in sorted(set(before) | set(ident)) if before.get(k) != ident.get(k)]
+            if diff == ["split"] and before.get("split"):
+                raise ResultsFolderError(f"--out {out}: its chunks ran {before['split']}, this run would run them "
+                                         f"{ident['split']}, which changes the numbers in the last bits; resume "
+                                         "with the devices it was started with, or choose another --out")
             detail = "; ".join(_difference(k, before.get(k), ident.get(k)) for k in diff[:3])
             raise ResultsFolderError(f"--out {out}: made by a different study, cannot resume into it "
                                      f"({detail or 'different identity'}); choose another --out")
@@ -239,13 +290,92 @@ def _read_manifest(out: Path) -> dict:
         raise ResultsFolderError(f"--out {out}: unreadable {MANIFEST} ({err}); choose another --out") from None
 
 
-def chunk_paths(study, first: int, n: int, chunk: int):
-    """Paths of ``chunk`` scenarios from ``first``: a short last chunk (``n < chunk``) is filled up with the
-    scenarios that follow the study's end (scenario ``i``'s paths depend on ``i`` only; their results are
-    dropped), so that every chunk has one shape and the generators and the engine compile once."""
-    if n == chunk:
-        return study.paths_for(first, n)
-    return study.make_paths(first, chunk)
+def window(first: int, n: int, chunk: int) -> tuple[int, int]:
+    """``(start, count)``: the scenarios the engine runs for the chunk ``[first, first + n)``. On CPU the whole
+    blocks of the engine's that hold it (:func:`adljax.parallel.chunking.block_span`); on an accelerator, the
+    chunk filled up to ``chunk`` scenarios with those after it (a short last chunk with those after the study's
+    end; scenario ``i``'s paths depend on ``i`` only), so that every chunk has one shape."""
+    from ..parallel.chunking import block_span
+
+    b = engine_block()
+    if b is None:
+        return first, chunk
+    start, blocks = block_span(first, n, b)
+    return start, blocks * b
+
+
+def engine_runs(first: int, n: int, chunk: int, n_devices: int | None = None) -> list[tuple[int, int, int | None]]:
+    """``[(first, count, devices), ...]``: the engine runs of the chunk ``[first, first + n)`` on ``n_devices``
+    devices (default: this process's). On CPU one block of the engine's a device a run
+    (:func:`adljax.parallel.chunking.block_runs`); on an accelerator one run of the chunk (filled up to
+    ``chunk``) over every device (``devices`` None)."""
+    import jax
+
+    from ..parallel.chunking import block_runs
+
+    b = engine_block()
+    start, count = window(first, n, chunk)
+    if b is None:
+        return [(start, count, None)]
+    return block_runs(start, count // b, b, jax.local_device_count() if n_devices is None else n_devices)
+
+
+def run_chunk(study, first: int, n: int, chunk: int, *, history: bool = False):
+    """Run scenarios ``[first, first + n)`` of ``study``, a chunk of ``chunk`` scenarios, on this process's devices.
+
+    On CPU the engine runs the blocks that hold the chunk one block a device at a time (:func:`engine_runs`), so
+    that a scenario's numbers do not depend on the chunk size or the device count: the runs are a block on each
+    device (one compiled program) and, where the chunk's blocks are not a multiple of the devices, a block on
+    each of fewer, with their paths made at the run's shape. On an accelerator, the chunk filled up to
+    ``chunk`` scenarios, split over the devices.
+    Returns ``(final book, metrics, history)`` of the ``n`` scenarios, as host arrays (history None unless asked).
+    """
+    import jax
+
+    from ..engine.simulation import simulate
+
+    parts = []
+    for f, c, devices in engine_runs(first, n, chunk):
+        o = simulate(study.venue, study.book, study.make_paths(f, c), dt=study.dt, key=study.key, first_scenario=f,
+                     chunk=c, devices=devices, history=history)
+        parts.append(jax.device_get((o.book, o.metrics, o.history)))
+    out = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
+    start = window(first, n, chunk)[0]
+    return jax.tree_util.tree_map(lambda x: np.asarray(x)[first - start:first - start + n], out)
+
+
+def first_paths(study, chunk: int):
+    """The paths of the study's first engine run, at the shape the run makes them (so that making them first, to
+    check them, compiles the generator the run uses)."""
+    f, c, _ = engine_runs(0, min(chunk, study.n_scenarios), chunk)[0]
+    return study.make_paths(f, c)
+
+
+def check_finite(metrics: dict[str, np.ndarray], first: int, dtype) -> None:
+    """Raise :class:`NonFiniteMetrics` if a metric of scenarios ``first, first + 1, ...`` is NaN or infinite: one
+    line naming the first such metric (in :data:`adljax.METRICS` order) and its scenarios, the other metrics
+    that are not finite, and the likely cause for the run's float ``dtype``."""
+    from ..model.outcome import METRICS
+
+    bad = {k: np.flatnonzero(~np.isfinite(np.asarray(metrics[k], dtype=np.float64)))
+           for k in METRICS if k in metrics}
+    bad = {k: v for k, v in bad.items() if len(v)}
+    if not bad:
+        return
+    name, idx = next(iter(bad.items()))
+    values = np.asarray(metrics[name], dtype=np.float64)[idx]
+    what = "NaN" if np.isnan(values).all() else "infinite" if np.isinf(values).all() else "NaN or infinite"
+    scen = ", ".join(str(first + int(i)) for i in idx[:5]) + (f" and {len(idx) - 5} more" if len(idx) > 5 else "")
+    others = f" (also not finite: {', '.join(list(bad)[1:])})" if len(bad) > 1 else ""
+    dt = np.dtype(dtype).name
+    if dt == "float32":
+        cause = ("values beyond the float32 range (about 3.4e38) overflow to inf (and inf - inf is NaN): "
+                 "rerun in float64 (--float64, or dtype = \"float64\" in the scenario file) into a new --out")
+    else:
+        cause = ("values beyond the float64 range, or 0/0: check the book's sizes and cash and the paths' prices "
+                 "and depth")
+    raise NonFiniteMetrics(f"metric {name} is {what} in scenario{'s' if len(idx) > 1 else ''} {scen}{others}: "
+                           f"{cause}; this chunk was not written, the chunks before it are kept")
 
 
 @dataclasses.dataclass
@@ -296,7 +426,6 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
     """
     import jax
 
-    from ..engine.simulation import simulate
     from ..model.outcome import METRICS
     from ..parallel import sharding
 
@@ -325,11 +454,9 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
             if (first, n) in done:
                 continue
             t1 = time.perf_counter()
-            paths = chunk_paths(study, first, n, chunk)
-            o = simulate(study.venue, study.book, paths, dt=study.dt, key=study.key, first_scenario=first,
-                         chunk=chunk)
-            m = {k: np.asarray(v)[:n] for k, v in jax.device_get(o.metrics).items()}
+            _, m, _ = run_chunk(study, first, n, chunk)
             sim_s += time.perf_counter() - t1
+            check_finite(m, first, np.asarray(study.book.all_cash).dtype)
             write_parquet(out / CHUNKS / chunk_name(first, n), metrics_table(first, m))
             written += 1
             if on_chunk:
@@ -390,22 +517,26 @@ def sample_scenarios(metrics: dict[str, np.ndarray], k: int = 4) -> dict[int, st
 
 
 def sample_histories(study, indices: list[int], chunk: int) -> dict[int, dict[str, np.ndarray]]:
-    """Run scenarios ``indices`` again one at a time with ``history=True``: ``{index: {name: [T] or [T, A]}}``.
+    """Run scenarios ``indices`` again with ``history=True``: ``{index: {name: [T] or [T, A]}}``.
 
-    Each scenario's paths are cut from its chunk's (the shapes the run already
-    generated, so the generator is not compiled again); its engine key is its own.
+    On CPU each runs in its block of the engine's on one device, as it ran in the study (its numbers are the
+    study's), a block once for all the indices it holds; on an accelerator, alone. Its engine key is its own.
+    ``chunk`` (the run's) does not change which scenarios run together.
     """
     import jax
 
     from ..engine.simulation import simulate
 
+    size = engine_block() or 1
     out = {}
     for i in indices:
-        first = (i // chunk) * chunk
-        n = min(chunk, study.n_scenarios - first)
-        paths = chunk_paths(study, first, n, chunk).scenarios(i - first, 1)
-        o = simulate(study.venue, study.book, paths, dt=study.dt, key=study.key, first_scenario=i, history=True,
-                     chunk=1)
-        out[i] = {k: np.asarray(v)[0] for k, v in jax.device_get(o.history).items()}
-    return out
-
+        if i in out:
+            continue
+        at = i // size * size
+        o = simulate(study.venue, study.book, study.make_paths(at, size), dt=study.dt, key=study.key,
+                     first_scenario=at, history=True, chunk=size, devices=1)
+        hist = jax.device_get(o.history)
+        for j in indices:
+            if at <= j < at + size:
+                out[j] = {k: np.asarray(v)[j - at] for k, v in hist.items()}
+    return {i: out[i] for i in indices}
