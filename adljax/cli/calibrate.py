@@ -34,7 +34,7 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--check-scenarios", type=int_at_least(1), metavar="N",
                    help="scenarios the answer is checked on (default: the file's `scenarios`)")
     p.add_argument("--steps", type=int_at_least(2), metavar="N", help="steps per path (default: the file's)")
-    p.add_argument("--accounts", type=int_at_least(1), metavar="N", help="accounts in a generated book")
+    p.add_argument("--accounts", type=int_at_least(2), metavar="N", help="accounts in a generated book")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<study name>-calibration)")
     p.add_argument("--no-plots", action="store_true", help="skip calibration.png")
     p.add_argument("--float64", action="store_true", help="run in float64 (the file's dtype must say so too)")
@@ -57,11 +57,15 @@ def main(args) -> int:
         raise UsageError(f"{path}: no such scenario file")
     sizes = {k: v for k, v in (("scenarios", args.check_scenarios), ("steps", args.steps),
                                ("accounts", args.accounts)) if v is not None}
-    study, kw = scenario.load_calibration(path, **sizes)
+    study, kw = scenario.load_calibration(path, size_names={"scenarios": "--check-scenarios", "steps": "--steps",
+                                                            "accounts": "--accounts"}, **sizes)
     if args.iterations is not None:
         kw["iterations"] = args.iterations
     if args.scenarios is not None:
         kw["scenarios"] = args.scenarios
+    names = {k: f"--{k}" if getattr(args, k) is not None else f"{path}: [calibrate] {k}"
+             for k in ("scenarios", "iterations")}
+    scenario.check_calibration_size(study, kw.get("scenarios", 64), kw.get("iterations", 150), names)
     out = Path(args.out) if args.out is not None else Path("results") / f"{study.name}-calibration"
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out}: is a file, not a folder")

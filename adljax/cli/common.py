@@ -18,7 +18,8 @@ class Parser(argparse.ArgumentParser):
         self.exit(EXIT_USAGE, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
-def int_at_least(lo: int):
+def int_at_least(lo: int, hi: int | None = None):
+    """An argparse type: a whole number >= ``lo`` (and <= ``hi`` when given)."""
     def parse(text: str) -> int:
         try:
             v = int(text)
@@ -26,6 +27,8 @@ def int_at_least(lo: int):
             raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
         if v < lo:
             raise argparse.ArgumentTypeError(f"must be at least {lo}, got {v}")
+        if hi is not None and v > hi:
+            raise argparse.ArgumentTypeError(f"must be at most {hi}, got {v}")
         return v
     return parse
 

@@ -33,6 +33,10 @@ detected); --out must be a folder every host sees. Each process writes its own c
 process 0 writes scenarios.parquet, summary.json and the figures (docs/scaling.md)."""
 
 
+#: How messages name the sizes given on the command line.
+SIZE_NAMES = {"scenarios": "--scenarios", "steps": "--steps", "accounts": "--accounts"}
+
+
 def add_parser(sub, fmt) -> None:
     """The ``run`` command's arguments."""
     p = sub.add_parser("run", help="run a study into a results folder (no argument: the default study)",
@@ -44,9 +48,9 @@ def add_parser(sub, fmt) -> None:
                    help="number of price-path scenarios (default: the file's, or 512)")
     p.add_argument("--steps", type=int_at_least(2), metavar="N",
                    help="steps per path (default: the file's, or 600 of 1 s)")
-    p.add_argument("--accounts", type=int_at_least(1), metavar="N",
+    p.add_argument("--accounts", type=int_at_least(2), metavar="N",
                    help="trader accounts in a generated book (default: the file's, or 1000)")
-    p.add_argument("--seed", type=int_at_least(0), metavar="N",
+    p.add_argument("--seed", type=int_at_least(0, 2**32 - 1), metavar="N",
                    help="seed of the book and the paths (default: the file's, or 0)")
     p.add_argument("--out", metavar="DIR", help="results folder (default results/<study name>)")
     p.add_argument("--chunk", type=int_at_least(1), metavar="N",
@@ -103,11 +107,19 @@ def _run(args) -> int:
         chunks = []
         for st, folder in zip(studies, folders):
             if args.chunk:
+                _check_chunk(st, args.chunk)
                 chunks.append(min(args.chunk, st.n_scenarios))
             elif args.resume and runner.recorded_chunk(folder):
                 chunks.append(runner.recorded_chunk(folder))    # the folder's own chunking (it depends on the device)
             else:
                 chunks.append(runner.default_chunk(st))
+        # The first run's paths, made at the shape the run makes them (the generator compiles once): paths that
+        # leave what the dtype allows are refused here, naming the keys that move them, before any folder is made.
+        made = set()
+        for st, ch in zip(studies, chunks):
+            if id(st.make_paths) not in made:
+                made.add(id(st.make_paths))
+                runner.first_paths(st, ch)
         for st, folder, ch in zip(studies, folders, chunks):
             runner.prepare_folder(folder, runner.identity(st, source, ch), resume=args.resume)
         return chunks
@@ -147,10 +159,32 @@ def _run(args) -> int:
     return 0
 
 
+def _check_chunk(study, chunk: int) -> None:
+    """Refuse a ``--chunk`` whose scenarios cannot fit the local devices' memory together
+    (:func:`adljax.parallel.chunking.scenarios_per_chunk` with all of the memory, not its usual share)."""
+    import jax
+
+    from ..parallel.chunking import MEMORY_SHARE, bytes_per_scenario, device_memory, scenarios_per_chunk
+    from ..studies.study import format_bytes
+
+    itemsize = np.asarray(study.book.all_cash).dtype.itemsize
+    rows, markets = study.book.n_accounts, study.book.n_markets       # trader rows; the engine adds 2
+    n, devices, memory = min(chunk, study.n_scenarios), jax.local_device_count(), device_memory()
+    fits = scenarios_per_chunk(rows + 2, markets, study.n_steps, itemsize, memory=int(memory / MEMORY_SHARE),
+                               n_devices=devices)
+    if n > fits:
+        need = n * bytes_per_scenario(rows + 2, markets, study.n_steps, itemsize)
+        where = (f"the device's memory ({format_bytes(memory)})" if devices == 1
+                 else f"the memory of {devices} devices ({format_bytes(memory)} each)")
+        raise UsageError(f"--chunk {chunk}: {n:,} scenarios of {rows:,} rows × {markets} market{'s' * (markets > 1)} × "
+                         f"{study.n_steps:,} steps need about {format_bytes(need)} at once, more than {where}: at most "
+                         f"{fits:,} (leave --chunk out to size chunks to the memory)")
+
+
 def _load(args):
     """``(studies, source, comparison name or None)`` from the arguments."""
     from ..studies import scenario
-    from ..studies.study import default_study
+    from ..studies.study import MARKETS, check_sizes, default_study
 
     if args.scenario is None:
         dtype = np.float64 if args.float64 else np.float32
@@ -158,6 +192,9 @@ def _load(args):
             enable_x64()
         kw = dict(n_scenarios=args.scenarios or 512, n_steps=args.steps or 600, n_accounts=args.accounts or 1000,
                   seed=args.seed or 0)
+        check_sizes(scenarios=kw["n_scenarios"], steps=kw["n_steps"], rows=kw["n_accounts"], markets=len(MARKETS),
+                    itemsize=np.dtype(dtype).itemsize, names={"scenarios": "--scenarios", "steps": "--steps",
+                                                              "rows": "--accounts"})
         source = {"kind": "default_study", **kw, "dtype": np.dtype(dtype).name}
         return [default_study(**kw, dtype=dtype)], source, None
     import tomllib
@@ -181,7 +218,8 @@ def _load(args):
         doc["dtype"] = "float64"
     if doc.get("dtype") == "float64":
         enable_x64()
-    studies = scenario.from_dict(doc, path, scenarios=args.scenarios, steps=args.steps, accounts=args.accounts)
+    studies = scenario.from_dict(doc, path, scenarios=args.scenarios, steps=args.steps, accounts=args.accounts,
+                                 size_names=SIZE_NAMES)
     # the file's contents and the files it reads; sizes, seed and dtype are in the identity on their own
     source = {"kind": "scenario_file", "sha256": hashlib.sha256(raw).hexdigest(), "data": _referenced_files(doc, path)}
     name = doc.get("name", path.stem) if len(studies) > 1 else None

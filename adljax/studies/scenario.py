@@ -4,8 +4,12 @@ A file names the venue, the markets, the book (generated or read from a
 file), the path model, the number of scenarios, steps and ``dt``, and the
 seed. Every key is checked: an unknown key, a value of the wrong type or out
 of range is an :class:`~adljax.model.errors.InputError` naming the file, the table
-and the key. ``scenarios/`` holds ready studies; ``scenarios/README.md``
-documents every key. A short example::
+and the key. Out of range includes numbers that can take a price or a depth
+out of what the study's dtype allows (:func:`_price_range`, before any path is
+made; the generated paths are checked again as they are made), and sizes that
+cannot fit this machine's memory or are absurdly long
+(:func:`adljax.study.check_sizes`, before the book is generated). ``scenarios/`` holds ready studies;
+``scenarios/README.md`` documents every key. A short example::
 
     name = "thin-alt"
     seed = 1
@@ -45,18 +49,18 @@ from __future__ import annotations
 import dataclasses
 import tomllib
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import numpy as np
 
 from ..model import venues
 from .bookfile import load_book
-from ..model.errors import InputError, check_range
+from ..model.errors import InputError, check_range, money_limit, smallest_amount
 from .generate import (apply_stress, bootstrap, cascade, gap, garch, gbm, load_prices_csv, merton, population,
                        thinning_depth, v_crash)
 from .generate.prices import YEAR
 from ..model.paths import Paths
-from .study import Study, seed_keys
+from .study import Study, check_sizes, seed_keys
 from ..model.venue import PARAM_FIELDS, RULE_FIELDS
 
 TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venue", "markets", "book", "paths",
@@ -79,6 +83,12 @@ STRESS = {
 }
 DEPTH = {"thinning", "floor"}
 MAX_LEVERAGE = 1e6                    # Venue.maintenance's bound on max_leverage
+MAX_ENTRY_SPREAD = 1.0                # a log-sd of 1 already spreads entries over a factor e either way
+#: Standard deviations of a path's diffusion (and of its jumps' sizes) that the price-range check allows for:
+#: the chance that a random walk ever strays 12 standard deviations from its start is about 4e-33.
+PATH_SIGMAS = 12.0
+#: The largest time, in seconds, a [[stress]] key (``at_s``, ``over_s``, ...) may give: sums stay finite in float32.
+MAX_SECONDS = 1e15
 PER_MARKET_VENUE = ("max_leverage", "maintenance_margin")   # [venue] keys that take a list, one per market
 PRESETS = dict(venues.PRESETS)
 
@@ -133,6 +143,18 @@ class _Where:
             raise self.error(table, f"{key}: must not be empty")
         return v
 
+    def money(self, table: str, d: dict, key: str, default, dtype, *, positive: bool = False) -> float:
+        """A USD amount (or price): >= 0 (> 0 if ``positive``); 0 or within the engine's range for amounts in
+        ``dtype``, from :func:`~adljax.model.errors.smallest_amount` to below
+        :func:`~adljax.model.errors.money_limit`."""
+        v = self.number(table, d, key, default, lo=0.0, lo_open=positive)
+        floor, limit = smallest_amount(dtype), money_limit(dtype)
+        if v >= limit or 0 < v < floor:
+            raise self.error(table, f"{key}: must be {'' if positive else '0 or '}within [{floor:.3g}, {limit:.3g}) "
+                                    f"USD in {np.dtype(dtype).name} (the engine's smallest and largest amounts there), "
+                                    f"got {v!r}")
+        return v
+
     def boolean(self, table: str, d: dict, key: str, default: bool) -> bool:
         v = d.get(key, default)
         if not isinstance(v, bool):
@@ -184,7 +206,7 @@ def load_studies(path, **sizes) -> list[Study]:
     """Read a scenario file: one :class:`Study` per venue (several for a venue comparison).
 
     ``sizes`` (``scenarios``, ``steps``, ``accounts``) override the file's, e.g.
-    to try a study small first.
+    to try a study small first (``size_names`` as :func:`from_dict`).
     """
     path = Path(path)
     return from_dict(_read(path), path, **sizes)
@@ -226,7 +248,8 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
 
     ``sizes`` (``scenarios``, ``steps``, ``accounts``) override the study's
     sizes as in :func:`load_studies` (``scenarios`` is then the number the
-    answer is checked on).
+    answer is checked on; ``size_names`` as :func:`from_dict`). The table's
+    ``scenarios`` and ``iterations`` are checked by :func:`check_calibration_size`.
     """
     path = Path(path)
     doc = _read(path)
@@ -251,7 +274,43 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
         raise w.error("calibrate", f"level: must be below 1, got {kw['level']!r}")
     if "temperature" in kw and kw["temperature"] > 1:
         raise w.error("calibrate", f"temperature: must be at most 1, got {kw['temperature']!r}")
+    check_calibration_size(studies[0], kw.get("scenarios", 64), kw.get("iterations", 150),
+                           {k: f"{path}: [calibrate] {k}" for k in ("scenarios", "iterations")})
     return studies[0], kw
+
+
+def check_calibration_size(study: Study, scenarios: int, iterations: int, names: Mapping[str, str]) -> None:
+    """Refuse a calibration that cannot fit or is absurdly long, before it starts.
+
+    Each of ``iterations`` runs a batch of ``scenarios`` fresh scenarios at once through the smooth
+    engine and its gradient (numbered after the study's own, below :data:`adljax.study.MAX_SCENARIOS`).
+    Refused: numbers past that; one batch's forward working set alone
+    (:func:`adljax.parallel.chunking.bytes_per_scenario`; the gradient needs more) above a device's
+    memory; more than :data:`adljax.study.MAX_CELLS` account·market·step·scenario cells over the
+    iterations. ``names``: how messages name ``scenarios`` and ``iterations``.
+    """
+    from ..parallel.chunking import bytes_per_scenario, device_memory
+    from .study import MAX_CELLS, MAX_SCENARIOS, format_bytes
+
+    rows, markets, steps = study.book.n_accounts, study.book.n_markets, study.n_steps
+    drawn = study.n_scenarios + scenarios * iterations
+    if drawn > MAX_SCENARIOS:
+        key = "iterations" if iterations >= scenarios else "scenarios"
+        raise InputError(f"{names[key]}: {iterations:,} iterations × {scenarios:,} fresh scenarios after the study's "
+                         f"{study.n_scenarios:,} number {drawn:,} scenarios, more than a study can number "
+                         f"(2**32 = {MAX_SCENARIOS:,})")
+    need = scenarios * bytes_per_scenario(rows + 2, markets, steps, np.asarray(study.book.all_cash).dtype.itemsize)
+    memory = device_memory()
+    if need > memory:
+        raise InputError(f"{names['scenarios']}: a batch of {scenarios:,} scenarios of {rows:,} rows × {markets} "
+                         f"market{'s' * (markets > 1)} × {steps:,} steps needs at least {format_bytes(need)} at once "
+                         f"(more for its gradient), more than the device's memory ({format_bytes(memory)})")
+    cells = float(iterations) * scenarios * steps * rows * markets
+    if cells > MAX_CELLS:
+        key = "iterations" if iterations >= scenarios else "scenarios"
+        raise InputError(f"{names[key]}: {iterations:,} iterations × {scenarios:,} scenarios × {steps:,} steps × "
+                         f"{rows:,} rows × {markets} market{'s' * (markets > 1)} is {cells:.3g} "
+                         f"account·market·step·scenario cells, more than adljax runs ({MAX_CELLS:.0e})")
 
 
 def _calibrate_fields(w: _Where, fields, study: Study):
@@ -336,14 +395,23 @@ def _calibrate_bounds(w: _Where, constraints) -> dict[str, float]:
 
 
 def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None = None, steps: int | None = None,
-              accounts: int | None = None) -> list[Study]:
-    """The studies a parsed scenario file describes (``path`` is for messages and relative file names)."""
+              accounts: int | None = None, size_names: Mapping[str, str] | None = None) -> list[Study]:
+    """The studies a parsed scenario file describes (``path`` is for messages and relative file names).
+
+    ``scenarios``, ``steps`` and ``accounts`` override the file's; ``size_names`` says how messages name an
+    override (e.g. ``{"accounts": "--accounts"}``; default: ``"accounts = N (given in place of <file>'s)"``).
+    Before the book is generated or a path is made, the sizes are checked against this machine's memory
+    and :data:`adljax.study.MAX_CELLS` (:func:`adljax.study.check_sizes`), and every market's prices
+    against the range the dtype allows (see :func:`_price_range`).
+    """
     path = Path(path)
     w = _Where(path)
     w.keys("", doc, TOP, required=("markets",))
     if "calibrate" in doc:
         raise w.error("", "a [calibrate] table is a calibration study: run it with `adljax calibrate`")
     name = w.string("", doc, "name", path.stem, nonempty=True)
+    if name.strip() in (".", "..") or "/" in name or "\\" in name:
+        raise w.error("", f"name: names the results folder (results/<name>), so it must not be a path; got {name!r}")
     description = w.string("", doc, "description", "")
     # jax.random.key folds a seed to 32 bits without 64-bit JAX: larger seeds would repeat smaller ones' draws.
     seed = w.number("", doc, "seed", 0, lo=0, hi=2**32 - 1, integer=True)
@@ -352,6 +420,8 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
     n_scen = scenarios if scenarios is not None else w.number("", doc, "scenarios", 256, lo=1, integer=True)
     n_steps = steps if steps is not None else w.number("", doc, "steps", 600, lo=2, integer=True)
     dt = float(w.number("", doc, "dt", 1.0, lo=0.0, lo_open=True))
+    if dt > YEAR:
+        raise w.error("", f"dt: a step is at most a year ({YEAR:.0f} s), got {dt!r} s")
     dtype = doc.get("dtype", "float32")
     if dtype not in ("float32", "float64"):
         raise w.error("", f"dtype: must be 'float32' or 'float64', got {dtype!r}")
@@ -371,20 +441,35 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
         t = f"markets.{m_name}"
         w.keys(t, mk[m_name], MARKET, required=("start", "depth"))
         d = mk[m_name]
-        cols["start"].append(w.number(t, d, "start", lo=0.0, lo_open=True))
+        cols["start"].append(w.money(t, d, "start", None, dtype, positive=True))
         cols["max_leverage"].append(w.number(t, d, "max_leverage", 20.0, lo=1.0, hi=MAX_LEVERAGE))
         cols["vol"].append(w.number(t, d, "vol", 0.5, lo=0.0))
         cols["drift"].append(w.number(t, d, "drift", 0.0))
-        cols["depth"].append(w.number(t, d, "depth", lo=0.0))
+        cols["depth"].append(w.money(t, d, "depth", None, dtype))
         # population() needs both sides in every market: 0 < long_share < 1.
         cols["long_share"].append(w.number(t, d, "long_share", 0.5, lo=0.0, lo_open=True, hi=1.0, hi_open=True))
         cols["funding_per_hour"].append(w.number(t, d, "funding_per_hour", 0.0, lo=-0.01, hi=0.01))
+        if abs(cols["funding_per_hour"][-1]) * dt / 3600.0 >= 1:
+            raise w.error(t, f"funding_per_hour: {cols['funding_per_hour'][-1]!r} an hour is a rate of "
+                             f"{abs(cols['funding_per_hour'][-1]) * dt / 3600.0:.3g} of notional per step of {dt:g} s; "
+                             "a step's rate must be below 1")
     mcol = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
     a = len(names)
 
     venue_list = _venues(w, doc.get("venue", {"preset": "hyperliquid"}), mcol["max_leverage"], names)
-    book = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts)
-    make_paths = _paths(w, doc, path, names, mcol, n_steps, dt, seed, dtype)
+    # How messages name each size: the override's name, or the file's key.
+    given = {"scenarios": scenarios, "steps": steps, "accounts": accounts}
+    file_key = {"scenarios": "scenarios", "steps": "steps", "accounts": "[book] accounts"}
+    label = {k: ((size_names or {}).get(k) or f"{k} = {v} (given in place of {path}'s)") if v is not None
+             else f"{path}: {file_key[k]}" for k, v in given.items()}
+
+    def sizes_fit(rows: int, generated: bool) -> None:
+        check_sizes(scenarios=n_scen, steps=n_steps, rows=rows, markets=len(names), itemsize=dtype.itemsize,
+                    names={"scenarios": label["scenarios"], "steps": label["steps"], "rows": label["accounts"]},
+                    generated=generated)
+
+    book = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit)
+    make_paths = _paths(w, doc, path, names, mcol, n_steps, dt, seed, dtype, book)
 
     studies = []
     for i, venue in enumerate(venue_list):
@@ -413,6 +498,13 @@ def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names) -> list:
     for p in presets:
         if not isinstance(p, str) or p not in PRESETS:
             raise w.error("venue", f"preset: unknown venue {p!r} (known: {', '.join(PRESETS)})")
+    twice = sorted({p for p in presets if presets.count(p) > 1})
+    if twice:
+        raise w.error("venue", f"preset: names {twice[0]!r} more than once; a comparison runs each venue once, in "
+                               "a results folder named after it (list each preset once)")
+    if len(presets) > 1 and "name" in d:
+        raise w.error("venue", f"name: one name for the {len(presets)} venues of a comparison would give them one "
+                               "results folder; leave it out (each venue keeps its preset's name)")
     # Types first (Venue and Rules check the ranges of what they are given, not its type).
     for k, v in d.items():
         if k == "name" or (k in RULE_FIELDS and k != "temperature"):
@@ -439,21 +531,30 @@ def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names) -> list:
     return out
 
 
-def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None):
+#: What the book's own checks call the arrays population() draws, and the [book] keys that set them.
+_DRAWN = {"cash": "median_notional, leverage_mode", "size": "median_notional, tail",
+          "entry": "entry_spread", "book.all_cash": "median_notional, leverage_mode",
+          "book.size_am": "median_notional, tail", "book.entry_am": "entry_spread"}
+
+
+def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None, sizes_fit):
+    """The start book, from a file or generated; ``sizes_fit(rows, generated)`` checks its size first."""
     if not isinstance(d, dict):
         raise w.error("book", f"expected a table, got {type(d).__name__}")
     if "file" in d:
         w.keys("book", d, BOOK_FILE)
         f = w.file("book", d, "file", path.parent)
-        vault_cash = w.number("book", d, "vault_cash", 0.0, lo=0.0)
-        fund = w.number("book", d, "insurance_fund", 0.0, lo=0.0)
+        vault_cash = w.money("book", d, "vault_cash", 0.0, dtype)
+        fund = w.money("book", d, "insurance_fund", 0.0, dtype)
         balance = w.boolean("book", d, "balance", False)
         try:
-            return load_book(f, markets=list(names), vault_cash=vault_cash, insurance_fund=fund,
+            book = load_book(f, markets=list(names), vault_cash=vault_cash, insurance_fund=fund,
                              max_leverage=mcol["max_leverage"], mark=mcol["start"], balance=balance, dtype=dtype)
         except InputError as err:
             msg = str(err)   # load_book calls the file `path` (e.g. an unknown extension); here it is `file`
             raise w.error("book", "file: " + msg[len("path: "):] if msg.startswith("path: ") else msg) from None
+        sizes_fit(book.n_accounts, False)
+        return book
     w.keys("book", d, BOOK_GENERATED)
     # population() needs a long and a short: at least 2 accounts.
     _check_size("accounts", accounts, 2, path)
@@ -461,25 +562,31 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
     key = seed_keys(seed)[0]
     kw = dict(
         long_share=mcol["long_share"],
-        median_notional=w.number("book", d, "median_notional", 20_000.0, lo=0.0, lo_open=True),
+        median_notional=w.money("book", d, "median_notional", 20_000.0, dtype, positive=True),
         leverage_mode=w.number("book", d, "leverage_mode", 3.0, lo=1.0),
         markets_per_account=w.number("book", d, "markets_per_account", 1, lo=1, hi=len(names), integer=True),
         isolated_share=w.number("book", d, "isolated_share", 0.0, lo=0.0, hi=1.0),
         tail=w.number("book", d, "tail", 1.3, lo=0.0, lo_open=True),
-        entry_spread=w.number("book", d, "entry_spread", 0.02, lo=0.0),
-        vault_cash=w.number("book", d, "vault_cash", 0.0, lo=0.0),
+        entry_spread=w.number("book", d, "entry_spread", 0.02, lo=0.0, hi=MAX_ENTRY_SPREAD),
+        vault_cash=w.money("book", d, "vault_cash", 0.0, dtype),
     )
+    fund = w.money("book", d, "insurance_fund", 0.0, dtype)
+    # isolated accounts are a row per position
+    rows = n + round(kw["isolated_share"] * n) * (kw["markets_per_account"] - 1)
+    sizes_fit(rows, True)
     try:
         book = population(key, n, mcol["start"], mcol["max_leverage"], dtype=dtype, **kw)
+        if fund:
+            book = book.replace(insurance_fund=np.asarray(fund, dtype=book.all_cash.dtype))
     except InputError as err:
-        raise w.error("book", str(err)) from None
-    fund = w.number("book", d, "insurance_fund", 0.0, lo=0.0)
-    if fund:
-        book = book.replace(insurance_fund=np.asarray(fund, dtype=book.all_cash.dtype))
+        field = str(err).partition(":")[0]
+        keys = _DRAWN.get(field)
+        # an error about an array population() drew names the keys that shaped it
+        raise w.error("book", f"{keys}: the generated book is out of range ({err})" if keys else str(err)) from None
     return book
 
 
-def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: float, seed: int, dtype):
+def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: float, seed: int, dtype, book):
     d = doc.get("paths", {"model": "gbm"})
     if not isinstance(d, dict):
         raise w.error("paths", f"expected a table, got {type(d).__name__}")
@@ -511,10 +618,13 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
             raise w.error("paths", f"corr: not positive definite (smallest eigenvalue {eig.min():.4g})")
     key = seed_keys(seed)[1]
     common = dict(n_steps=n_steps, dt=dt, dtype=dtype)
+    jumps = None
     if model == "merton":
-        rate = w.number("paths", d, "jumps_per_hour", 0.0, lo=0.0) * YEAR / 3600.0
+        per_hour = w.number("paths", d, "jumps_per_hour", 0.0, lo=0.0)
+        rate = per_hour * YEAR / 3600.0
         jm = w.number("paths", d, "jump_mean", 0.0)
         js = w.number("paths", d, "jump_std", 0.0, lo=0.0)
+        jumps = (per_hour, jm, js)
         gen = lambda first, n: merton(key, start, n_scenarios=n, vol=vol, drift=drift, corr=corr, jump_rate=rate,
                                       jump_mean=jm, jump_std=js, first_scenario=first, **common)
     elif model == "garch":
@@ -549,14 +659,28 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
     else:  # flat
         gen = lambda first, n: np.broadcast_to(start.astype(dtype), (n, n_steps, a))
 
-    shapes = _stress(w, doc.get("stress", []), a, n_steps, dt, dtype)
+    stresses = _stress(w, doc.get("stress", []), a, n_steps, dt, dtype)
+    shapes = [shape for _, shape in stresses]
     dd = doc.get("depth", {})
     w.keys("depth", dd, DEPTH)
-    thinning = w.number("depth", dd, "thinning", 1.0, lo=0.0)
+    # thinning·|r| multiplies a step's move, which is 0 at step 0: an infinite thinning would make 0·inf = NaN
+    thinning = w.number("depth", dd, "thinning", 1.0, lo=0.0, hi=float(np.finfo(dtype).max))
     floor = w.number("depth", dd, "floor", 0.02, lo=0.0, hi=1.0)
+    for m_name, base in zip(names, mcol["depth"]):   # thinning leaves at least floor·depth
+        if 0 < floor * base < smallest_amount(dtype):
+            raise w.error(f"markets.{m_name}", f"depth: {float(base)!r} USD thins to {floor:g} of itself ([depth] "
+                                               f"floor), {floor * base:.3g}, below the smallest amount "
+                                               f"{np.dtype(dtype).name} allows ({smallest_amount(dtype):.3g} USD)")
     calm = np.maximum(vol, 1e-3) * np.sqrt(dt / YEAR)
     funding_step = mcol["funding_per_hour"] * dt / 3600.0
     has_funding = bool(np.any(funding_step != 0))
+    _price_range(w, model, names, mcol, jumps, stresses, n_steps, dt, dtype, book)
+    # the keys that move a market's price, per model ({m}: the market's table)
+    movers = {"flat": "[markets.{m}] start", "gbm": "[markets.{m}] vol, drift",
+              "merton": "[markets.{m}] vol, drift; [paths] jumps_per_hour, jump_mean, jump_std",
+              "garch": "[markets.{m}] vol, drift; [paths] alpha, beta",
+              "bootstrap": "[paths] file (its returns), block"}[model]
+    movers += "; [[stress]] drops" if shapes else ""
 
     def make_paths(first: int, n: int) -> Paths:
         oracle = gen(first, n)
@@ -565,13 +689,115 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
         import jax.numpy as jnp
         oracle = jnp.asarray(oracle, dtype)
         depth = thinning_depth(oracle, mcol["depth"], calm_move=calm, thinning=thinning, floor=floor)
+        _check_generated(w, oracle, depth, first, names, movers, dtype)
         funding = jnp.broadcast_to(jnp.asarray(funding_step, dtype), oracle.shape) if has_funding else None
         return Paths(oracle, depth, funding)
 
     return make_paths
 
 
+def _check_generated(w: _Where, oracle, depth, first: int, names, movers: str, dtype) -> None:
+    """Refuse generated paths whose prices (or nonzero depths) leave the engine's range for amounts in ``dtype``
+    ([smallest_amount, money_limit)), naming the market and the keys that move its price. One reduction on the
+    device; the host looks only at a failure."""
+    import jax.numpy as jnp
+
+    floor, limit = smallest_amount(dtype), money_limit(dtype)
+    good = jnp.isfinite(oracle) & (oracle >= floor) & (oracle < limit)
+    good_depth = jnp.isfinite(depth) & (depth < limit) & ((depth == 0) | (depth >= floor))
+    if bool(jnp.all(good)) and bool(jnp.all(good_depth)):
+        return
+    bad, what, advice = ~np.asarray(good), "price", "make the moves smaller"
+    if not bad.any():
+        bad, what, advice = ~np.asarray(good_depth), "depth", "raise the depth or its floor"
+        movers = "[markets.{m}] depth; [depth] floor, thinning"
+    s, t, a = (int(i) for i in np.argwhere(bad)[0])
+    v = float(np.asarray(oracle if what == "price" else depth)[s, t, a])
+    hint = ", or use dtype = 'float64'" if np.dtype(dtype) == np.float32 else ""
+    raise w.error("", f"{names[a]}'s generated {what} in scenario {first + s} at step {t} is {v:.4g}, outside the "
+                      f"range {np.dtype(dtype).name} allows ([{floor:.3g}, {limit:.3g}) USD): {advice} "
+                      f"({movers.format(m=names[a])}){hint}")
+
+
+def _price_range(w: _Where, model: str, names, mcol, jumps, stresses, n_steps: int, dt: float, dtype, book) -> None:
+    """Refuse, at the key, numbers that can take a market's price out of what ``dtype`` allows.
+
+    Each market's log price stays within ``log(start) ± Σ parts``, the parts being: the diffusion's
+    ``PATH_SIGMAS`` standard deviations over the whole path plus its ``vol²/2`` drag (``vol``); the
+    drift over the path (``drift``); for ``merton``, ``PATH_SIGMAS`` above the expected number of jumps
+    times the mean jump plus ``PATH_SIGMAS`` standard deviations of their sizes; each stress shape's
+    lowest and highest multiplier. (``garch`` is bounded as a diffusion of its long-run ``vol``, and
+    ``bootstrap`` by its stress shapes only: their paths are checked as they are made.) The price must
+    stay within the engine's range for amounts, from :func:`~adljax.model.errors.smallest_amount` to below
+    :func:`~adljax.model.errors.money_limit`, and the book's money at the highest price below that limit
+    (as the engine checks it). The key named is the largest part in the direction that fails.
+    """
+    log_lo, log_hi = float(np.log(smallest_amount(dtype))), float(np.log(money_limit(dtype)))
+    tau = (n_steps - 1) * dt / YEAR
+    z = PATH_SIGMAS
+    n_jumps = 0.0
+    if jumps is not None:
+        expected = jumps[0] * dt / 3600.0 * (n_steps - 1)
+        n_jumps = expected + z * np.sqrt(expected) + 2 * z    # Poisson: P(N > this) < 1e-30 for any mean
+    where = {}                                                # market -> (log of the highest price, key)
+    for a, m in enumerate(names):
+        t = f"markets.{m}"
+        start = float(mcol["start"][a])
+        down: dict[tuple[str, str], float] = {}
+        up: dict[tuple[str, str], float] = {}
+        if model in ("gbm", "merton", "garch"):
+            vol, drift = float(mcol["vol"][a]), float(mcol["drift"][a])
+            noise = z * vol * np.sqrt(tau)
+            down[(t, "vol")], up[(t, "vol")] = noise + 0.5 * vol * vol * tau, noise
+            down[(t, "drift")], up[(t, "drift")] = max(0.0, -drift * tau), max(0.0, drift * tau)
+        if jumps is not None:
+            _, jm, js = jumps
+            spread = z * js * np.sqrt(n_jumps)
+            k = ("paths", "jumps_per_hour, jump_mean, jump_std")
+            down[k], up[k] = n_jumps * max(0.0, -jm) + spread, n_jumps * max(0.0, jm) + spread
+        for (label, lo_key, hi_key), shape in stresses:
+            col = np.asarray(shape, dtype=np.float64)[:, a if shape.shape[1] > 1 else 0]
+            down[(label, lo_key)] = down.get((label, lo_key), 0.0) + max(0.0, -float(np.log(col.min())))
+            up[(label, hi_key)] = up.get((label, hi_key), 0.0) + max(0.0, float(np.log(col.max())))
+        low, high = np.log(start) - sum(down.values()), np.log(start) + sum(up.values())
+        hint = ""
+        if np.dtype(dtype) == np.float32 and low >= np.log(smallest_amount(np.float64)) and \
+                high < np.log(money_limit(np.float64)):
+            hint = ", or use dtype = 'float64'"
+        for side, bound, parts, room in (("down", smallest_amount(dtype), down, np.log(start) - log_lo),
+                                         ("up", money_limit(dtype), up, log_hi - np.log(start))):
+            if sum(parts.values()) >= room:
+                (table, key), part = max(parts.items(), key=lambda kv: kv[1])
+                raise w.error(table, f"{key}: can move {m}'s log price {side} by {sum(parts.values()):.4g} within the "
+                                     f"study ({PATH_SIGMAS:g} standard deviations of the paths, and every stress), "
+                                     f"{part:.4g} of it from this key; from start {start:g}, {np.dtype(dtype).name} "
+                                     f"allows {room:.4g} (to {float(bound):.3g} USD); make it smaller{hint}")
+        biggest = max(up.items(), key=lambda kv: kv[1], default=((t, "start"), 0.0))
+        where[a] = (high, biggest[0] if biggest[1] > 0 else (t, "start"))
+    # The engine's money check at the highest prices: Σ|cash| + fund + Σ|size|·price below money_limit.
+    size = np.abs(np.asarray(book.size_am, dtype=np.float64))                    # [A, R]
+    entry = np.asarray(book.entry_am, dtype=np.float64)
+    top = np.array([max(np.exp(where[a][0]), float(np.max(np.where(size[a] != 0, entry[a], 0.0), initial=0.0)))
+                    for a in range(len(names))])
+    per_market = size.sum(axis=1) * top
+    money = float(np.abs(np.asarray(book.all_cash, dtype=np.float64)).sum() + float(book.insurance_fund)
+                  + per_market.sum())
+    if money >= money_limit(dtype):
+        a = int(np.argmax(per_market))
+        table, key = where[a][1]
+        raise w.error(table, f"{key}: can take {names[a]}'s price to {top[a]:.4g} within the study ({PATH_SIGMAS:g} "
+                             "standard deviations of the paths, every stress), where the book's money (Σ|cash| + "
+                             f"fund + Σ|size|·price) comes to {money:.4g} USD, above {np.dtype(dtype).name}'s limit "
+                             f"for USD amounts ({money_limit(dtype):.3g}); make it smaller or use dtype = 'float64'")
+
+
+#: Per stress kind, the key that sets how far down and how far up its multiplier goes.
+_STRESS_KEYS = {"gap": ("drop", "drop"), "v_crash": ("drop", "recover"), "cascade": ("drops", "drops")}
+
+
 def _stress(w: _Where, items, a: int, n_steps: int, dt: float, dtype) -> list:
+    """``[((table, key down, key up), shape [T, A or 1]), ...]`` for the [[stress]] tables, each shape's
+    multipliers checked to be positive and finite in ``dtype``."""
     if isinstance(items, dict):
         items = [items]
     if not isinstance(items, list):
@@ -586,13 +812,27 @@ def _stress(w: _Where, items, a: int, n_steps: int, dt: float, dtype) -> list:
             raise w.error(t, f"kind: unknown {kind!r} (known: {', '.join(STRESS)})")
         w.keys(t, d, STRESS[kind] | {"kind"}, required=tuple(sorted(STRESS[kind] - {"lags_s"})))
         args = {k: w.numbers(t, d, k, a) for k in d if k != "kind"}
+        for k, v in args.items():
+            if k.endswith("_s") and np.any(np.abs(v) > MAX_SECONDS):
+                raise w.error(t, f"{k}: a time within ±{MAX_SECONDS:.0e} s (30 million years), got {v!r}")
         fn = {"gap": gap, "v_crash": v_crash, "cascade": cascade}[kind]
         if kind == "cascade":
             args.setdefault("lags_s", 0.0)
         try:
-            shapes.append(fn(**args, n_steps=n_steps, dt=dt, dtype=dtype))
+            with np.errstate(over="ignore"):      # a value past the dtype's range is refused below, by its key
+                shape = fn(**args, n_steps=n_steps, dt=dt, dtype=dtype)
         except InputError as err:
             raise w.error(t, str(err)) from None
+        lo_key, hi_key = _STRESS_KEYS[kind]
+        h = np.asarray(shape, dtype=np.float64)
+        # in the dtype a drop just under 1 rounds to a multiplier of 0, a large rise to infinity
+        if not np.all(h > 0):
+            raise w.error(t, f"{lo_key}: makes the price multiplier {float(h.min()):.4g} in {np.dtype(dtype).name} "
+                             f"(a drop of 100 %: no price); use a smaller drop")
+        if not np.all(np.isfinite(h)):
+            raise w.error(t, f"{hi_key}: makes the price multiplier infinite in {np.dtype(dtype).name}; use a smaller "
+                             "rise")
+        shapes.append(((t, lo_key, hi_key), shape))
     return shapes
 
 

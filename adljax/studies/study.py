@@ -12,13 +12,16 @@ killed run resume, with the numbers of one uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-from typing import Callable
+import os
+from typing import Callable, Mapping
 
 import jax
 import numpy as np
 
 from ..model import venues
 from ..model.book import Book
+from ..model.errors import InputError
+from ..model.outcome import METRICS
 from .generate import merton, population, thinning_depth
 from .generate.prices import YEAR
 from ..model.paths import Paths
@@ -79,6 +82,101 @@ def seed_keys(seed: int):
     return tuple(jax.random.fold_in(root, i) for i in range(3))
 
 
+#: Scenario ``i`` draws its paths from ``fold_in(key, i)`` with a 32-bit ``i``: a study has at most 2**32 scenarios.
+MAX_SCENARIOS = 2**32
+#: The most account·market·step·scenario cells a study may have. The engine's fastest measured rate is about
+#: 2e9 cells a second (calm markets, 2 CPU cores; a cascade runs 10-20 times slower), so 1e15 cells is about six
+#: days of calm markets there: larger studies are refused as mistakes (a size typed with too many zeros).
+MAX_CELLS = 1e15
+#: Bytes per trader row·market to generate a book: population() holds about 16 float64 [N, A] arrays at its
+#: peak (measured 136-163 bytes per row·market with tracemalloc; this takes a little less, to refuse only what
+#: cannot fit).
+BOOK_BYTES = 128
+#: Bytes per scenario of the results table: every metric and the scenario index, float64, held twice (the chunk
+#: tables and the table they are joined into).
+RESULT_BYTES = 2 * 8 * (len(METRICS) + 1)
+
+
+def physical_memory() -> int:
+    """Bytes of this machine's memory (``SC_PAGE_SIZE · SC_PHYS_PAGES``; 8 GiB where the system does not say)."""
+    try:
+        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
+    except (ValueError, OSError, AttributeError):
+        return 8 << 30
+
+
+def format_bytes(n: float) -> str:
+    """``1.23 GB``, ``456 MB``, ``789 bytes``."""
+    for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
+        if n >= div:
+            return f"{n / div:.3g} {unit}"
+    return f"{n:,.0f} bytes"
+
+
+def check_sizes(*, scenarios: int, steps: int, rows: int, markets: int, itemsize: int,
+                names: Mapping[str, str], generated: bool = True) -> None:
+    """Refuse a study that cannot fit this machine's memory even in chunks, or that is absurdly long.
+
+    Run before the book is generated or any path made, with the study's sizes (``rows``: trader rows of the
+    book, without the vault and liquidity-provider rows). The estimates, each in the message that refuses:
+
+    - ``scenarios`` above :data:`MAX_SCENARIOS` (scenarios are numbered by a 32-bit index);
+    - a generated book (``generated``) needing more than the machine's memory (:data:`BOOK_BYTES` per
+      row·market);
+    - the smallest chunk the runner makes (one scenario per local device on a CPU, whose devices share the
+      host's memory; one scenario elsewhere) needing more than a device's memory, by
+      :func:`adljax.parallel.chunking.bytes_per_scenario`, which grows with rows × markets and with
+      steps × markets (the paths);
+    - the results table (:data:`RESULT_BYTES` per scenario) needing more than the machine's memory;
+    - more than :data:`MAX_CELLS` account·market·step·scenario cells.
+
+    Args:
+      names: how the caller names each size in messages, for ``scenarios``, ``steps`` and ``rows``
+        (e.g. ``{"rows": "[book] accounts"}`` for a scenario file, ``{"rows": "--accounts"}`` for the
+        command line); a name may start with the file the size is from.
+    Raises:
+      InputError: ``"<name>: <why, with the estimate>"``.
+    """
+    import jax
+
+    from ..parallel.chunking import ROW_MARKET_FACTOR, bytes_per_scenario, device_memory
+
+    def refuse(key: str, why: str):
+        return InputError(f"{names[key]}: {why}")
+
+    if scenarios > MAX_SCENARIOS:
+        raise refuse("scenarios", f"{scenarios:,} scenarios is more than a study can number (at most 2**32 = "
+                                  f"{MAX_SCENARIOS:,}: scenario i's paths are drawn from a 32-bit index)")
+    host = physical_memory()
+    if generated and BOOK_BYTES * rows * markets > host:
+        raise refuse("rows", f"generating a book of {rows:,} rows × {markets} market{'s' * (markets > 1)} needs "
+                             f"about {format_bytes(BOOK_BYTES * rows * markets)} ({BOOK_BYTES} bytes per row·market), "
+                             f"more than this machine's memory ({format_bytes(host)})")
+    dev = jax.local_devices()[0]
+    least = min(scenarios, jax.local_device_count()) if dev.platform == "cpu" else 1
+    need = least * bytes_per_scenario(rows + 2, markets, steps, itemsize)
+    memory = device_memory(dev)
+    if need > memory:
+        book_part = ROW_MARKET_FACTOR * (rows + 2) * markets
+        key = "rows" if book_part >= 3 * steps * markets else "steps"
+        what = f"the smallest chunk, {least} scenario{'s' if least > 1 else ''}{' (one per device)' * (least > 1)},"
+        raise refuse(key, f"{what} of {rows:,} rows × {markets} market{'s' * (markets > 1)} × {steps:,} steps needs "
+                          f"about {format_bytes(need)} to run (adljax.chunking.bytes_per_scenario), more than the "
+                          f"{dev.platform} device's memory ({format_bytes(memory)})")
+    if RESULT_BYTES * scenarios > host:
+        raise refuse("scenarios", f"the results of {scenarios:,} scenarios (one row of metrics each) need about "
+                                  f"{format_bytes(RESULT_BYTES * scenarios)}, more than this machine's memory "
+                                  f"({format_bytes(host)})")
+    cells = float(scenarios) * steps * rows * markets
+    if cells > MAX_CELLS:
+        key = max(("scenarios", scenarios), ("steps", steps), ("rows", rows), key=lambda kv: kv[1])[0]
+        raise refuse(key, f"{scenarios:,} scenarios × {steps:,} steps × {rows:,} rows × {markets} "
+                          f"market{'s' * (markets > 1)} is "
+                          f"{cells:.3g} account·market·step·scenario cells, more than adljax runs ({MAX_CELLS:.0e}: "
+                          f"about {MAX_CELLS / 2e9 / 86400:.0f} days at the engine's fastest measured rate, "
+                          "2e9 cells a second on 2 CPU cores)")
+
+
 MARKETS = ("BTC", "ETH", "SOL")
 START = np.array([100_000.0, 4_000.0, 200.0])
 MAX_LEVERAGE = np.array([40.0, 25.0, 20.0])
@@ -94,6 +192,9 @@ def default_study(*, n_scenarios: int = 512, n_steps: int = 600, n_accounts: int
     downward jumps (0.5 per market per path, −6 % ± 4 %); book depth
     ($8M/$3M/$1M a side a step) thins when prices move. Same seed, same study.
     """
+    itemsize = np.dtype(dtype or jax.numpy.result_type(float)).itemsize
+    check_sizes(scenarios=n_scenarios, steps=n_steps, rows=n_accounts, markets=len(MARKETS), itemsize=itemsize,
+                names={"scenarios": "n_scenarios", "steps": "n_steps", "rows": "n_accounts"})
     k_book, k_path, _ = seed_keys(seed)
     book = population(k_book, n_accounts, START, MAX_LEVERAGE, long_share=[0.6, 0.58, 0.65],
                       median_notional=30_000.0, leverage_mode=6.0, markets_per_account=2,
