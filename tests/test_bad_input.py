@@ -217,6 +217,8 @@ def test_numpy_bools_are_bools():
     (dict(max_leverage="20"), "max_leverage", "expected numbers, got text ('20')"),
     (dict(max_leverage=[[20.0]]), "max_leverage", "one number per market, got shape (1, 1)"),
     (dict(maintenance_margin=["0.01"]), "maintenance_margin", "expected numbers, got text ('0.01')"),
+    (dict(cooldown=1e300), "cooldown", "must be in [0.0, 1000000000000000.0], got 1e+300"),   # inf in float32
+    (dict(impact_half_life=1e39), "impact_half_life", "1000000000000000.0], got 1e+39"),
 ])
 def test_venue_settings_in_the_wrong_form(override, field, problem):
     for fn in (adljax.simulate, adljax.reference.simulate):

@@ -23,6 +23,8 @@ ADL_POLICIES = ("queue", "random_order", "pro_rata", "socialized")
 ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
 ADL_PRICES = ("previous_mark", "bankruptcy", "mark")
 BACKSTOPS = ("vault", "insurance", "none")
+#: The longest time setting (cooldown, impact half-life) in seconds, about 32 million years: finite in float32.
+MAX_SECONDS = 1e15
 COOLDOWN_MODES = ("whole", "wait")
 
 
@@ -219,11 +221,11 @@ class Venue:
             raise InputError("max_leverage: expected a number or one number per market, got None")
         check_range("partial_threshold", self.partial_threshold, 0.0, np.inf, hi_open=True, allow_inf=True)
         check_range("partial_fraction", self.partial_fraction, 0.0, 1.0, lo_open=True)
-        check_range("cooldown", self.cooldown, 0.0, np.inf, hi_open=True)
+        check_range("cooldown", self.cooldown, 0.0, MAX_SECONDS)          # finite in float32 too
         check_range("backstop_ratio", self.backstop_ratio, 0.0, 1.0)
         check_range("slippage", self.slippage, 0.0, 1.0, hi_open=True)
         check_range("impact", self.impact, 0.0, 10.0)
-        check_range("impact_half_life", self.impact_half_life, 0.0, np.inf, lo_open=True, hi_open=True)
+        check_range("impact_half_life", self.impact_half_life, 0.0, MAX_SECONDS, lo_open=True)
         check_range("liquidation_fee", self.liquidation_fee, 0.0, 0.5)
         check_range("vault_unwind", self.vault_unwind, 0.0, 1.0)
 

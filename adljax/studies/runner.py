@@ -436,6 +436,7 @@ def run_study(study, out, *, chunk: int, source: dict, resume: bool = False,
     ident = identity(study, source, chunk)
     index, count = jax.process_index(), jax.process_count()
     tag = f"run_study/{next(_CALLS)}"
+    first_paths(study, chunk)      # paths out of range are refused before a results folder exists
     # process 0 makes (or checks) the folder; the others look only once it is there
     sharding.from_process_0(f"{tag}/folder", lambda: prepare_folder(out, ident, resume=resume))
     bounds = chunk_bounds(study.n_scenarios, chunk)
