@@ -20,14 +20,16 @@ if "JAX_COMPILATION_CACHE_DIR" not in os.environ and "PYTEST_XDIST_WORKER" not i
     os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="adljax-tests-jax-cache-")
     atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
-# XLA compiles the tests' programs with LLVM's cheaper settings, here and in the notebook kernels and most
-# commands the tests start: the tests run their programs on a few rows and steps, so compiling is most of
-# their time, and these two flags take about 40 % off it (the suite: 5 min 31 s against 7 min 57 s). XLA's
-# HLO passes, where the simplifications that can change a program's results live, run as in any other
-# use; the code LLVM emits may round differently in the last bits. test_cli.py runs the `adljax` command
-# as users run it, with the XLA_FLAGS the suite was started with (kept in ADLJAX_TEST_XLA_FLAGS). A run that
-# sets either flag in XLA_FLAGS keeps its own setting.
-FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true")
+# XLA compiles the tests' programs the cheap way, here and in the notebook kernels and most commands the
+# tests start: LLVM without its optimisations and XLA's older (elemental) fusion emitters. The tests run their
+# programs on a few rows and steps, so compiling is most of their time, and these flags cut the suite's time
+# by more than half (docs/performance.md, "Flags"). XLA's HLO passes, where
+# the simplifications that can change a program's results live, run as in any other use; the code emitted may
+# round differently in the last bits. test_cli.py runs the `adljax` command as users run it, with the XLA_FLAGS
+# the suite was started with (kept in ADLJAX_TEST_XLA_FLAGS). A run that sets any of these flags in XLA_FLAGS
+# keeps its own setting. (The flags are those of the jax series pyproject.toml pins.)
+FAST_COMPILE = ("--xla_backend_optimization_level=0", "--xla_llvm_disable_expensive_passes=true",
+                "--xla_cpu_use_fusion_emitters=false")
 _flags = os.environ.get("XLA_FLAGS", "")
 if not any(f.split("=")[0] in _flags for f in FAST_COMPILE):
     os.environ.setdefault("ADLJAX_TEST_XLA_FLAGS", _flags)
