@@ -27,7 +27,7 @@ import pytest
 import adljax
 from adljax.cli.common import CACHE_ENV
 from adljax.parallel import chunking
-from adljax.studies import scenario, study
+from adljax.studies import scenario
 
 ROOT = Path(__file__).resolve().parent.parent
 YEAR = 365 * 24 * 3600.0
@@ -63,7 +63,7 @@ def refused(tmp_path, text, load=scenario.load_studies, **sizes) -> str:
 
 def machine(monkeypatch, memory: float) -> None:
     """The size checks see ``memory`` bytes, as the machine's and as its device's."""
-    monkeypatch.setattr(study, "physical_memory", lambda: int(memory))
+    monkeypatch.setattr(chunking, "physical_memory", lambda: int(memory))
     monkeypatch.setattr(chunking, "device_memory", lambda device=None: int(memory))
 
 

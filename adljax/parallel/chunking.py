@@ -68,6 +68,11 @@ def device_memory(device=None) -> int:
         stats = {}
     if stats.get("bytes_limit"):
         return int(stats["bytes_limit"])
+    return physical_memory()
+
+
+def physical_memory() -> int:
+    """Bytes of this machine's memory (``SC_PAGE_SIZE · SC_PHYS_PAGES``; 8 GiB where the system does not say)."""
     try:
         return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
     except (ValueError, OSError, AttributeError):

@@ -12,7 +12,6 @@ killed run resume, with the numbers of one uninterrupted run.
 from __future__ import annotations
 
 import dataclasses
-import os
 from typing import Callable, Mapping
 
 import jax
@@ -97,14 +96,6 @@ BOOK_BYTES = 128
 RESULT_BYTES = 2 * 8 * (len(METRICS) + 1)
 
 
-def physical_memory() -> int:
-    """Bytes of this machine's memory (``SC_PAGE_SIZE · SC_PHYS_PAGES``; 8 GiB where the system does not say)."""
-    try:
-        return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"))
-    except (ValueError, OSError, AttributeError):
-        return 8 << 30
-
-
 def format_bytes(n: float) -> str:
     """``1.23 GB``, ``456 MB``, ``789 bytes``."""
     for unit, div in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6)):
@@ -139,7 +130,7 @@ def check_sizes(*, scenarios: int, steps: int, rows: int, markets: int, itemsize
     """
     import jax
 
-    from ..parallel.chunking import ROW_MARKET_FACTOR, bytes_per_scenario, device_memory
+    from ..parallel.chunking import ROW_MARKET_FACTOR, bytes_per_scenario, device_memory, physical_memory
 
     def refuse(key: str, why: str):
         return InputError(f"{names[key]}: {why}")
