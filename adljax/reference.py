@@ -37,6 +37,7 @@ from .model.book import Book, check_inputs
 from .model.errors import InputError, check_bool, check_first_scenario, check_number, check_range
 from .model.outcome import HISTORY, METRICS, Outcome
 from .model.paths import Paths
+from .model import tiers
 from .model.venue import Venue
 
 #: The rule choices this reference states; anything else raises InputError.
@@ -65,7 +66,9 @@ __all__ = ["simulate", "step", "trade", "account_value", "notional", "maintenanc
 class Settings:
     """The venue's numbers and rule choices for one run, as Python floats and strings."""
 
-    maintenance_margin: list[float]  # mm[a], one per market
+    maintenance_margin: list[float]  # mm[a], one per market: the rate of its first tier
+    margin_tiers: list[list[tuple[float, float]]]  # per market its (lower_bound_usd, rate) table
+    tier_mode: str                   # "deduction" | "step"
     partial_threshold: float         # USD notional above which a position closes in parts
     partial_fraction: float          # fraction of such a position per order
     cooldown: float                  # seconds a row is cooling after a partial order
@@ -226,13 +229,29 @@ def notional(state: State, r: int, m: list[float]) -> float:
     return sum(abs(state.size[r][a]) * m[a] for a in range(state.n_markets))
 
 
-def maintenance_requirement(sizes: list[float], m: list[float], mm: list[float]) -> float:
-    """``MR = Σ_a |size[a]|·m[a]·mm[a]`` for one row's positions ``sizes``.
+def position_requirement(size: float, m: float, tiers: list[tuple[float, float]], mode: str) -> float:
+    """One position's maintenance requirement in a market with margin table ``tiers``.
 
-    Evaluated as ``|size|·(m·mm)``, as the fast engine does: a book built
-    with ``AV`` exactly at ``MR`` then sits on the same side of the check in both.
+    Rule (Tiered margin): "a position of notional ``N = |size|·m`` is in tier ``k``, the last whose lower
+    bound ``b_k ≤ N``; it needs ``N·r_k − d_k`` with ``d_0 = 0``, ``d_k = d_{k−1} + b_k·(r_k − r_{k−1})``
+    (``deduction`` mode) or ``N·r_k`` (``step`` mode)." A one-tier market needs ``|size|·(m·r_0)``,
+    evaluated in that order as the fast engine does: a book built with ``AV`` exactly at ``MR`` then sits
+    on the same side of the check in both.
     """
-    return sum(abs(sizes[a]) * (m[a] * mm[a]) for a in range(len(sizes)))
+    if len(tiers) == 1:
+        return abs(size) * (m * tiers[0][1])
+    n = abs(size) * m
+    k = max(i for i, (bound, _) in enumerate(tiers) if n >= bound)
+    rate = tiers[k][1]
+    if mode == "step":
+        return n * rate
+    deduction = sum(tiers[j][0] * (tiers[j][1] - tiers[j - 1][1]) for j in range(1, k + 1))
+    return n * rate - deduction
+
+
+def maintenance_requirement(sizes: list[float], m: list[float], cfg: Settings) -> float:
+    """``MR = Σ_a`` each position's :func:`position_requirement` for one row's positions ``sizes``."""
+    return sum(position_requirement(sizes[a], m[a], cfg.margin_tiers[a], cfg.tier_mode) for a in range(len(sizes)))
 
 
 def has_position(state: State, r: int) -> bool:
@@ -271,7 +290,7 @@ def margin_check(state: State, m: list[float], cfg: Settings) -> list[int]:
     """
     return [r for r in state.traders()
             if has_position(state, r)
-            and account_value(state, r, m) < maintenance_requirement(state.size[r], m, cfg.maintenance_margin)]
+            and account_value(state, r, m) < maintenance_requirement(state.size[r], m, cfg)]
 
 
 # ---------------------------------------------------------------------------
@@ -383,6 +402,8 @@ def market_liquidation(state: State, m: list[float], depth_t: list[float], liqui
     filled_notional = {r: 0.0 for r in state.traders()}
     av_before_fills = {r: account_value(state, r, m) for r in liquidatable}
     fill_value = {r: [] for r in liquidatable}
+    cash_before = {r: state.cash[r] for r in liquidatable}
+    close_terms = {r: [] for r in liquidatable}   # |fill|·(price + |entry|): the close's own scale
     for a in range(state.n_markets):
         sells = [o for o in orders if o.market == a and o.q > 0]
         buys = [o for o in orders if o.market == a and o.q < 0]
@@ -395,11 +416,14 @@ def market_liquidation(state: State, m: list[float], depth_t: list[float], liqui
         for side_orders, phi, price in ((sells, phi_sell, p_sell), (buys, phi_buy, p_buy)):
             for o in side_orders:
                 fill = phi * o.q
+                entry_before = state.entry[o.row][a]
                 apply_trade(state, o.row, a, -fill, price)
                 ntl = abs(fill) * m[a]
                 if o.row == state.vault:
                     tally.vault_unwind_notional += ntl
                 else:
+                    if fill != 0:
+                        close_terms[o.row].append(abs(fill) * (price + abs(entry_before)))
                     filled_notional[o.row] += ntl
                     fill_value[o.row].append(fill * (price - m[a]))
                     tally.market_liquidation_notional += ntl
@@ -413,6 +437,13 @@ def market_liquidation(state: State, m: list[float], depth_t: list[float], liqui
 
     av_after_fills = {r: av_before_fills[r] + sum(fill_value[r]) for r in liquidatable}
     pay_liquidation_fees(state, filled_notional, av_after_fills, cfg, tally)
+    for r in liquidatable:
+        # Rule (Dust): "a market liquidation that leaves a trader row without positions, at cash within the
+        # rounding of the close, |cash| ≤ dust·(|cash_before| + Σ_a |fill|·(price + |entry|)), leaves its
+        # cash at exactly 0."
+        flat = not any(x != 0 for x in state.size[r])
+        if close_terms[r] and flat and abs(state.cash[r]) <= DUST * (abs(cash_before[r]) + sum(close_terms[r])):
+            state.cash[r] = 0.0
     for o in orders:
         if o.partial:
             state.cooldown[o.row] = cfg.cooldown
@@ -465,11 +496,10 @@ def backstop(state: State, m: list[float], cfg: Settings, tally: Tally, report: 
     market, the vault makes one trade of ``Σ_accepted size`` at ``m``; each
     accepted row is left with ``cash = 0``, no positions, ``cooldown = 0``."
     """
-    mm = cfg.maintenance_margin
     A = state.n_markets
     v = state.vault
     candidates = [r for r in state.traders()
-                  if account_value(state, r, m) < cfg.backstop_ratio * maintenance_requirement(state.size[r], m, mm)]
+                  if account_value(state, r, m) < cfg.backstop_ratio * maintenance_requirement(state.size[r], m, cfg)]
 
     # Would the vault, holding everything accepted so far plus this row, still have AV >= MR?
     # (its AV plus the candidates' AVs, its positions plus theirs; the candidates' sums first)
@@ -481,7 +511,7 @@ def backstop(state: State, m: list[float], cfg: Settings, tally: Tally, report: 
         trial_av = taken_av + account_value(state, r, m)
         trial_taken = [taken[a] + state.size[r][a] for a in range(A)]
         vault_size_after = [state.size[v][a] + trial_taken[a] for a in range(A)]
-        if vault_av + trial_av >= maintenance_requirement(vault_size_after, m, mm):
+        if vault_av + trial_av >= maintenance_requirement(vault_size_after, m, cfg):
             accepted.append(r)
             taken_av, taken = trial_av, trial_taken
         else:
@@ -870,6 +900,8 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
                          f"{rules.temperature} (use venue.replace(temperature=0))")
     return Settings(
         maintenance_margin=[float(x) for x in venue.maintenance(n_markets)],
+        margin_tiers=_tables(venue, n_markets),
+        tier_mode=rules.tier_mode,
         partial_threshold=float(venue.partial_threshold),
         partial_fraction=float(venue.partial_fraction),
         cooldown=float(venue.cooldown),
@@ -886,6 +918,13 @@ def settings_of(venue: Venue, n_markets: int, dt: float) -> Settings:
         adl_price=rules.adl_price,
         backstop=rules.backstop,
     )
+
+
+def _tables(venue, n_markets: int) -> list[list[tuple[float, float]]]:
+    """Each market's margin table as the venue gives it (a one-rate market: ``[(0, mm)]``)."""
+    if venue.margin_tiers is None:
+        return [[(0.0, float(x))] for x in venue.maintenance(n_markets)]
+    return [[(float(b), float(r)) for b, r in t] for t in tiers.per_market(venue.margin_tiers, n_markets)]
 
 
 def adl_starts(key, n_scenarios: int, n_steps: int, n_rows: int, first_scenario: int = 0) -> list[list[int]]:

@@ -296,9 +296,24 @@ def venues(draw, n_markets: int, *, rules=RULE_SETS, calm: bool = False):
         liquidation_fee=draw(st.sampled_from([0.0, 0.0, 0.005, 0.0125])),
         vault_unwind=draw(st.sampled_from([0.0, 0.0, 0.1, 0.5])),
     )
-    overrides.update(draw(st.sampled_from(rules)))
+    chosen = dict(draw(st.sampled_from(rules)))
+    if "tier_mode" in chosen:     # a tiered pair: three tiers a market, around the books' position notionals
+        overrides["margin_tiers"] = [draw(margin_tables(1.0 / (2.0 * x))) for x in lev]
+    overrides.update(chosen)
     dt = draw(st.sampled_from(DTS))
     return venue_presets.hyperliquid(**overrides), dt
+
+
+@st.composite
+def margin_tables(draw, base_rate: float):
+    """A three-tier margin table ``((0, r0), (b1, r1), (b2, r2))``: ``r0 = base_rate``, each further rate
+    1.2–3× the one below (at most 0.45), ``b1`` log-uniform over $2k–$500k (the books' positions are
+    $100–$2M) and ``b2`` 2–20× ``b1``: every tier is reached by some position or by the vault's."""
+    b1 = draw(_log_uniform(2e3, 5e5))
+    b2 = b1 * draw(st.floats(2.0, 20.0))
+    r1 = min(base_rate * draw(st.floats(1.2, 3.0)), 0.45)
+    r2 = min(r1 * draw(st.floats(1.2, 3.0)), 0.45)
+    return ((0.0, base_rate), (b1, r1), (b2, r2))
 
 
 # --------------------------------------------------------------------------- whole cases

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+
+import adljax
 import numpy as np
 import pytest
 
-from adljax.engine.accounting import account_value, any_markets, maintenance, sum_markets
+from adljax.engine.accounting import account_value, any_markets, maintenance, requirement, sum_markets
 from adljax.engine.config import EngineConfig
 
 UNROLLED = EngineConfig().unrolled_markets
@@ -19,8 +21,23 @@ def test_account_value_and_requirement_by_hand():
     entry = jnp.array([[10.0, 12.0, 0.0], [100.0, 0.0, 0.0]])
     mark = jnp.array([11.0, 90.0])
     np.testing.assert_array_equal(account_value(cash, size, entry, mark), [100 + 2 * 1 + 0.5 * -10, -50 + -1 * -1, 0.0])
-    np.testing.assert_allclose(maintenance(size, mark, jnp.array([0.1, 0.02])),
-                               [2 * 11 * 0.1 + 0.5 * 90 * 0.02, 1.1, 0.0])
+    params = adljax.venues.hyperliquid(maintenance_margin=[0.1, 0.02]).params(2)
+    np.testing.assert_allclose(maintenance(size, mark, params), [2 * 11 * 0.1 + 0.5 * 90 * 0.02, 1.1, 0.0])
+
+
+@pytest.mark.parametrize("mode", ["deduction", "step"])
+def test_tiered_requirement_by_hand(mode):
+    # One market, tiers (0, 1 %), ($1,000, 2 %), ($5,000, 5 %); mark 100. Positions of notional $500,
+    # $1,000 (on the bound), $3,000 and $8,000, and a short of $3,000.
+    # Deduction: d1 = 1000·(0.02 − 0.01) = 10, d2 = 10 + 5000·(0.05 − 0.02) = 160:
+    #   500·0.01 = 5; 1000·0.02 − 10 = 10; 3000·0.02 − 10 = 50; 8000·0.05 − 160 = 240.
+    # Step: the whole notional at its tier's rate: 5; 20; 60; 400.
+    venue = adljax.venues.hyperliquid(margin_tiers=[(0, 0.01), (1_000, 0.02), (5_000, 0.05)], tier_mode=mode)
+    params = venue.params(1)
+    size = jnp.array([[5.0, 10.0, 30.0, 80.0, -30.0]])
+    want = {"deduction": [5, 10, 50, 240, 50], "step": [5, 20, 60, 400, 60]}[mode]
+    np.testing.assert_allclose(requirement(size, jnp.array([100.0]), params)[0], want, rtol=1e-12)
+    np.testing.assert_allclose(maintenance(size, jnp.array([100.0]), params), want, rtol=1e-12)
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["nojit", "jit"])
@@ -53,7 +70,8 @@ def test_unrolled_markets_decides_how_a_sum_over_markets_is_written():
     assert "reduce_sum" not in _primitives(sum_markets, jnp.ones((UNROLLED, 5)))
     assert "reduce_sum" in _primitives(sum_markets, jnp.ones((UNROLLED + 1, 5)))
     assert "reduce_sum" in _primitives(lambda y: account_value(y[0], y, y, y[:, 0], unrolled=2), x)
-    assert "reduce_sum" in _primitives(lambda y: maintenance(y, y[:, 0], y[:, 0], unrolled=2), x)
+    params = adljax.venues.hyperliquid().params(3)
+    assert "reduce_sum" in _primitives(lambda y: maintenance(y, y[:, 0], params, unrolled=2), x)
 
 
 def test_market_sum_adds_in_market_order():

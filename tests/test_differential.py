@@ -51,11 +51,18 @@ from strategies import BOOK_FIELDS, RULE_SETS, SHAPES, BookCase, Case, cases, co
 #: (shape, rules) pairs: every rule set on one shape (each shape three times; Hyperliquid's own rules
 #: on two markets), then three more combinations (the Hyperliquid score at the bankruptcy price with
 #: an insurance fund, pro rata at the mark with an insurance fund, the PnL score at the previous mark
-#: without a backstop).
+#: without a backstop), then three with tiered margin tables.
 PAIRS = tuple(zip((SHAPES[1:] + SHAPES[:1]) * 3, RULE_SETS)) + (
     (SHAPES[0], dict(adl_policy="queue", adl_score="hyperliquid", adl_price="bankruptcy", backstop="insurance")),
     (SHAPES[1], dict(adl_policy="pro_rata", adl_score="hyperliquid", adl_price="mark", backstop="insurance")),
     (SHAPES[2], dict(adl_policy="queue", adl_score="pnl", adl_price="previous_mark", backstop="none")),
+    # Tiered margin tables (three tiers a market, strategies.margin_tables), in both modes.
+    (SHAPES[2], dict(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault",
+                     tier_mode="deduction")),
+    (SHAPES[1], dict(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance",
+                     tier_mode="deduction")),
+    (SHAPES[0], dict(adl_policy="pro_rata", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance",
+                     tier_mode="step")),
 )
 #: Drawn cases a pair: a quick share in the suite (enough that every rule set reaches market liquidation,
 #: ADL and its backstop in some case), more on request (ADLJAX_FULL_TESTS=1).

@@ -442,3 +442,22 @@ def test_isolated_position_does_not_touch_cross_cash(sim):
     # isolated: AV = 60 - 40 = 20 < MR 48 -> closed at 9.6: margin 20 left; the cross row is untouched.
     np.testing.assert_allclose(np.asarray(out.book.cash)[0, :2], [10_000.0, 20.0], rtol=1e-12)
     np.testing.assert_allclose(np.asarray(out.book.size)[0, 0], [1.0, 0.0])
+
+
+def test_a_flat_close_at_zero_but_for_rounding_leaves_cash_exactly_zero(sim):
+    """Dust: a market liquidation that leaves a row flat at cash 0 but for the close's rounding leaves 0.
+
+    Long 1 at entry 1.0, cash 0.3, mark 0.7: AV = 0.3 + (0.7 − 1.0) = 0.3 − 0.30000000000000004 = −5.6e-17
+    in binary floating point: below its requirement (liquidated whole: an insurance venue), not below zero
+    beyond rounding (scale 0.3 + 1.7 = 2.0). The close at 0.7 (slippage 0) leaves cash −5.6e-17 and no
+    position: within dust of the close's scale, so exactly 0, and the insurance fund pays nothing.
+    """
+    assert 0.3 + (0.7 - 1.0) < 0            # the rounding this test is about
+    book = Book.from_accounts(np.array([0.3, 10.0]), np.array([[1.0], [-1.0]]), np.array([[1.0], [1.0]]),
+                              insurance_fund=100.0)
+    venue = venues.binance(impact=0.0, slippage=0.0, liquidation_fee=0.0)
+    out = sim(venue, book, paths([0.7], [BIG]), dt=1.0)
+    assert m(out, "market_liquidation_orders") == 1
+    assert m(out, "backstop_accounts") == 0
+    assert float(np.asarray(out.book.cash)[0, 0]) == 0.0
+    assert float(np.asarray(out.book.insurance_fund)[0]) == 100.0

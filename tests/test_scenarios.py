@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 import adljax
-from adljax import scenario
+from adljax import scenario, venues
 from adljax.study import default_study
 
 SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
@@ -100,6 +100,11 @@ def _set(doc, dotted, value):
     ("dtype", "float16", r"dtype: must be 'float32' or 'float64'"),
     ("stress", [{"kind": "gap", "drop": 1.5, "over_s": 10, "at_s": 0}], r"\[stress 1\] drop"),
     ("stress", [{"kind": "crater"}], r"\[stress 1\] kind: unknown 'crater'"),
+    ("markets.BTC.margin_tiers", [[0, 0.01]], r"\[markets.BTC\] margin_tiers: give margin_tiers or max_leverage"),
+    ("venue.margin_tiers", [[0, 0.01], [1e6, 0.005]], r"\[venue\] margin_tiers: rates must not fall"),
+    ("markets.BTC.margin_tiers", "BTC's", r"\[markets.BTC\] margin_tiers: expected \"published\""),
+    ("venue.margin_tiers", [[1, 0.01]], r"\[venue\] margin_tiers: the first tier's lower bound must be 0"),
+    ("venue.tier_mode", "stairs", r"\[venue\] tier_mode: 'stairs' is not one of"),
 ])
 def test_bad_scenario_entries_are_named(dotted, value, match):
     with pytest.raises(adljax.InputError, match=match):
@@ -240,3 +245,26 @@ def test_good_values_of_the_checked_keys_load(tmp_path):
     np.testing.assert_array_equal(st.venue.maintenance(2), [0.02, 0.01])
     assert kw["fields"] == {"maintenance_margin": (0.001, 0.1), "insurance_fund": (0.0, float("inf"))}
     assert kw["minimize"] == {"margin_locked": 1.0, "bad_debt": 0.5} and kw["constraints"] == {"p_adl": 0.01}
+
+
+def test_margin_tiers_per_market_in_a_scenario_file():
+    """``[markets.X] margin_tiers``: a table, or ``"published"`` (each preset's own); other markets keep one
+    tier at their ``max_leverage``."""
+    doc = _doc()
+    doc["markets"]["BTC"] = {"start": 100.0, "depth": 1e6, "margin_tiers": "published"}
+    doc["markets"]["ETH"]["margin_tiers"] = [[0, 0.02], [5e6, 0.05]]
+    del doc["markets"]["ETH"]["max_leverage"]
+    doc["markets"]["SOL"] = {"start": 10.0, "depth": 1e6, "max_leverage": 5}
+    doc["paths"] = {"model": "gbm"}
+    doc["venue"] = {"preset": ["hyperliquid", "binance"]}
+    hl, bn = scenario.from_dict(doc)
+    assert hl.venue.margin_tiers == (((0.0, 0.0125), (150e6, 0.025)), ((0.0, 0.02), (5e6, 0.05)), ((0.0, 0.1),))
+    assert bn.venue.margin_tiers[0] == venues.binance().margin_tiers and bn.venue.margin_tiers[2] == ((0.0, 0.1),)
+    doc["venue"] = {"preset": "dydx_v4"}
+    with pytest.raises(adljax.InputError, match=r"\[venue\] margin_tiers: the dydx_v4 preset carries no published"):
+        scenario.from_dict(doc)
+    doc["venue"] = {"preset": "bitmex", "margin_tiers": [[0, 0.01], [1e6, 0.02]], "tier_mode": "deduction"}
+    del doc["markets"]["BTC"]["margin_tiers"], doc["markets"]["ETH"]["margin_tiers"]
+    doc["markets"]["ETH"]["max_leverage"] = 10
+    st = scenario.from_dict(doc)[0]
+    assert st.venue.margin_tiers == ((0.0, 0.01), (1e6, 0.02)) and st.venue.rules.tier_mode == "deduction"

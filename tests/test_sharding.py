@@ -139,7 +139,7 @@ def margin_shortfall(params, book, oracle, depth, keys, funding):
 
     def step(total, o):                                               # o [S, A]
         av = jax.vmap(account_value)(book.all_cash, book.size_am, book.entry_am, o)                     # [S, R]
-        mr = jax.vmap(maintenance, in_axes=(0, 0, None))(book.size_am, o, params.maintenance_margin)   # [S, R]
+        mr = jax.vmap(maintenance, in_axes=(0, 0, None))(book.size_am, o, params)                       # [S, R]
         gap = mr - av
         near = gap > -1e3
         add = lax.cond(jnp.any(near), lambda g: jnp.sum(jnp.where(near, jax.nn.softplus(g / 100.0), 0.0), axis=-1),

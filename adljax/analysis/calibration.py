@@ -32,17 +32,19 @@ from ..model.errors import InputError
 from ..parallel.sharding import scenario_map
 from ..engine.simulation import simulate
 from ..studies.study import Study
+from ..model import tiers
 from ..model.venue import Params, Venue
 
 #: Fields calibrate can move, and their default ranges [lo, hi].
 FIELDS: dict[str, tuple[float, float]] = {
-    "maintenance_margin": (1e-4, 0.5),   # per market, fraction of notional
+    "maintenance_margin": (1e-4, 0.5),   # per market, fraction of notional: the first tier's rate
+    "margin_tier_rates": (1e-4, 0.5),    # [A, T] the rates of each market's further margin tiers
     "backstop_ratio": (0.0, 1.0),
     "partial_fraction": (0.01, 1.0),
     "vault_capital": (0.0, np.inf),      # USD, the vault row's start cash
     "insurance_fund": (0.0, np.inf),     # USD
 }
-_PARAM_FIELDS = ("maintenance_margin", "backstop_ratio", "partial_fraction")
+_PARAM_FIELDS = ("maintenance_margin", "margin_tier_rates", "backstop_ratio", "partial_fraction")
 
 
 @dataclasses.dataclass
@@ -160,6 +162,12 @@ def start_values(venue: Venue, book: Book, n_markets: int, names) -> dict[str, n
     for name in names:
         if name == "maintenance_margin":
             out[name] = np.asarray(venue.maintenance(n_markets), np.float64)
+        elif name == "margin_tier_rates":
+            rates = venue.tiers(n_markets)[1][:, 1:]
+            if rates.shape[1] == 0:
+                raise InputError("fields: margin_tier_rates: the venue's markets have one margin tier each; give "
+                                 "the venue margin_tiers, or calibrate maintenance_margin")
+            out[name] = rates
         elif name == "vault_capital":
             out[name] = np.asarray(float(book.vault_cash), np.float64)
         elif name == "insurance_fund":
@@ -176,7 +184,14 @@ def apply(params: Params, book: Book, values: Mapping[str, jnp.ndarray]) -> tupl
     p = {k: values[k].astype(params.dt.dtype) for k in _PARAM_FIELDS if k in values}
     if "maintenance_margin" in p:
         p["maintenance_margin"] = jnp.broadcast_to(p["maintenance_margin"], params.maintenance_margin.shape)
+    if "margin_tier_rates" in p:
+        p["tier_rates"] = jnp.broadcast_to(p.pop("margin_tier_rates"), params.tier_rates.shape)
     params = dataclasses.replace(params, **p) if p else params
+    if params.tier_rates.shape[-1] and ("maintenance_margin" in p or "tier_rates" in p):
+        # A tier's rate is at least the one below it (a larger position never needs a smaller rate):
+        # the running maximum over the tiers, through which the gradient reaches the rate that binds.
+        rates = jnp.concatenate([params.maintenance_margin[:, None], params.tier_rates], axis=1)
+        params = dataclasses.replace(params, tier_rates=jax.lax.cummax(rates, axis=1)[:, 1:])
     if "vault_capital" in values:
         book = book.replace(all_cash=book.all_cash.at[-2].set(values["vault_capital"].astype(book.all_cash.dtype)))
     if "insurance_fund" in values:
@@ -347,16 +362,36 @@ def _host(v):
 def _apply_to_venue(venue: Venue, book: Book, values: Mapping[str, np.ndarray]) -> tuple[Venue, Book]:
     """The venue (hard rules) and start book carrying calibrated values."""
     changes = {}
-    for k in _PARAM_FIELDS:
+    for k in ("backstop_ratio", "partial_fraction"):
         if k in values:
-            v = np.asarray(values[k], np.float64)
-            changes[k] = tuple(float(x) for x in v) if v.ndim else float(v)
+            changes[k] = float(np.asarray(values[k], np.float64))
+    if venue.margin_tiers is not None and ("maintenance_margin" in values or "margin_tier_rates" in values):
+        changes["margin_tiers"] = _tables(venue, values, book.n_markets)
+    elif "maintenance_margin" in values:
+        changes["maintenance_margin"] = tuple(float(x) for x in np.asarray(values["maintenance_margin"], np.float64))
     venue = venue.replace(**changes) if changes else venue
     if "vault_capital" in values:
         book = book.replace(all_cash=book.all_cash.at[-2].set(float(values["vault_capital"])))
     if "insurance_fund" in values:
         book = book.replace(insurance_fund=jnp.asarray(float(values["insurance_fund"]), book.insurance_fund.dtype))
     return venue, book
+
+
+def _tables(venue: Venue, values: Mapping[str, np.ndarray], n_markets: int) -> tuple:
+    """The venue's margin tables with calibrated rates, as the engine ran them (:func:`apply`).
+
+    Each rate is at least the one below it; a market keeps its own tiers (the padding tiers share its last
+    bound, so the last of them gives its last tier's rate).
+    """
+    own = tiers.per_market(venue.margin_tiers, n_markets)
+    bounds, rates = tiers.padded(own)
+    if "maintenance_margin" in values:
+        rates[:, 0] = np.broadcast_to(np.asarray(values["maintenance_margin"], np.float64), rates[:, 0].shape)
+    if "margin_tier_rates" in values:
+        rates[:, 1:] = np.asarray(values["margin_tier_rates"], np.float64)
+    rates = np.maximum.accumulate(rates, axis=1)
+    return tuple(tuple((float(b), float(rates[a, -1] if k == len(t) - 1 else rates[a, k]))
+                       for k, (b, _) in enumerate(t)) for a, t in enumerate(own))
 
 
 def _progress(progress, total: int):

@@ -23,7 +23,8 @@ name                      value
                           with a fractional weight (Acerbi & Tasche)
 ``adl_notional``          mean of ``adl_notional`` (USD)
 ``margin_locked``         traders' maintenance requirement at the start,
-                          ``Σ |size|·mark·mm`` (USD): the cost side
+                          ``Σ |size|·mark·mm`` or the tiered requirement
+                          (USD): the cost side
 ``vault_capital``         the vault's start cash (USD): the cost of the backstop
 ========================  =====================================================
 """
@@ -31,9 +32,11 @@ from __future__ import annotations
 
 from typing import Mapping
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
+from ..engine.accounting import requirement
 from .metrics import ADL_ACTED, tail_weights
 from ..model.book import Book
 from ..model.errors import InputError
@@ -81,14 +84,18 @@ def vault_loss_es(metrics: Mapping[str, Array], level: float = 0.99) -> Array:
 
 
 def margin_locked(params: Params, book: Book, mark: Array) -> Array:
-    """Traders' maintenance requirement ``Σ_traders Σ_a |size|·mark·mm``, USD.
+    """Traders' maintenance requirement ``Σ_traders Σ_a`` each position's requirement, USD.
 
-    ``book`` one scenario's or a batch's (then the mean over scenarios);
-    ``mark`` [A] or [S, A].
+    ``|size|·mark·mm`` in a one-rate market, the tiered requirement in a tiered one
+    (:func:`adljax.engine.accounting.requirement`). ``book`` one scenario's or a batch's
+    (then the mean over scenarios); ``mark`` [A] or [S, A].
     """
-    size = jnp.abs(book.size_am[..., :, :-2])                          # [..., A, N]
-    per = jnp.sum(size * (mark * params.maintenance_margin)[..., :, None], axis=(-2, -1))
-    return jnp.mean(per)
+    size = book.size_am[..., :, :-2]                                    # [..., A, N]
+    per_row = lambda s, m: jnp.sum(requirement(s, m, params))
+    lead = size.shape[:-2]
+    flat = size.reshape((-1,) + size.shape[-2:])
+    marks = jnp.broadcast_to(mark, lead + mark.shape[-1:]).reshape(-1, mark.shape[-1])
+    return jnp.mean(jax.vmap(per_row)(flat, marks))
 
 
 def vault_capital(book: Book) -> Array:

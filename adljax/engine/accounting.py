@@ -55,9 +55,38 @@ def notional(size: Array, mark: Array) -> Array:
     return jnp.abs(size) * mark[:, None]
 
 
-def maintenance(size: Array, mark: Array, mm: Array, unrolled: int = DEFAULT.unrolled_markets) -> Array:
-    """``MR = Σ_a |size|·mark·mm``: size [A, R], mark and mm [A] → [R] USD."""
-    return sum_markets(jnp.abs(size) * (mark * mm)[:, None], unrolled=unrolled)
+def requirement(size: Array, mark: Array, params) -> Array:
+    """Each position's maintenance requirement, [A, R] USD: size [A, R], mark [A].
+
+    ``params`` (:class:`~adljax.Params`) gives the rates: ``|size|·mark·mm`` in a market of one tier, and
+    in a tiered market (:mod:`adljax.model.tiers`) each further tier's rate step on the notional above its
+    bound, ``Σ_k (r_k − r_{k−1})·max(N − b_k, 0)`` (``tier_mode`` ``"deduction"``, continuous in size), or
+    on the whole notional from its bound on, ``(r_k − r_{k−1})·N·[N ≥ b_k]`` (``"step"``). The step is a hard
+    decision in the smooth mode too: a requirement in step mode jumps at each bound.
+    """
+    out = jnp.abs(size) * (mark * params.maintenance_margin)[:, None]
+    n_tiers = params.tier_rates.shape[-1]
+    if n_tiers == 0:
+        return out
+    ntl = notional(size, mark)
+    prev = params.maintenance_margin
+    for k in range(n_tiers):
+        rate, bound = params.tier_rates[:, k], params.tier_bounds[:, k]
+        step = (rate - prev)[:, None]
+        if params.tier_mode == "step":
+            out = out + step * jnp.where(ntl >= bound[:, None], ntl, 0.0)
+        else:
+            out = out + step * jnp.maximum(ntl - bound[:, None], 0.0)
+        prev = rate
+    return out
+
+
+def maintenance(size: Array, mark: Array, params, unrolled: int = DEFAULT.unrolled_markets) -> Array:
+    """``MR = Σ_a`` each position's :func:`requirement`: size [A, R], mark [A] → [R] USD.
+
+    ``params``: the :class:`~adljax.Params` (its ``maintenance_margin`` and margin tiers).
+    """
+    return sum_markets(requirement(size, mark, params), unrolled=unrolled)
 
 
 #: Dust: a trade that would leave at most this share of the row's position

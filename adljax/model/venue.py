@@ -18,6 +18,7 @@ from jax import Array
 
 from .pytree import pytree
 from .errors import InputError, as_numbers, check_number, check_range, is_concrete
+from . import tiers as _tiers
 
 ADL_POLICIES = ("queue", "random_order", "pro_rata", "socialized")
 ADL_SCORES = ("hyperliquid", "bitmex", "pnl")
@@ -26,6 +27,7 @@ BACKSTOPS = ("vault", "insurance", "none")
 #: The longest time setting (cooldown, impact half-life) in seconds, about 32 million years: finite in float32.
 MAX_SECONDS = 1e15
 COOLDOWN_MODES = ("whole", "wait")
+TIER_MODES = _tiers.TIER_MODES
 
 
 @dataclasses.dataclass(frozen=True)
@@ -53,6 +55,10 @@ class Rules:
       backstop: ``"vault"`` (takeover by the vault row), ``"insurance"``
         (an insurance fund pays bankrupt rows' deficits in cash until it is
         empty) or ``"none"``.
+      tier_mode: how a tiered margin table (:attr:`Venue.margin_tiers`) sets a
+        position's requirement: ``"deduction"`` (Hyperliquid, Binance, Bybit:
+        ``notional·r_k − d_k``, continuous in size) or ``"step"`` (BitMEX risk
+        limits: the whole position at its tier's rate). See :mod:`adljax.model.tiers`.
       temperature: ``0`` (the default) runs the hard rules. ``τ > 0`` runs
         the smooth mode: every yes/no decision of the waterfall becomes a
         weight that ramps from 0 to 1 across a band of width ``τ`` around its
@@ -70,11 +76,12 @@ class Rules:
     backstop: str = "vault"
     cooldown_mode: str = "whole"
     temperature: float = 0.0
+    tier_mode: str = "deduction"
 
     def __post_init__(self):
         for field, allowed in (("adl_policy", ADL_POLICIES), ("adl_score", ADL_SCORES),
                                ("adl_price", ADL_PRICES), ("backstop", BACKSTOPS),
-                               ("cooldown_mode", COOLDOWN_MODES)):
+                               ("cooldown_mode", COOLDOWN_MODES), ("tier_mode", TIER_MODES)):
             v = getattr(self, field)
             if v not in allowed:
                 raise InputError(f"{field}: {v!r} is not one of {', '.join(map(repr, allowed))}")
@@ -101,10 +108,14 @@ class Rules:
 
 @pytree
 class Params:
-    """The numbers of the waterfall for a book with A markets (all traced).
+    """The numbers of the waterfall for a book with A markets (all traced but ``tier_mode``).
 
     Attributes:
-      maintenance_margin: [A] maintenance fraction of notional, ``mm[a]``.
+      maintenance_margin: [A] maintenance fraction of notional, ``mm[a]``: the
+        rate of each market's first margin tier (its only one in an untiered market).
+      tier_bounds: [A, T] USD, the lower bounds of each market's tiers after the
+        first (T may be 0: no tiers); a market with fewer tiers repeats its last.
+      tier_rates: [A, T] the maintenance rates of those tiers.
       partial_threshold: [] USD; a position with larger notional closes
         ``partial_fraction`` per liquidation order.
       partial_fraction: [] fraction of such a position sent per order.
@@ -138,13 +149,16 @@ class Params:
     vault_unwind: Array
     dt: Array
     temperature: Array
+    tier_bounds: Array
+    tier_rates: Array
+    tier_mode: str = "deduction"
 
 
 #: The settings that are one number for every market (the others, ``max_leverage`` and
 #: ``maintenance_margin``, may be one per market).
 SCALAR_FIELDS = ("partial_threshold", "partial_fraction", "cooldown", "backstop_ratio", "slippage", "impact",
                  "impact_half_life", "liquidation_fee", "vault_unwind")
-PARAM_FIELDS = ("max_leverage", "maintenance_margin", "partial_threshold", "partial_fraction",
+PARAM_FIELDS = ("max_leverage", "maintenance_margin", "margin_tiers", "partial_threshold", "partial_fraction",
                 "cooldown", "backstop_ratio", "slippage", "impact", "impact_half_life",
                 "liquidation_fee", "vault_unwind")
 RULE_FIELDS = tuple(f.name for f in dataclasses.fields(Rules))
@@ -160,6 +174,13 @@ class Venue:
       max_leverage: per-market maximum leverage (scalar or length-A sequence).
       maintenance_margin: per-market maintenance fraction; ``None`` means
         ``1/(2·max_leverage)`` (half the initial margin at max leverage).
+      margin_tiers: tiered maintenance margin (:mod:`adljax.model.tiers`):
+        one table of ``(lower_bound_usd, rate)`` pairs for every market, or a
+        sequence of one table per market; the first bound 0. ``None`` (the
+        default): one tier per market, from ``maintenance_margin`` or
+        ``max_leverage``. When given, it sets the requirement and
+        ``max_leverage`` is not used; ``maintenance_margin`` may not be given
+        with it. :attr:`Rules.tier_mode` says how the table applies.
       partial_threshold, partial_fraction, cooldown, backstop_ratio,
       slippage, impact, impact_half_life, liquidation_fee, vault_unwind:
       see :class:`Params`.
@@ -169,6 +190,7 @@ class Venue:
     rules: Rules
     max_leverage: float | Sequence[float] = 40.0
     maintenance_margin: float | Sequence[float] | None = None
+    margin_tiers: Sequence | None = None
     partial_threshold: float = 100_000.0
     partial_fraction: float = 0.2
     cooldown: float = 30.0
@@ -186,10 +208,27 @@ class Venue:
         if unknown:
             raise InputError(f"{unknown[0]}: not a venue setting; settings are {', '.join(PARAM_FIELDS + RULE_FIELDS)}")
         rules = dataclasses.replace(self.rules, **rule_changes) if rule_changes else self.rules
+        if ("max_leverage" in overrides or "maintenance_margin" in overrides) and "margin_tiers" not in overrides:
+            overrides["margin_tiers"] = None        # a one-rate setting means one tier
         return dataclasses.replace(self, rules=rules, **overrides)
 
+    def tiers(self, n_markets: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(bounds [A, K], rates [A, K])``: every market's margin table, padded (:func:`adljax.model.tiers.padded`).
+
+        A venue without ``margin_tiers`` has one tier per market, ``(0, maintenance(n_markets)[a])``.
+        """
+        if self.margin_tiers is None:
+            rates = self.maintenance(n_markets)[:, None]
+            return np.zeros_like(rates), rates
+        if self.maintenance_margin is not None:
+            raise InputError("maintenance_margin: give margin_tiers or maintenance_margin, not both (a one-rate "
+                             "market is the table [(0, rate)])")
+        return _tiers.padded(_tiers.per_market(self.margin_tiers, n_markets))
+
     def maintenance(self, n_markets: int) -> np.ndarray:
-        """Per-market maintenance fraction [A]."""
+        """Per-market maintenance fraction [A]: the rate of each market's first tier."""
+        if self.margin_tiers is not None:
+            return self.tiers(n_markets)[1][:, 0]
         if self.maintenance_margin is not None:
             mm = _per_market("maintenance_margin", self.maintenance_margin, n_markets)
             check_range("maintenance_margin", mm, 0.0, 1.0, lo_open=True, hi_open=True)
@@ -219,6 +258,17 @@ class Venue:
                     raise InputError(f"{field}: expected a number or one number per market, got shape {a.shape}")
         if self.max_leverage is None:
             raise InputError("max_leverage: expected a number or one number per market, got None")
+        if self.margin_tiers is not None:
+            if self.maintenance_margin is not None:
+                raise InputError("maintenance_margin: give margin_tiers or maintenance_margin, not both (a "
+                                 "one-rate market is the table [(0, rate)])")
+            if isinstance(self.margin_tiers, (str, bytes, dict)):
+                raise InputError(f"margin_tiers: expected a table of (lower_bound_usd, rate) pairs or one table "
+                                 f"per market, got {type(self.margin_tiers).__name__}")
+            if _tiers.is_table(self.margin_tiers):
+                _tiers.table("margin_tiers", self.margin_tiers)
+            else:
+                _tiers.per_market(self.margin_tiers, len(self.margin_tiers))
         check_range("partial_threshold", self.partial_threshold, 0.0, np.inf, hi_open=True, allow_inf=True)
         check_range("partial_fraction", self.partial_fraction, 0.0, 1.0, lo_open=True)
         check_range("cooldown", self.cooldown, 0.0, MAX_SECONDS)          # finite in float32 too
@@ -236,8 +286,12 @@ class Venue:
         check_range("dt", dt, 0.0, np.inf, lo_open=True, hi_open=True)
         dtype = jnp.dtype(dtype) if dtype is not None else jnp.result_type(float)
         f = lambda v: jnp.asarray(v, dtype=dtype)
+        bounds, rates = self.tiers(n_markets)
         return Params(
-            maintenance_margin=f(self.maintenance(n_markets)),
+            maintenance_margin=f(rates[:, 0]),
+            tier_bounds=f(bounds[:, 1:]),
+            tier_rates=f(rates[:, 1:]),
+            tier_mode=self.rules.tier_mode,
             partial_threshold=f(self.partial_threshold),
             partial_fraction=f(self.partial_fraction),
             cooldown=f(self.cooldown),

@@ -2,15 +2,22 @@
 
 Each number names its source (quotes and addresses in ``docs/venues.md``);
 where a venue publishes nothing, the value is an assumption and says so.
-Margins are for the venue's main market (BTC); pass ``max_leverage`` or
-``maintenance_margin`` per market for a book of several.
+Margins are the venue's published tiered table for its main market (BTC,
+:mod:`adljax.model.margin_tables`) in every market; pass ``margin_tables``
+per market (``hyperliquid(markets=[...])`` picks Hyperliquid's own table of
+each coin), or ``max_leverage`` / ``maintenance_margin`` for one tier per
+market.
 """
 from __future__ import annotations
 
+from typing import Sequence
+
+from . import margin_tables as tables
+from .errors import InputError
 from .venue import Rules, Venue
 
 
-def hyperliquid(**overrides) -> Venue:
+def hyperliquid(markets: Sequence[str] | None = None, **overrides) -> Venue:
     """Hyperliquid (native perps, HLP liquidator vault as backstop).
 
     Published (Hyperliquid docs, "Liquidations"):
@@ -26,12 +33,22 @@ def hyperliquid(**overrides) -> Venue:
         is below 2/3 of its maintenance margin; the buffer is not returned.
       - ADL ranking ``(mark/entry)·(notional/account value)``, closing at the
         previous mark price; accounts with no position are never touched.
+      - margin tiers (``margin_tiers``, "Margin tiers" page and the ``meta``
+        endpoint's ``marginTables``): BTC 40× to $150M then 20× (1.25 %, then
+        2.5 % with the deduction), in every market by default; ``markets``
+        names the coins to give each its own table (ETH 25×/15× from $100M,
+        SOL 20×/10× from $70M, XRP 20×/10× from $40M, DOGE, HYPE, ... 10×/5×
+        from $20M, OP, ARB, BNB, ... 10×/5× from $3M).
     Assumed (not published): ``slippage`` 1 % to consume a step's depth,
     ``impact`` 0.01 of price per depth of net liquidation flow,
     ``impact_half_life`` 60 s.
 
     Args:
+      markets: coin names, one per market of the book, whose published
+        tables to use (:data:`adljax.model.margin_tables.HYPERLIQUID`); a
+        coin without a published table is an error naming it.
       **overrides: any :class:`Venue` number (``max_leverage`` per market,
+        which means one tier per market, ``margin_tiers``,
         ``partial_threshold``, ``partial_fraction``, ``cooldown``,
         ``backstop_ratio``, ``impact``, ...) or :class:`Rules` choice.
     """
@@ -40,12 +57,25 @@ def hyperliquid(**overrides) -> Venue:
         rules=Rules(adl_policy="queue", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault",
                     cooldown_mode="whole"),
         max_leverage=40.0,
+        margin_tiers=tables.HYPERLIQUID["BTC"] if markets is None else hyperliquid_tables(markets),
         partial_threshold=100_000.0,
         partial_fraction=0.2,
         cooldown=30.0,
         backstop_ratio=2.0 / 3.0,
     )
     return base.replace(**overrides)
+
+
+def hyperliquid_tables(markets: Sequence[str]) -> tuple:
+    """Hyperliquid's published margin table of each coin of ``markets`` (one table per market)."""
+    if isinstance(markets, str):
+        raise InputError(f"markets: expected a list of coin names, got the text {markets!r}")
+    unknown = [m for m in markets if m not in tables.HYPERLIQUID]
+    if unknown:
+        raise InputError(f"markets: no published Hyperliquid margin table for {unknown[0]!r} in "
+                         f"adljax.model.margin_tables (known: {', '.join(tables.HYPERLIQUID)}); pass "
+                         f"margin_tiers with one table per market, [(0, 1/(2·L))] for a coin of max leverage L")
+    return tuple(tables.HYPERLIQUID[m] for m in markets)
 
 
 def hyperliquid_builder(**overrides) -> Venue:
@@ -62,13 +92,16 @@ def hyperliquid_builder(**overrides) -> Venue:
     return base.replace(**overrides)
 
 
-def _insurance_queue_venue(name: str, *, max_leverage: float, liquidation_fee: float) -> Venue:
+def _insurance_queue_venue(name: str, *, max_leverage: float, liquidation_fee: float, margin_tiers,
+                           tier_mode: str = "deduction") -> Venue:
     """The centralised-exchange shape: whole-position liquidation with a fee to the insurance
     fund, which backstops; then ADL by ``PnL%·EffLev`` at the bankruptcy price."""
     return Venue(
         name=name,
-        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance"),
+        rules=Rules(adl_policy="queue", adl_score="bitmex", adl_price="bankruptcy", backstop="insurance",
+                    tier_mode=tier_mode),
         max_leverage=max_leverage,
+        margin_tiers=margin_tiers,
         partial_threshold=float("inf"),
         liquidation_fee=liquidation_fee,
     )
@@ -85,18 +118,24 @@ def bitmex(**overrides) -> Venue:
     ``PnL%/EffLev``, at the bankruptcy price; queue indicator in fifths.
     Modelled: the lost maintenance margin as ``liquidation_fee`` = 0.5 % of
     notional to the fund (capped at what the account has left); whole-position
-    orders (``partial_threshold`` = ∞). Not modelled: risk-limit tiers'
-    incremental FillOrKill steps.
+    orders (``partial_threshold`` = ∞). Risk limits as step tiers
+    (``tier_mode="step"``): the whole position at 0.5 % below 200 XBT, then
+    +0.5 % each 150 XBT (1 %, 1.5 %, 2 % from 350 and 500 XBT), in USD at
+    97,849.76 USD/XBT (:data:`adljax.model.margin_tables.BITMEX_XBTUSD`).
+    Not modelled: risk-limit tiers' incremental FillOrKill steps.
     """
-    base = _insurance_queue_venue("bitmex", max_leverage=100.0, liquidation_fee=0.005)
+    base = _insurance_queue_venue("bitmex", max_leverage=100.0, liquidation_fee=0.005,
+                                  margin_tiers=tables.BITMEX_XBTUSD, tier_mode="step")
     return base.replace(**overrides)
 
 
 def binance(**overrides) -> Venue:
     """Binance USDⓈ-M futures (BTCUSDT).
 
-    Published: BTCUSDT first bracket 125× with maintenance margin 0.40 %
-    (``max_leverage`` 125 → 1/(2·125) = 0.4 %); liquidation by the engine
+    Published: BTCUSDT leverage brackets (``GET /fapi/v1/leverageBracket``,
+    :data:`adljax.model.margin_tables.BINANCE_BTCUSDT`): 0.40 % to $300k, then
+    0.5 %, 0.65 %, 1 %, ... 50 % from $1.2B, with the published ``cum``
+    deductions; liquidation by the engine
     with a clearance fee to the insurance fund, BTCUSDT's 1.25 % of the
     amount liquidated (``liquidationFee`` "0.012500" in ``GET
     /fapi/v1/exchangeInfo``); ADL ranked by profit and leverage, at the
@@ -105,22 +144,26 @@ def binance(**overrides) -> Venue:
     "LeveragePnL" differs in detail); whole-position orders (brackets'
     incremental orders not modelled).
     """
-    base = _insurance_queue_venue("binance", max_leverage=125.0, liquidation_fee=0.0125)
+    base = _insurance_queue_venue("binance", max_leverage=125.0, liquidation_fee=0.0125,
+                                  margin_tiers=tables.BINANCE_BTCUSDT)
     return base.replace(**overrides)
 
 
 def bybit(**overrides) -> Venue:
     """Bybit USDT perpetual (BTCUSDT).
 
-    Published: BTCUSDT first risk tier 100× with maintenance margin 0.5 %
-    (``max_leverage`` 100); liquidation takes over the position at the
+    Published: BTCUSDT risk-limit tiers
+    (:data:`adljax.model.margin_tables.BYBIT_BTCUSDT`): 0.5 % to $2M, then
+    rising to 4.5 % from $75M, with the published MM deductions; liquidation
+    takes over the position at the
     bankruptcy price and the remaining margin goes to the insurance fund;
     ADL of the highest "profit and effective leverage" at the bankruptcy
     price. Assumed: the remaining margin as a 0.5 % ``liquidation_fee``;
     BitMEX's ranking formula (Bybit publishes only its ingredients);
     whole-position orders.
     """
-    base = _insurance_queue_venue("bybit", max_leverage=100.0, liquidation_fee=0.005)
+    base = _insurance_queue_venue("bybit", max_leverage=100.0, liquidation_fee=0.005,
+                                  margin_tiers=tables.BYBIT_BTCUSDT)
     return base.replace(**overrides)
 
 

@@ -40,6 +40,22 @@ cannot fit this machine's memory or are absurdly long
     over_s = 60
     at_s = 120
 
+The ``[book]`` may instead name a book file (``file = "book.csv"``, :func:`adljax.bookfile.load_book`) or
+Hyperliquid's own info-endpoint responses (:func:`adljax.bookfile.load_hyperliquid`)::
+
+    [book]
+    hyperliquid = "states/"     # clearinghouseState .json files (user = file stem), or a .jsonl file
+    meta = "meta.json"          # meta or metaAndAssetCtxs: universe, margin tables, marks
+    complete = false            # true: the states are every account; check each coin's openInterest
+    vault_cash = 1e6
+
+Every ``[markets.X]`` name must be a coin of the meta's universe (any subset, in the file's order); a
+position in a coin the file leaves out is closed into its account's cash at that coin's mark. ``start``
+is the paths' start price: the meta's ``markPx`` values the book as the states were taken. Such a study's
+venue takes each market's margin table and ``maxLeverage`` from the meta
+(:func:`adljax.studies.hyperliquid.venue_from_meta`), so its preset is ``hyperliquid`` (or
+``hyperliquid_builder``) and ``[venue]`` sets no ``max_leverage`` or ``maintenance_margin``.
+
 A ``[venue]`` whose ``preset`` is a list (``["hyperliquid", "bitmex"]``)
 makes a venue comparison: :func:`load_studies` gives one study per venue
 with the same book and paths.
@@ -53,7 +69,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from ..model import venues
+from ..model import tiers, venues
 from .bookfile import load_book
 from ..model.errors import InputError, check_range, money_limit, smallest_amount
 from .generate import (apply_stress, bootstrap, cascade, gap, garch, gbm, load_prices_csv, merton, population,
@@ -65,10 +81,11 @@ from ..model.venue import PARAM_FIELDS, RULE_FIELDS
 
 TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venue", "markets", "book", "paths",
        "stress", "depth", "calibrate"}
-MARKET = {"start", "max_leverage", "vol", "drift", "depth", "long_share", "funding_per_hour"}
+MARKET = {"start", "max_leverage", "margin_tiers", "vol", "drift", "depth", "long_share", "funding_per_hour"}
 BOOK_GENERATED = {"accounts", "median_notional", "leverage_mode", "markets_per_account", "isolated_share", "tail",
                   "entry_spread", "vault_cash", "insurance_fund"}
 BOOK_FILE = {"file", "balance", "vault_cash", "insurance_fund"}
+BOOK_HYPERLIQUID = {"hyperliquid", "meta", "complete", "vault_cash", "insurance_fund"}
 PATH_MODELS = {
     "flat": set(),
     "gbm": {"corr"},
@@ -436,7 +453,9 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
     if not isinstance(mk, dict) or not mk:
         raise w.error("markets", "expected one table per market, e.g. [markets.BTC]")
     names = tuple(mk)
-    cols: dict[str, list] = {k: [] for k in MARKET}
+    cols: dict[str, list] = {k: [] for k in MARKET if k != "margin_tiers"}
+    tables = {m_name: _margin_tiers(w, f"markets.{m_name}", mk[m_name]) for m_name in names
+              if isinstance(mk[m_name], dict) and "margin_tiers" in mk[m_name]}
     for m_name in names:
         t = f"markets.{m_name}"
         w.keys(t, mk[m_name], MARKET, required=("start", "depth"))
@@ -456,7 +475,7 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
     mcol = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
     a = len(names)
 
-    venue_list = _venues(w, doc.get("venue", {"preset": "hyperliquid"}), mcol["max_leverage"], names)
+    venue_list = _venues(w, doc.get("venue", {"preset": "hyperliquid"}), mcol["max_leverage"], names, tables)
     # How messages name each size: the override's name, or the file's key.
     given = {"scenarios": scenarios, "steps": steps, "accounts": accounts}
     file_key = {"scenarios": "scenarios", "steps": "steps", "accounts": "[book] accounts"}
@@ -469,6 +488,9 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
                     generated=generated)
 
     book = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit)
+    bk = doc.get("book", {})
+    if "hyperliquid" in bk:
+        venue_list = _hyperliquid_venues(w, doc.get("venue", {}), bk, path, names, tables, venue_list)
     make_paths = _paths(w, doc, path, names, mcol, n_steps, dt, seed, dtype, book)
 
     studies = []
@@ -486,7 +508,57 @@ def _check_size(size: str, v, lo: int, path: Path) -> None:
         raise InputError(f"{size}: must be an integer >= {lo}, got {v!r} (a size given in place of {path}'s)")
 
 
-def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names) -> list:
+def _margin_tiers(w: _Where, t: str, d: dict):
+    """``[markets.X] margin_tiers``: ``"published"`` or a checked table of ``[lower_bound_usd, rate]`` pairs."""
+    v = d["margin_tiers"]
+    if v == "published":
+        return v
+    if isinstance(v, str) or not isinstance(v, list):
+        raise w.error(t, f"margin_tiers: expected \"published\" (the venue's own table) or a list of "
+                         f"[lower_bound_usd, rate] pairs, got {v!r}")
+    if "max_leverage" in d:
+        raise w.error(t, "margin_tiers: give margin_tiers or max_leverage, not both (max_leverage means one tier)")
+    try:
+        return tuple(map(tuple, tiers.table("margin_tiers", v).tolist()))
+    except InputError as err:
+        raise w.error(t, str(err)) from None
+
+
+def _published(preset: str, name: str):
+    """The preset's published margin table for market ``name``: Hyperliquid's own for that coin; for the
+    other presets with a table, their main market's (BTC's); an error where the preset publishes none."""
+    if preset.startswith("hyperliquid"):
+        return venues.hyperliquid_tables([name])[0]
+    table = PRESETS[preset]().margin_tiers
+    if table is None:
+        raise InputError(f"margin_tiers: the {preset} preset carries no published margin table; give the "
+                         f"table as [lower_bound_usd, rate] pairs")
+    return table
+
+
+def _hyperliquid_venues(w: _Where, vd, bk: dict, path: Path, names, tables, venue_list) -> list:
+    """A ``[book] hyperliquid`` study's venues: each market's margin table and max leverage from the meta."""
+    from .hyperliquid import venue_from_meta
+
+    presets = vd.get("preset", "hyperliquid") if isinstance(vd, dict) else "hyperliquid"
+    presets = presets if isinstance(presets, list) else [presets]
+    if set(presets) - {"hyperliquid", "hyperliquid_builder"}:
+        raise w.error("venue", f"preset: a [book] hyperliquid study runs Hyperliquid's rules (preset "
+                               f"\"hyperliquid\" or \"hyperliquid_builder\"), got {presets!r}")
+    given = sorted({"max_leverage", "maintenance_margin", "margin_tiers"} & set(vd)) if isinstance(vd, dict) else []
+    if given or tables:
+        what = given[0] if given else f"[markets.{next(iter(tables))}] margin_tiers"
+        raise w.error("venue", f"{what}: a [book] hyperliquid study takes each market's margin table and max "
+                               "leverage from its meta; leave them out")
+    meta = Path(bk["meta"])
+    meta = meta if meta.is_absolute() else path.parent / meta
+    try:
+        return [venue_from_meta(meta, list(names), venue=v) for v in venue_list]
+    except InputError as err:
+        raise w.error("book", str(err)) from None
+
+
+def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names, tables: dict | None = None) -> list:
     if not isinstance(d, dict):
         raise w.error("venue", f"expected a table, got {type(d).__name__}")
     d = dict(d)
@@ -509,6 +581,13 @@ def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names) -> list:
     for k, v in d.items():
         if k == "name" or (k in RULE_FIELDS and k != "temperature"):
             w.string("venue", d, k)
+        elif k == "margin_tiers":     # one table for every market
+            if not isinstance(v, list):
+                raise w.error("venue", f"margin_tiers: expected a list of [lower_bound_usd, rate] pairs, got {v!r}")
+            try:
+                d[k] = tuple(map(tuple, tiers.table("margin_tiers", v).tolist()))
+            except InputError as err:
+                raise w.error("venue", str(err)) from None
         elif k in PER_MARKET_VENUE:
             v = w.numbers("venue", d, k, a)
             d[k] = tuple(float(x) for x in v) if np.ndim(v) else float(v)
@@ -520,6 +599,10 @@ def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names) -> list:
     for p in presets:
         overrides = {"max_leverage": max_leverage, **d}
         try:
+            if tables:      # a table per market: its own, the preset's published one, or one tier at max_leverage
+                overrides["margin_tiers"] = tuple(
+                    (_published(p, n) if tables[n] == "published" else tables[n]) if n in tables
+                    else ((0.0, 1.0 / (2.0 * float(max_leverage[i]))),) for i, n in enumerate(names))
             v = PRESETS[p](**overrides)
             v.validate()
             # The per-market numbers, as Venue.params will use them (validate() leaves them to it).
@@ -553,6 +636,30 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
         except InputError as err:
             msg = str(err)   # load_book calls the file `path` (e.g. an unknown extension); here it is `file`
             raise w.error("book", "file: " + msg[len("path: "):] if msg.startswith("path: ") else msg) from None
+        sizes_fit(book.n_accounts, False)
+        return book
+    if "hyperliquid" in d:
+        from .hyperliquid import load_hyperliquid
+
+        w.keys("book", d, BOOK_HYPERLIQUID, required=("meta",))
+        name = w.string("book", d, "hyperliquid", nonempty=True)
+        states = Path(name) if Path(name).is_absolute() else path.parent / name
+        if not states.exists():
+            rel = "" if Path(name).is_absolute() else " (a relative name is read from the scenario file's folder)"
+            raise w.error("book", f"hyperliquid: no such file or folder: {str(states)!r}{rel}")
+        meta = w.file("book", d, "meta", path.parent)
+        vault_cash = w.money("book", d, "vault_cash", 0.0, dtype)
+        fund = w.money("book", d, "insurance_fund", 0.0, dtype)
+        complete = w.boolean("book", d, "complete", False)
+        try:
+            book, _, _ = load_hyperliquid(states, meta, markets=list(names), vault_cash=vault_cash,
+                                          insurance_fund=fund, complete=complete, dtype=dtype)
+        except InputError as err:
+            msg = str(err)   # the reader calls the [markets] names `markets`
+            if msg.startswith("markets: "):
+                raise w.error("markets", msg[len("markets: "):] + " (a [book] hyperliquid study's markets are "
+                                         "coins of its meta)") from None
+            raise w.error("book", f"hyperliquid: {msg}") from None
         sizes_fit(book.n_accounts, False)
         return book
     w.keys("book", d, BOOK_GENERATED)

@@ -60,7 +60,7 @@ def bankrupt_rows(book: Book, market: Market, params: Params | None = None,
     if hard(temperature):
         negative = below_zero(av, book.all_cash, book.size_am, book.entry_am, market.mark, unrolled=u)
         return rows & negative, av, av >= 0
-    mr = maintenance(book.size_am, market.mark, params.maintenance_margin, unrolled=u)
+    mr = maintenance(book.size_am, market.mark, params, unrolled=u)
     negative = above(ratio(-av, mr, -1.0), temperature)
     return weigh(rows, negative), av, negate(negative)
 

@@ -17,7 +17,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ...model.pytree import pytree
-from ..accounting import account_value, any_markets, below_zero, dust, maintenance, notional, trade
+from ..accounting import account_value, any_markets, below_zero, dust, maintenance, notional, requirement, trade
 from ..config import DEFAULT, EngineConfig
 from ...model.book import Book
 from ..market import Market
@@ -104,16 +104,16 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     so far) is taken over by ``w·Π(1 − w_j·(1 − c_j))`` over the rows up to
     it: that share of its positions (at mark) and of its cash move to the vault.
     """
-    m, mm = market.mark, params.maintenance_margin
+    m = market.mark
     size = book.size_am                                          # [A, R]
     cand, av = candidates(margin, params, temperature), margin.av
     n = av.shape[-1]
     rows = jnp.arange(n)
     is_vault = rows == n - 2
     if hard(temperature):
-        take = _vault_takes(cand, av, margin.mr, size, m, mm, config)
+        take = _vault_takes(cand, av, margin.mr, size, m, params, config)
     else:
-        cum_av, cum_mr = _running(cand, av, size, m, mm, config)
+        cum_av, cum_mr = _running(cand, av, size, m, params, config)
         carries = above(ratio(cum_av, cum_mr, jnp.where(cum_av >= 0, 2.0, -2.0)) - 1.0, temperature)
         take = cand * jnp.cumprod(1.0 - cand * (1.0 - carries))
 
@@ -137,28 +137,28 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     vs, ve = new_size[:, -2:-1], new_entry[:, -2:-1]
     after = lambda old, gone, vault: jnp.where(is_vault, vault[0], jnp.where(take, gone, old))
     return new_book, report, Margin(av=after(margin.av, 0.0, account_value(cash[-2:-1], vs, ve, m, unrolled=u)),
-                                    mr=after(margin.mr, 0.0, maintenance(vs, m, mm, unrolled=u)),
+                                    mr=after(margin.mr, 0.0, maintenance(vs, m, params, unrolled=u)),
                                     has_position=after(margin.has_position, False, any_markets(vs != 0, unrolled=u)))
 
 
-def _running(cand: Array, av: Array, size: Array, m: Array, mm: Array,
+def _running(cand: Array, av: Array, size: Array, m: Array, params: Params,
              config: EngineConfig) -> tuple[Array, Array]:
     """([R], [R]) the vault's value and requirement after taking every candidate up to each row."""
     cum_av = av[-2] + cumsum(weigh(cand, av), config.prefix_block)
-    cum_mr = maintenance(size[:, -2:-1] + cumsum(weigh(cand, size), config.prefix_block), m, mm,
+    cum_mr = maintenance(size[:, -2:-1] + cumsum(weigh(cand, size), config.prefix_block), m, params,
                          unrolled=config.unrolled_markets)
     return cum_av, cum_mr
 
 
-def _walk(cand: Array, av: Array, size: Array, m: Array, mm: Array, config: EngineConfig) -> Array:
+def _walk(cand: Array, av: Array, size: Array, m: Array, params: Params, config: EngineConfig) -> Array:
     """[R] bool: the candidates before the first one the vault cannot carry (the rule itself)."""
     n = av.shape[-1]
     rows = jnp.arange(n)
-    cum_av, cum_mr = _running(cand, av, size, m, mm, config)
+    cum_av, cum_mr = _running(cand, av, size, m, params, config)
     return cand & (rows < jnp.min(jnp.where(cand & (cum_av < cum_mr), rows, n)))
 
 
-def _walk_first(cand: Array, av: Array, size: Array, m: Array, mm: Array, config: EngineConfig) -> Array:
+def _walk_first(cand: Array, av: Array, size: Array, m: Array, params: Params, config: EngineConfig) -> Array:
     """:func:`_walk` over the first ``config.first_candidates`` candidates only, gathered by a running
     count of candidates and a binary search; over the whole book only when the vault carries
     them all and there are more."""
@@ -167,14 +167,14 @@ def _walk_first(cand: Array, av: Array, size: Array, m: Array, mm: Array, config
     k = min(n, config.first_candidates)
     at, real, count = first_rows(cand, k, config.prefix_block)           # [K] row of the j-th candidate
     k_av = av[-2] + jnp.cumsum(jnp.where(real, av[at], 0.0))
-    k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, mm,
+    k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, params,
                        unrolled=config.unrolled_markets)
     refused = real & (k_av < k_mr)
     take = cand & (rows < jnp.min(jnp.where(refused, at, n)))
-    return run_if(~jnp.any(refused) & (count > k), partial(_walk, config=config), take, cand, av, size, m, mm)
+    return run_if(~jnp.any(refused) & (count > k), partial(_walk, config=config), take, cand, av, size, m, params)
 
 
-def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, mm: Array,
+def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, params: Params,
                  config: EngineConfig) -> Array:
     """[R] bool: the rows the vault takes over (hard rule), deciding cheaply where it can.
 
@@ -186,13 +186,19 @@ def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, mm: A
     n = av.shape[-1]
     rows = jnp.arange(n)
     first = jnp.minimum(jnp.min(jnp.where(cand, rows, n)), n - 1)
-    refuses_first = av[-2] + av[first] < maintenance(size[:, -2:-1] + size[:, first][:, None], m, mm,
+    refuses_first = av[-2] + av[first] < maintenance(size[:, -2:-1] + size[:, first][:, None], m, params,
                                                      unrolled=config.unrolled_markets)[0]
     worst_av = av[-2] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
-    worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
+    if params.tier_rates.shape[-1] == 0:
+        worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
+    else:
+        # A tiered requirement grows faster than the notional, so the candidates' own requirements do not
+        # bound the vault's after it takes them; every position on one side of each market does.
+        gross = jnp.abs(size[:, -2]) + jnp.sum(jnp.where(cand, jnp.abs(size), 0.0), axis=1)
+        worst_mr = jnp.sum(requirement(gross[:, None], m, params))
     scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
     carries_all = worst_av - worst_mr > dust(scale) * scale
     decided = ~jnp.any(cand) | refuses_first | carries_all
     # (A book no longer than first_candidates rows walks whole: gathering every row is the whole book.)
     walk = partial(_walk_first if config.first_candidates < n else _walk, config=config)
-    return run_if(~decided, walk, cand & ~refuses_first & carries_all, cand, av, size, m, mm)
+    return run_if(~decided, walk, cand & ~refuses_first & carries_all, cand, av, size, m, params)

@@ -18,7 +18,7 @@ import jax.numpy as jnp
 from jax import Array
 
 from ...model.pytree import pytree
-from ..accounting import reduce_position, trade
+from ..accounting import dust, reduce_position, trade
 from ..config import DEFAULT, EngineConfig
 from ...model.book import Book
 from ..prefix import first_rows
@@ -97,8 +97,15 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     cash = cash - fee
     # A fee that takes all a flat row has left leaves it at exactly 0, not at ±rounding
     # (which would decide whether the backstop takes it over: docs/rules.md).
-    takes_all = (av_after > 0) & (fee == av_after) & ~jnp.any(new_size != 0, axis=0)
+    flat = ~jnp.any(new_size != 0, axis=0)
+    takes_all = (av_after > 0) & (fee == av_after) & flat
     cash = jnp.where(takes_all, 0.0, cash)
+    # A close that leaves a trader row flat at cash 0 but for the close's own rounding leaves it at exactly 0
+    # (docs/rules.md, "Dust"): a flat row's only scale is |cash|, so the sign of that rounding would decide
+    # whether the insurance fund pays it.
+    scale = jnp.abs(book.all_cash) + jnp.sum(jnp.abs(fill) * (price + jnp.abs(entry)), axis=0)
+    closed_flat = flat & jnp.any(fill != 0, axis=0) & ~is_vault & ~is_lp
+    cash = jnp.where(closed_flat & (jnp.abs(cash) <= dust(cash) * scale), 0.0, cash)
     fund = book.insurance_fund
     if rules.backstop == "vault":
         cash = cash + jnp.where(is_vault, fees, 0.0)

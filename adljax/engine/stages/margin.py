@@ -41,7 +41,7 @@ def values(book: Book, market: Market, params: Params, config: EngineConfig = DE
     u = config.unrolled_markets
     return Margin(
         av=account_value(book.all_cash, book.size_am, book.entry_am, market.mark, unrolled=u),
-        mr=maintenance(book.size_am, market.mark, params.maintenance_margin, unrolled=u),
+        mr=maintenance(book.size_am, market.mark, params, unrolled=u),
         has_position=has_position(book, config),
     )
 
