@@ -27,6 +27,10 @@ account with cross positions (or cash only), one per isolated line. Lines are
 counted from 1 after the header in error messages ("row 3" is the third
 position line). The file carries traders only; the backstop vault's cash and
 the insurance fund are arguments of :func:`load_book`.
+
+Hyperliquid's own info-endpoint responses (``clearinghouseState`` per user and
+``meta``/``metaAndAssetCtxs``) are read by :func:`load_hyperliquid`, from
+:mod:`adljax.studies.hyperliquid`, into a book, a venue and start marks.
 """
 from __future__ import annotations
 
@@ -398,3 +402,6 @@ def save_book(book: Book, path, markets: Sequence[str]) -> None:
     data = list(zip(*rows)) if rows else [[] for _ in cols]
     types = [pa.string(), pa.string(), pa.float64(), pa.float64(), pa.float64(), pa.bool_()]
     pq.write_table(pa.table({c: pa.array(list(v), type=t) for c, v, t in zip(cols, data, types)}), path)
+
+
+from .hyperliquid import load_hyperliquid  # noqa: E402,F401  (re-export: adljax.bookfile.load_hyperliquid)
