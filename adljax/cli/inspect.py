@@ -12,10 +12,14 @@ INSPECT_EPILOG = """\
 example:
   adljax inspect scenarios/books/example.csv --markets BTC,ETH --prices 100000,4000
   adljax inspect book.parquet --markets BTC,ETH --prices 95000,3600 --venue bitmex --move each
+  adljax inspect --hyperliquid states/ meta.json        (Hyperliquid's own clearinghouseState and meta files)
 
-Price moves are solved from AV = cash + Σ size·(m − entry) and MR = Σ |size|·m·mm
-(docs/rules.md): --move together (default) scales every market's price by the same
-(1 + x); --move each moves one market at a time, the others staying put."""
+Price moves are solved from AV = cash + Σ size·(m − entry) and MR = Σ req(|size|·m)
+(docs/rules.md): req is the market's tiered maintenance requirement, N·r_k − d_k (or N·r_k
+for a venue whose tier_mode is "step"), tier k the last whose lower bound is ≤ N; a market
+with one rate mm needs N·mm. --move together (default) scales every market's price by the
+same (1 + x); --move each moves one market at a time, the others staying put. The moves
+are exact across tier bounds (MR is piecewise linear in x)."""
 
 
 def add_parser(sub, fmt) -> None:
@@ -25,16 +29,21 @@ def add_parser(sub, fmt) -> None:
                                    "file, and the price moves that would make its largest accounts liquidatable, "
                                    "reach the backstop, and go bankrupt.",
                        epilog=INSPECT_EPILOG, formatter_class=fmt)
-    p.add_argument("book", metavar="BOOK.csv", help="a book file (.csv or .parquet: account,market,size,entry,cash"
-                   "[,isolated])")
-    p.add_argument("--markets", required=True, type=comma_list(str, "market names"), help="market names in the file, "
-                   "e.g. BTC,ETH")
-    p.add_argument("--prices", required=True, type=comma_list(float, "prices"), help="current mark prices, one per "
-                   "market, e.g. 100000,4000")
+    p.add_argument("book", metavar="BOOK.csv", nargs="?", help="a book file (.csv or .parquet: account,market,size,"
+                   "entry,cash[,isolated])")
+    p.add_argument("--hyperliquid", nargs=2, metavar=("STATES", "META"), help="instead of a book file: Hyperliquid "
+                   "clearinghouseState files (a .json, a folder of them, or a .jsonl) and a meta or metaAndAssetCtxs "
+                   ".json; the prices are its marks and each market's margin tiers its tables "
+                   "(adljax.studies.hyperliquid)")
+    p.add_argument("--markets", type=comma_list(str, "market names"), help="market names in the file, e.g. BTC,ETH "
+                   "(required with a book file; with --hyperliquid, default: the coins the states hold)")
+    p.add_argument("--prices", type=comma_list(float, "prices"), help="current mark prices, one per market, e.g. "
+                   "100000,4000 (required with a book file)")
     p.add_argument("--venue", default="hyperliquid", help="venue preset for margins and ADL ranking "
                    "(default hyperliquid)")
     p.add_argument("--max-leverage", type=comma_list(float, "numbers"), metavar="L[,L...]",
-                   help="max leverage per market (sets maintenance = 1/(2·L); default: the venue preset's)")
+                   help="max leverage per market (sets maintenance = 1/(2·L), one tier; default: the venue "
+                   "preset's margin)")
     p.add_argument("--move", choices=("together", "each"), default="together",
                    help="together (default): all markets move by the same %%; each: one market at a time")
     p.add_argument("--top", type=int_at_least(1), default=10, help="how many of the largest accounts (default 10)")
@@ -51,12 +60,24 @@ def _pct(x: float) -> str:
     return f"{x * 100:+.1f} %"
 
 
-def main(args) -> int:
-    from rich.table import Table
+def margin_text(markets, rates, bounds, tier_mode: str) -> str:
+    """Each market's maintenance margin: its first rate, and its number of tiers when it has several,
+    e.g. ``BTC 1.25% (2 tiers)``."""
+    parts = []
+    for a, m in enumerate(markets):
+        k = 1 + int(np.sum(np.diff(bounds[a]) > 0))          # padding tiers repeat the last bound
+        tiers = "" if k == 1 else f" ({k} tiers{', step' if tier_mode == 'step' else ''})"
+        parts.append(f"{m} {rates[a][0]:.2%}{tiers}")
+    return ", ".join(parts)
 
-    from ..analysis.inspection import inspect_book
 
-    enable_x64()
+def _book_file(args, inspect_book):
+    """A book file with --markets and --prices."""
+    if args.book is None:
+        raise UsageError("give a book file (BOOK.csv) or --hyperliquid STATES META")
+    for flag, value in (("--markets", args.markets), ("--prices", args.prices)):
+        if value is None:
+            raise UsageError(f"{flag}: required with a book file")
     path = Path(args.book)
     if path.is_dir():
         raise UsageError(f"{path}: is a folder, not a book file")
@@ -72,13 +93,44 @@ def main(args) -> int:
     if args.max_leverage is not None and len(args.max_leverage) not in (1, len(args.markets)):
         raise UsageError(f"--max-leverage: expected one value or one per market ({len(args.markets)}), "
                          f"got {len(args.max_leverage)}")
-    r = inspect_book(path, args.markets, args.prices, venue_name=args.venue, max_leverage=args.max_leverage,
-                     balance=args.balance, mode=args.move, top=args.top)
+    return inspect_book(path, args.markets, args.prices, venue_name=args.venue, max_leverage=args.max_leverage,
+                        balance=args.balance, mode=args.move, top=args.top), path.name
+
+
+def _hyperliquid(args, inspect_hyperliquid):
+    """``--hyperliquid STATES META``: the book, prices and margin tables from Hyperliquid's files."""
+    if args.book is not None:
+        raise UsageError(f"{args.book}: give a book file or --hyperliquid STATES META, not both")
+    for flag, value, why in (("--prices", args.prices, "the prices are the meta's marks"),
+                             ("--max-leverage", args.max_leverage, "the margin tables come from the meta"),
+                             ("--balance", args.balance or None, "the liquidity-provider row always takes the rest")):
+        if value is not None:
+            raise UsageError(f"{flag}: not with --hyperliquid ({why})")
+    states, meta = (Path(p) for p in args.hyperliquid)
+    for what, p in (("states", states), ("meta", meta)):
+        if not p.exists():
+            raise UsageError(f"--hyperliquid: {p}: no such {what} file or folder")
+    if args.markets is not None and len(set(args.markets)) != len(args.markets):
+        raise UsageError(f"--markets: names repeat: {', '.join(args.markets)}")
+    r = inspect_hyperliquid(states, meta, markets=args.markets, venue_name=args.venue, mode=args.move, top=args.top)
+    return r, states.name
+
+
+def main(args) -> int:
+    from rich.table import Table
+
+    from ..analysis.inspection import inspect_book, inspect_hyperliquid
+
+    enable_x64()
+    if args.hyperliquid is not None:
+        r, title = _hyperliquid(args, inspect_hyperliquid)
+    else:
+        r, title = _book_file(args, inspect_book)
     console = stdout_console()
     names, mk, venue = r["names"], r["markets"], r["venue"]
     lev = lambda i: (f"{r['notional'][i] / r['av'][i]:.1f}×" if r["av"][i] > 0 else "∞")
-    console.print(f"{path.name}: {len(names)} accounts · {venue.name} rules · maintenance "
-                  + ", ".join(f"{m} {f:.2%}" for m, f in zip(mk, r["mm"]))
+    console.print(f"{title}: {len(names)} accounts · {venue.name} rules · maintenance "
+                  + margin_text(mk, r["rates"], r["bounds"], r["tier_mode"])
                   + " · at " + ", ".join(f"{m} ${p:,.6g}" for m, p in zip(mk, r["prices"])))
     lights = lambda f: "■" * (6 - f) + "□" * (f - 1)
     for a, m in enumerate(mk):
@@ -130,6 +182,6 @@ def main(args) -> int:
                 table.add_row(*cells)
             console.print(table)
     console.print("moves are % of today's price (− = down); 'now': already past it; 'never': no such move "
-                  "reaches it (or prices would have to reach 0). Solved from AV and MR at mark "
+                  "reaches it (or prices would have to reach 0). Solved from AV and the tiered MR at mark "
                   "(docs/rules.md), without fills, fees or impact.")
     return 0
