@@ -318,6 +318,10 @@ def waterfall(metrics: Mapping[str, np.ndarray], path, title: str) -> Path:
     return _save(fig, Path(path))
 
 
+#: The most markets :func:`price_paths` draws (the first ones, in the study's order): more lines are unreadable.
+PLOTTED_MARKETS = 10
+
+
 def price_paths(histories: Mapping[int, Mapping[str, np.ndarray]], markets: Sequence[str], dt: float, path,
                 title: str, reasons: Mapping[int, str] | None = None) -> Path:
     """Sample scenarios: each market's price (% from its start) with the steps of liquidation, backstop and ADL marked.
@@ -334,7 +338,7 @@ def price_paths(histories: Mapping[int, Mapping[str, np.ndarray]], markets: Sequ
         mark = np.asarray(h["mark"], dtype=np.float64)
         t = np.arange(mark.shape[0]) * dt
         ax = fig.add_subplot(gs[2 * r])
-        for a, name in enumerate(markets):
+        for a, name in enumerate(markets[:PLOTTED_MARKETS]):
             ax.plot(t, (mark[:, a] / mark[0, a] - 1.0) * 100, linewidth=1.0, label=name)
         ax.axhline(0, color="grey", linewidth=0.5)
         ax.set_ylabel("mark vs start (%)")
@@ -358,8 +362,11 @@ def price_paths(histories: Mapping[int, Mapping[str, np.ndarray]], markets: Sequ
         else:
             ev.tick_params(labelbottom=False)
     if idx:   # one legend for every panel (the same markets), below them: a legend inside would sit on a path
-        fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center", ncol=min(len(markets), 8),
-                   fontsize=8, frameon=False)
+        more = len(markets) - PLOTTED_MARKETS
+        fig.legend(*fig.axes[0].get_legend_handles_labels(), loc="outside lower center",
+                   ncol=min(len(markets), 8), fontsize=8, frameon=False,
+                   title=f"the first {PLOTTED_MARKETS} of {len(markets)} markets" if more > 0 else None,
+                   title_fontsize=8)
     fig.suptitle(f"{title}\nsample scenarios: prices, and the steps in which each stage acted "
                  "(right: USD notional over the scenario)", fontsize=10)
     return _save(fig, Path(path))

@@ -59,6 +59,22 @@ venue takes each market's margin table and ``maxLeverage`` from the meta
 A ``[venue]`` whose ``preset`` is a list (``["hyperliquid", "bitmex"]``)
 makes a venue comparison: :func:`load_studies` gives one study per venue
 with the same book and paths.
+
+A study of many markets gives them as the rows of a CSV file instead of ``[markets.X]`` tables
+(:func:`_markets_file`)::
+
+    markets_file = "data/markets.csv"   # name,start,depth,max_leverage,margin_tiers,...,popularity,drop
+    [book]
+    markets_per_account = 1.1           # the mean, with a max: 1..8 markets an account
+    max_markets_per_account = 8
+    scale_with_accounts = true          # a smaller accounts= shrinks vault, fund and depth in proportion
+    [paths]
+    corr = 0.8                          # one number: every pair of markets
+    [[stress]]
+    kind = "cascade"
+    drops = "drop"                      # a string names a column of the markets file
+    over_s = 120
+    at_s = 60
 """
 from __future__ import annotations
 
@@ -79,11 +95,12 @@ from ..model.paths import Paths
 from .study import Study, check_sizes, seed_keys
 from ..model.venue import PARAM_FIELDS, RULE_FIELDS
 
-TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venue", "markets", "book", "paths",
-       "stress", "depth", "calibrate"}
-MARKET = {"start", "max_leverage", "margin_tiers", "vol", "drift", "depth", "long_share", "funding_per_hour"}
-BOOK_GENERATED = {"accounts", "median_notional", "leverage_mode", "markets_per_account", "isolated_share", "tail",
-                  "entry_spread", "vault_cash", "insurance_fund"}
+TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venue", "markets", "markets_file", "book",
+       "paths", "stress", "depth", "calibrate"}
+MARKET = {"start", "max_leverage", "margin_tiers", "vol", "drift", "depth", "long_share", "funding_per_hour",
+          "popularity", "notional_scale"}
+BOOK_GENERATED = {"accounts", "median_notional", "leverage_mode", "markets_per_account", "max_markets_per_account",
+                  "isolated_share", "tail", "entry_spread", "vault_cash", "insurance_fund", "scale_with_accounts"}
 BOOK_FILE = {"file", "balance", "vault_cash", "insurance_fund"}
 BOOK_HYPERLIQUID = {"hyperliquid", "meta", "complete", "vault_cash", "insurance_fund"}
 PATH_MODELS = {
@@ -111,12 +128,26 @@ PRESETS = dict(venues.PRESETS)
 
 
 class _Where:
-    """Error messages that name the file and the table."""
+    """Error messages that name the file and the table.
 
-    def __init__(self, path: Path):
+    A market read from a markets file (``rows``: its name -> (the file as the scenario names it, its row)) is
+    named by the file, column and row instead of ``[markets.NAME]``: a message ``"key: problem"`` about it
+    becomes ``"[markets_file] FILE: column 'key': problem (row R, market 'NAME')"``.
+    """
+
+    def __init__(self, path: Path, rows: Mapping[str, tuple[str, int]] | None = None):
         self.path = path
+        self.rows = dict(rows or {})
 
     def error(self, table: str, msg: str) -> InputError:
+        if table.startswith("markets.") and table[len("markets."):] in self.rows:
+            name = table[len("markets."):]
+            file, row = self.rows[name]
+            key, sep, rest = msg.partition(": ")
+            if sep and key in MARKET:
+                return InputError(f"{self.path}: [markets_file] {file}: column {key!r}: {rest} (row {row}, "
+                                  f"market {name!r})")
+            return InputError(f"{self.path}: [markets_file] {file}: row {row} (market {name!r}): {msg}")
         where = f"[{table}] " if table else ""
         return InputError(f"{self.path}: {where}{msg}")
 
@@ -423,7 +454,9 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
     """
     path = Path(path)
     w = _Where(path)
-    w.keys("", doc, TOP, required=("markets",))
+    w.keys("", doc, TOP)
+    if "markets" not in doc and "markets_file" not in doc:
+        raise w.error("", "missing key 'markets' (one [markets.NAME] table per market, or a markets_file)")
     if "calibrate" in doc:
         raise w.error("", "a [calibrate] table is a calibration study: run it with `adljax calibrate`")
     name = w.string("", doc, "name", path.stem, nonempty=True)
@@ -448,8 +481,15 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
         raise w.error("", "dtype: 'float64' needs 64-bit JAX: jax.config.update('jax_enable_x64', True) first "
                           "(the adljax command does this)")
 
-    # Markets.
-    mk = doc["markets"]
+    # Markets: [markets.NAME] tables, or the rows of a markets file (its extra columns feed [[stress]] keys).
+    if "markets_file" in doc:
+        if "markets" in doc:
+            raise w.error("", "markets_file: give the markets as [markets.NAME] tables or as a markets_file, not both")
+        mk, rows, stress = _markets_file(w, doc, path)
+        w = _Where(path, rows)
+        doc = {**doc, "stress": stress} if stress is not None else doc
+    else:
+        mk = doc["markets"]
     if not isinstance(mk, dict) or not mk:
         raise w.error("markets", "expected one table per market, e.g. [markets.BTC]")
     names = tuple(mk)
@@ -468,12 +508,19 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
         # population() needs both sides in every market: 0 < long_share < 1.
         cols["long_share"].append(w.number(t, d, "long_share", 0.5, lo=0.0, lo_open=True, hi=1.0, hi_open=True))
         cols["funding_per_hour"].append(w.number(t, d, "funding_per_hour", 0.0, lo=-0.01, hi=0.01))
+        cols["popularity"].append(w.number(t, d, "popularity", 1.0, lo=0.0))
+        cols["notional_scale"].append(w.number(t, d, "notional_scale", 1.0, lo=0.0, lo_open=True))
         if abs(cols["funding_per_hour"][-1]) * dt / 3600.0 >= 1:
             raise w.error(t, f"funding_per_hour: {cols['funding_per_hour'][-1]!r} an hour is a rate of "
                              f"{abs(cols['funding_per_hour'][-1]) * dt / 3600.0:.3g} of notional per step of {dt:g} s; "
                              "a step's rate must be below 1")
     mcol = {k: np.asarray(v, dtype=np.float64) for k, v in cols.items()}
     a = len(names)
+    # population()'s options, or None where no market sets them (the uniform draws of a book without them)
+    shaped = {k: mcol[k] if any(isinstance(mk[m], dict) and k in mk[m] for m in names) else None
+              for k in ("popularity", "notional_scale")}
+    if shaped["popularity"] is not None and not np.any(shaped["popularity"] > 0):
+        raise w.error("markets", "popularity: every market has popularity 0; at least one needs a weight > 0")
 
     venue_list = _venues(w, doc.get("venue", {"preset": "hyperliquid"}), mcol["max_leverage"], names, tables)
     # How messages name each size: the override's name, or the file's key.
@@ -487,7 +534,9 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
                     names={"scenarios": label["scenarios"], "steps": label["steps"], "rows": label["accounts"]},
                     generated=generated)
 
-    book = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit)
+    book, per_accounts = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit, shaped)
+    if per_accounts != 1.0:       # [book] scale_with_accounts: the depth belongs to the file's number of accounts
+        mcol = {**mcol, "depth": mcol["depth"] * per_accounts}
     bk = doc.get("book", {})
     if "hyperliquid" in bk:
         venue_list = _hyperliquid_venues(w, doc.get("venue", {}), bk, path, names, tables, venue_list)
@@ -500,6 +549,127 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
         studies.append(st)
     assert a == book.n_markets
     return studies
+
+
+#: The markets file's column of market names (its other columns are [markets.NAME] keys or [[stress]] columns).
+MARKETS_FILE_NAME = "name"
+
+
+def _markets_file(w: _Where, doc: dict, path: Path):
+    """Read ``markets_file``: ``({name: [markets.NAME]-style table}, {name: (file, row)}, [[stress]] tables)``.
+
+    A CSV file with a header row: a ``name`` column, any of the ``[markets.NAME]`` keys as columns, and
+    extra columns that ``[[stress]]`` keys name. One market a row, in file order; rows are counted from 1
+    after the header, and lines starting with ``#`` (and blank lines) are skipped. An empty cell leaves the
+    key at its default. ``margin_tiers`` is ``published`` or empty. Each ``[[stress]]`` key whose value is a
+    string takes the extra column of that name (one number a market); the stress tables come back with
+    those columns as lists (None when the file has no ``stress``). The values are checked afterwards as
+    ``[markets.NAME]`` keys, by ``w`` with the rows given.
+    """
+    import csv
+
+    f = w.file("", doc, "markets_file", path.parent)
+    label = doc["markets_file"]
+    where = f"[markets_file] {label}"
+
+    def err(msg: str) -> InputError:
+        return InputError(f"{path}: {where}: {msg}")
+
+    try:
+        with open(f, newline="", encoding="utf-8-sig") as fh:
+            lines = [line for line in fh if line.strip() and not line.lstrip().startswith("#")]
+    except (OSError, UnicodeDecodeError) as e:
+        raise err(f"cannot be read ({e})") from None
+    table = list(csv.reader(lines))
+    if not table:
+        raise err("no header row (expected a 'name' column and [markets.NAME] keys as columns)")
+    header = [h.strip() for h in table[0]]
+    body = table[1:]
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise err(f"column {twice[0]!r} appears more than once in the header")
+    if MARKETS_FILE_NAME not in header:
+        raise err(f"missing column {MARKETS_FILE_NAME!r} (the market's name; the header has {', '.join(header)})")
+    if "" in header:
+        raise err(f"column {header.index('') + 1} of the header has no name")
+    if not body:
+        raise err("no markets: the file has a header but no rows")
+
+    # [[stress]] keys given as strings name extra columns.
+    items = doc.get("stress")
+    single = isinstance(items, dict)
+    stress = [items] if single else items
+    named: dict[str, list[tuple[str, str]]] = {}
+    if isinstance(stress, list):
+        stress = [dict(t) if isinstance(t, dict) else t for t in stress]
+        for i, t in enumerate(stress):
+            if isinstance(t, dict):
+                for k, v in t.items():
+                    if k != "kind" and isinstance(v, str):
+                        if v not in header or v == MARKETS_FILE_NAME or v in MARKET:
+                            extra = [h for h in header if h != MARKETS_FILE_NAME and h not in MARKET]
+                            raise w.error(f"stress {i + 1}", f"{k}: names column {v!r}, which is not an extra column "
+                                          f"of {label} (its extra columns: {', '.join(extra) or 'none'})")
+                        named.setdefault(v, []).append((f"stress {i + 1}", k))
+    unknown = [h for h in header if h != MARKETS_FILE_NAME and h not in MARKET and h not in named]
+    if unknown:
+        raise err(f"unknown column {unknown[0]!r} (known: {MARKETS_FILE_NAME}, {', '.join(sorted(MARKET))}; "
+                  "an extra column is read only when a [[stress]] key names it)")
+
+    markets: dict[str, dict] = {}
+    rows: dict[str, tuple[str, int]] = {}
+    extra: dict[str, list[float]] = {h: [] for h in named}
+    for r, cells in enumerate(body, start=1):
+        if len(cells) != len(header):
+            raise err(f"row {r} has {len(cells)} cells, the header {len(header)}")
+        row = dict(zip(header, (c.strip() for c in cells)))
+        name = row.pop(MARKETS_FILE_NAME)
+        if not name:
+            raise err(f"column {MARKETS_FILE_NAME!r}: empty at row {r}")
+        if name in markets:
+            raise err(f"column {MARKETS_FILE_NAME!r}: market {name!r} at row {r} is also at row {rows[name][1]}")
+        at = f"row {r}, market {name!r}"
+        d: dict[str, Any] = {}
+        for k, v in row.items():
+            if k in MARKET and not v:
+                if k in ("start", "depth"):
+                    raise err(f"column {k!r}: empty at {at} (every market needs one)")
+                continue
+            if k == "margin_tiers":
+                if v != "published":
+                    raise err(f"column 'margin_tiers': {v!r} at {at}; a markets file takes \"published\" (the "
+                              "venue's own table) or an empty cell (one tier, from max_leverage)")
+                for p in _preset_names(doc.get("venue")):
+                    try:
+                        _published(p, name)
+                    except InputError as e:
+                        raise err(f"column 'margin_tiers': {at}: {e}") from None
+                d[k] = v
+                continue
+            try:
+                x = float(v)
+            except ValueError:
+                what = "empty" if not v else f"{v!r} is not a number"
+                raise err(f"column {k!r}: {what} at {at}") from None
+            if k in MARKET:
+                d[k] = x
+            else:
+                extra[k].append(x)
+        markets[name] = d
+        rows[name] = (label, r)
+    if isinstance(stress, list):
+        for i, t in enumerate(stress):
+            if isinstance(t, dict):
+                for k, v in t.items():
+                    if k != "kind" and isinstance(v, str):
+                        t[k] = extra[v]
+    return markets, rows, (stress[0] if single else stress) if items is not None else None
+
+
+def _preset_names(vd) -> list[str]:
+    """The ``[venue] preset`` names that exist (the rest are refused, with their message, by ``_venues``)."""
+    p = vd.get("preset", "hyperliquid") if isinstance(vd, dict) else "hyperliquid"
+    return [x for x in (p if isinstance(p, list) else [p]) if isinstance(x, str) and x in PRESETS]
 
 
 def _check_size(size: str, v, lo: int, path: Path) -> None:
@@ -620,8 +790,15 @@ _DRAWN = {"cash": "median_notional, leverage_mode", "size": "median_notional, ta
           "book.size_am": "median_notional, tail", "book.entry_am": "entry_spread"}
 
 
-def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None, sizes_fit):
-    """The start book, from a file or generated; ``sizes_fit(rows, generated)`` checks its size first."""
+def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None, sizes_fit,
+          shaped: Mapping[str, Any] | None = None):
+    """The start book, from a file or generated, and the factor on the markets' depth.
+
+    ``sizes_fit(rows, generated)`` checks the book's size first. ``shaped``: the markets' ``popularity`` and
+    ``notional_scale`` for :func:`population` (None where no market sets them). The factor is 1 unless
+    ``[book] scale_with_accounts`` is true and ``accounts`` replaces the file's: then it is given / file
+    accounts, and it has already multiplied ``vault_cash`` and ``insurance_fund``.
+    """
     if not isinstance(d, dict):
         raise w.error("book", f"expected a table, got {type(d).__name__}")
     if "file" in d:
@@ -637,7 +814,7 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
             msg = str(err)   # load_book calls the file `path` (e.g. an unknown extension); here it is `file`
             raise w.error("book", "file: " + msg[len("path: "):] if msg.startswith("path: ") else msg) from None
         sizes_fit(book.n_accounts, False)
-        return book
+        return book, 1.0
     if "hyperliquid" in d:
         from .hyperliquid import load_hyperliquid
 
@@ -661,25 +838,36 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
                                          "coins of its meta)") from None
             raise w.error("book", f"hyperliquid: {msg}") from None
         sizes_fit(book.n_accounts, False)
-        return book
+        return book, 1.0
     w.keys("book", d, BOOK_GENERATED)
     # population() needs a long and a short: at least 2 accounts.
     _check_size("accounts", accounts, 2, path)
-    n = accounts if accounts is not None else w.number("book", d, "accounts", 1000, lo=2, integer=True)
+    scaled = w.boolean("book", d, "scale_with_accounts", False)
+    file_n = w.number("book", d, "accounts", 1000, lo=2, integer=True) if accounts is None or scaled else None
+    n = accounts if accounts is not None else file_n
+    per_accounts = n / file_n if scaled else 1.0
     key = seed_keys(seed)[0]
+    if "max_markets_per_account" in d:    # markets_per_account is then the mean of a count from 1 to the max
+        k_max = w.number("book", d, "max_markets_per_account", lo=1, hi=len(names), integer=True)
+        per = w.number("book", d, "markets_per_account", (k_max + 1) / 2, lo=1, hi=k_max)
+    else:
+        k_max = None
+        per = w.number("book", d, "markets_per_account", 1, lo=1, hi=len(names), integer=True)
     kw = dict(
         long_share=mcol["long_share"],
         median_notional=w.money("book", d, "median_notional", 20_000.0, dtype, positive=True),
         leverage_mode=w.number("book", d, "leverage_mode", 3.0, lo=1.0),
-        markets_per_account=w.number("book", d, "markets_per_account", 1, lo=1, hi=len(names), integer=True),
+        markets_per_account=per,
+        max_markets_per_account=k_max,
         isolated_share=w.number("book", d, "isolated_share", 0.0, lo=0.0, hi=1.0),
         tail=w.number("book", d, "tail", 1.3, lo=0.0, lo_open=True),
         entry_spread=w.number("book", d, "entry_spread", 0.02, lo=0.0, hi=MAX_ENTRY_SPREAD),
-        vault_cash=w.money("book", d, "vault_cash", 0.0, dtype),
+        vault_cash=w.money("book", d, "vault_cash", 0.0, dtype) * per_accounts,
+        **(shaped or {}),
     )
-    fund = w.money("book", d, "insurance_fund", 0.0, dtype)
-    # isolated accounts are a row per position
-    rows = n + round(kw["isolated_share"] * n) * (kw["markets_per_account"] - 1)
+    fund = w.money("book", d, "insurance_fund", 0.0, dtype) * per_accounts
+    # isolated accounts are a row per position (at most k_max of them)
+    rows = n + round(kw["isolated_share"] * n) * ((k_max or per) - 1)
     sizes_fit(rows, True)
     try:
         book = population(key, n, mcol["start"], mcol["max_leverage"], dtype=dtype, **kw)
@@ -690,7 +878,7 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
         keys = _DRAWN.get(field)
         # an error about an array population() drew names the keys that shaped it
         raise w.error("book", f"{keys}: the generated book is out of range ({err})" if keys else str(err)) from None
-    return book
+    return book, per_accounts
 
 
 def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: float, seed: int, dtype, book):
@@ -704,7 +892,14 @@ def _paths(w: _Where, doc: dict, path: Path, names, mcol, n_steps: int, dt: floa
     a = len(names)
     start, vol, drift = mcol["start"], mcol["vol"], mcol["drift"]
     corr = None
-    if "corr" in d:
+    if "corr" in d and _is_number(d["corr"]):   # one correlation for every pair of markets
+        rho = float(d["corr"])
+        if not np.isfinite(rho) or not (a == 1 or -1.0 / (a - 1) < rho < 1.0):
+            raise w.error("paths", f"corr: one number is every pair's correlation, which must lie in "
+                                   f"({-1.0 / max(a - 1, 1):.4g}, 1) for {a} markets to be positive definite; "
+                                   f"got {d['corr']!r}")
+        corr = np.full((a, a), rho) + (1.0 - rho) * np.eye(a)
+    elif "corr" in d:
         rows = d["corr"]
         if not (isinstance(rows, list) and all(isinstance(r, list) and all(_is_number(x) for x in r) for r in rows)):
             raise w.error("paths", "corr: expected a list of rows of numbers (one row per market: "
