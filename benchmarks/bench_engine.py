@@ -29,8 +29,12 @@ from adljax.generate import gbm, population, thinning_depth
 from adljax.generate.prices import YEAR
 
 
-def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0):
-    """A calm study (little liquidation) or a cascade (liquidations, backstop and ADL in many steps)."""
+def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0, tiers: int = 1):
+    """A calm study (little liquidation) or a cascade (liquidations, backstop and ADL in many steps).
+
+    ``tiers`` margin tiers a market: 1 is one rate, ``1/(2·max_leverage)``; more add tiers from $100k,
+    each 4× the last bound, each rate 1.25× the one below (the cost of a tiered requirement).
+    """
     k1, k2 = jax.random.split(jax.random.key(seed))
     start = np.geomspace(100_000.0, 10.0, a)
     lev = np.linspace(40.0, 10.0, a)
@@ -42,6 +46,9 @@ def study(kind: str, s: int, n: int, a: int, t: int, seed: int = 0):
     base = 5e7 if kind == "calm" else 2e5
     depth = thinning_depth(oracle, base, calm_move=vol * np.sqrt(1.0 / YEAR), thinning=1.0)
     venue = adljax.venues.hyperliquid(max_leverage=lev)
+    if tiers > 1:
+        venue = venue.replace(margin_tiers=[tuple((0.0 if k == 0 else 1e5 * 4.0 ** (k - 1), 1.25 ** k / (2 * x))
+                                                  for k in range(tiers)) for x in lev])
     return venue, book, adljax.Paths(oracle, depth)
 
 
@@ -112,6 +119,7 @@ def main(argv=None):
                     help=f"timed runs at least (default 3), and more until they add up to {MIN_SECONDS:g} s")
     ap.add_argument("--devices", type=int, default=None,
                     help="local devices to split the scenarios over (default: all; on CPU one per core)")
+    ap.add_argument("--tiers", type=int, default=1, help="margin tiers a market (default 1: one rate)")
     ap.add_argument("--out", default="benchmarks/results/engine.json")
     args = ap.parse_args(argv)
     adljax.use_cpu_cores()         # one JAX device per core, as `adljax run` has (JAX_NUM_CPU_DEVICES chooses)
@@ -121,10 +129,11 @@ def main(argv=None):
         "device": f"{dev.platform}: {dev.device_kind}", "host": platform.processor() or platform.machine(),
         "cpu_count": __import__("os").cpu_count(), "jax": jax.__version__,
         "dtype": str(jnp.result_type(float)), "sizes": dict(scenarios=s, accounts=n, markets=a, steps=t),
+        "margin_tiers": args.tiers,
         "studies": {},
     }
     for kind in ("calm", "cascade"):
-        venue, book, paths = study(kind, s, n, a, t)
+        venue, book, paths = study(kind, s, n, a, t, tiers=args.tiers)
         compile_s, run_s, metrics, used, runs = time_engine(venue, book, paths, args.repeats, args.devices)
         work = s * (n + 2) * a * t
         fired = {k: float(np.mean(np.asarray(metrics[k]) > 0)) for k in
