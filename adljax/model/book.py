@@ -134,6 +134,65 @@ class Book:
 
     # ---- construction ------------------------------------------------------
     @classmethod
+    def from_positions(cls, account, market, size, entry, cash, *, n_markets: int | None = None,
+                       isolated=None, **kwargs) -> "Book":
+        """Build and check a book from a list of positions, as venues publish them.
+
+        Args:
+          account: [P] int, each position's trader row, in ``0 .. N−1``.
+          market: [P] int, each position's market, in ``0 .. A−1``.
+          size: [P] signed sizes, base units (+long, −short).
+          entry: [P] average entry prices, USD per unit (> 0).
+          cash: [N] traders' collateral, USD; a row without positions holds cash only.
+          n_markets: A, when the last markets hold no position (default: ``max(market) + 1``).
+          isolated: [N] bool, rows that are isolated positions (one position each).
+          **kwargs: as :meth:`from_accounts` (``vault_cash``, ``insurance_fund``, ``vault_size``,
+            ``vault_entry``, ``lp_cash``, ``lp_size``, ``lp_entry``, ``dtype``).
+
+        A row holds at most one position a market: a pair ``(account, market)`` given twice is refused
+        (a venue's list never repeats one). The engine holds a book as [R, A] arrays, so the book takes
+        ``(N + 2)·A`` numbers an array whatever ``P`` is.
+
+        Raises:
+          InputError: naming the field, for indices that are not whole numbers or out of range,
+            lengths that differ, a repeated pair, and everything :meth:`from_accounts` refuses.
+        """
+        cash = as_numbers("cash", cash)
+        check_ndim("cash", cash, 1, "[N accounts]")
+        n = cash.shape[0]
+        acc = _indices("account", account, n, "N accounts (the length of cash)")
+        p = acc.shape[0]
+        mkt = _indices("market", market, None, "")
+        check_shape("market", mkt, (p,), "[P positions], like account")
+        if n_markets is None:
+            if p == 0:
+                raise InputError("n_markets: give the number of markets of a book without positions")
+            a = int(mkt.max()) + 1
+        else:
+            if isinstance(n_markets, bool) or not isinstance(n_markets, (int, np.integer)) or n_markets < 1:
+                raise InputError(f"n_markets: must be a whole number >= 1, got {n_markets!r}")
+            a = int(n_markets)
+            if p and int(mkt.max()) >= a:
+                k = int(np.argmax(mkt >= a))
+                raise InputError(f"market: position {k} is in market {int(mkt[k])}, but n_markets is {a}")
+        size = as_numbers("size", size).astype(np.float64)
+        entry = as_numbers("entry", entry).astype(np.float64)
+        check_shape("size", size, (p,), "[P positions], like account")
+        check_shape("entry", entry, (p,), "[P positions], like account")
+        key = acc.astype(np.int64) * a + mkt
+        uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
+        if np.any(counts > 1):
+            k = int(uniq[np.argmax(counts > 1)])
+            dup = np.flatnonzero(key == k)[:2]
+            raise InputError(f"account, market: positions {int(dup[0])} and {int(dup[1])} are both account "
+                             f"{k // a} in market {k % a}; a row holds one position a market")
+        dense_size = np.zeros((n, a))
+        dense_entry = np.zeros((n, a))
+        dense_size[acc, mkt] = size
+        dense_entry[acc, mkt] = entry
+        return cls.from_accounts(cash, dense_size, dense_entry, isolated=isolated, **kwargs)
+
+    @classmethod
     def from_accounts(
         cls,
         cash,
@@ -355,6 +414,25 @@ class Book:
                                  "an isolated position is a row with one position")
         if cash is not None and size is not None and entry is not None and fund is not None:
             check_money(cash, fund, size, entry, prices, dtype)
+
+
+def _indices(name: str, x, n: int | None, what: str) -> np.ndarray:
+    """``x`` as a [P] array of whole numbers in ``0 .. n−1`` (``n`` None: any ≥ 0), or an error naming ``name``."""
+    a = np.asarray(x)
+    if a.ndim != 1:
+        raise InputError(f"{name}: expected [P positions] whole numbers, got shape {a.shape}")
+    if a.dtype == bool or not (np.issubdtype(a.dtype, np.integer) or np.issubdtype(a.dtype, np.floating)):
+        raise InputError(f"{name}: expected whole numbers (row or market indices), got {a.dtype}")
+    if np.issubdtype(a.dtype, np.floating):
+        if not np.all(np.isfinite(a)) or np.any(a != np.round(a)):
+            k = int(np.argmax(~np.isfinite(a) | (a != np.round(a))))
+            raise InputError(f"{name}: expected whole numbers, got {float(a[k])!r} at position {k}")
+    a = a.astype(np.int64)
+    if a.size and (a.min() < 0 or (n is not None and a.max() >= n)):
+        k = int(np.argmax((a < 0) | ((a >= n) if n is not None else False)))
+        limit = f"0 .. {n - 1} ({what})" if n is not None else ">= 0"
+        raise InputError(f"{name}: position {k} has {name} {int(a[k])}, outside {limit}")
+    return a
 
 
 def check_inputs(book, paths) -> np.dtype:
