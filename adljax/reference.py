@@ -138,10 +138,12 @@ class Tally:
     backstop_notional: float = 0.0
     backstop_accounts: int = 0
     adl_notional: float = 0.0
+    adl_notional_vault: float = 0.0                               # of adl_notional, closed against the vault
     socialized_loss: float = 0.0
     adl_rows: set = dataclasses.field(default_factory=set)        # rows that ever lost to ADL
     bankrupt_rows: set = dataclasses.field(default_factory=set)   # rows ever bankrupt at ADL
     adl_steps: int = 0
+    adl_markets: set = dataclasses.field(default_factory=set)     # markets with an ADL fill or charge
     bad_debt_backstop: float = 0.0
     bad_debt_adl: float = 0.0
     vault_start: float = 0.0
@@ -705,7 +707,9 @@ def adl(state: State, m: list[float], cfg: Settings, tally: Tally, report: StepR
     all markets are deleveraged from that same state."
 
     Report: ``bad_debt_adl += Σ_bankrupt max(−AV_before, 0) − max(−AV_after, 0)``
-    (both at ``m``); ``adl_notional += Σ |units closed by candidates|·m``.
+    (both at ``m``); ``adl_notional += Σ |units closed by candidates|·m``, of which
+    ``adl_notional_vault`` the vault's own closed units ``× m`` (the counterparties close exactly
+    the bankrupt side's units); ``adl_markets``: the markets with a fill or a charge.
     """
     R = state.n_rows
     # --- the pre-ADL state: everything below is decided from it -----------
@@ -760,6 +764,8 @@ def close_against_counterparties(state: State, m: list[float], bankrupt: list[in
             closed = {r: f * pre_size[r][a] for r in pool}
             for r in pool:
                 apply_trade(state, r, a, -closed[r], prices[r, a])
+            if state.vault in closed:   # the notional closed against the vault's bankrupt position
+                tally.adl_notional_vault += abs(closed[state.vault]) * m[a]
 
             # One price for every counterparty fill in the pool.
             if cfg.adl_price == "bankruptcy":
@@ -786,6 +792,7 @@ def close_against_counterparties(state: State, m: list[float], bankrupt: list[in
                 tally.adl_rows.add(r)
                 tally.adl_notional += u * m[a]
                 report.adl_notional += u * m[a]
+                tally.adl_markets.add(a)
                 any_fill = True
     if cfg.adl_price == "bankruptcy":
         # "the price that leaves the bankrupt account at exactly 0": a bankrupt row closed
@@ -829,6 +836,7 @@ def socialize(state: State, m: list[float], bankrupt: list[int], av: list[float]
             state.cash[r] -= charge
             tally.socialized_loss += charge
             tally.adl_rows.add(r)
+            tally.adl_markets.add(a)
             any_charge = True
         for r in bankrupt:
             state.cash[r] += share[r, a]
@@ -1110,10 +1118,12 @@ def report_metrics(state: State, tally: Tally, last_mark: list[float]) -> dict[s
         "backstop_notional": tally.backstop_notional,
         "backstop_accounts": float(tally.backstop_accounts),
         "adl_notional": tally.adl_notional,
+        "adl_notional_vault": tally.adl_notional_vault,
         "socialized_loss": tally.socialized_loss,
         "n_adl_accounts": float(len(tally.adl_rows)),
         "n_bankrupt_accounts": float(len(tally.bankrupt_rows)),
         "adl_steps": float(tally.adl_steps),
+        "adl_markets": float(len(tally.adl_markets)),
         "adl_indicator": 1.0 if tally.adl_steps > 0 else 0.0,   # "1 if ADL closed or charged anything"
         "bad_debt": tally.bad_debt_backstop + tally.bad_debt_adl + residual,
         "bad_debt_backstop": tally.bad_debt_backstop,

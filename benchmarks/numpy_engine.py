@@ -36,7 +36,7 @@ POOL_TOLERANCE = {np.dtype(np.float64): 1e-12, np.dtype(np.float32): 1e-5}
 
 _SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
          "liquidation_fees", "vault_unwind_notional", "backstop_notional", "backstop_accounts",
-         "adl_notional", "socialized_loss", "adl_steps", "bad_debt_backstop", "bad_debt_adl",
+         "adl_notional", "adl_notional_vault", "socialized_loss", "adl_steps", "bad_debt_backstop", "bad_debt_adl",
          "conservation_error", "zero_sum_error")
 
 
@@ -192,6 +192,7 @@ def simulate(venue, book, paths, *, dt: float = 1.0, dtype=None) -> dict:
     value0 = np.sum(cash, axis=-1) - np.sum(size * entry, axis=(-2, -1)) + fund
     deleveraged = np.zeros((S, R), bool)
     ever_bankrupt = np.zeros((S, R), bool)
+    adl_markets = np.zeros((S, A), bool)
 
     for t in range(T):
         depth = depth_all[:, t]
@@ -306,7 +307,9 @@ def simulate(venue, book, paths, *, dt: float = 1.0, dtype=None) -> dict:
             covered = np.where(bankrupt, np.maximum(-av, 0) - np.maximum(-av_after, 0), 0)
             acc["adl_notional"] += np.sum(np.abs(closed_c) * mc, axis=(1, 2))
             acc["bad_debt_adl"] += np.sum(covered, axis=-1)
+            acc["adl_notional_vault"] += np.sum(np.abs(closed_b[:, :, V]) * mark, axis=-1)
             acc["adl_steps"] += np.any(closed_b != 0, axis=(1, 2))
+            adl_markets |= np.any(closed_b != 0, axis=-1)
             deleveraged |= np.any(closed_c != 0, axis=1)
             ever_bankrupt |= bankrupt
 
@@ -328,6 +331,7 @@ def simulate(venue, book, paths, *, dt: float = 1.0, dtype=None) -> dict:
     metrics["vault_pnl"] = av[:, V] - vault_av0
     metrics["n_adl_accounts"] = np.sum(deleveraged, axis=-1).astype(dtype)
     metrics["n_bankrupt_accounts"] = np.sum(ever_bankrupt, axis=-1).astype(dtype)
+    metrics["adl_markets"] = np.sum(adl_markets, axis=-1).astype(dtype)
     metrics["adl_indicator"] = (metrics["adl_steps"] > 0).astype(dtype)
     metrics = {k: np.asarray(metrics[k], dtype=dtype) for k in adljax.METRICS}
     out_book = {

@@ -413,7 +413,7 @@ def cases(draw, shapes=SHAPES, n_scenarios: int | tuple = (1, 2, 3), rules=RULE_
 # --------------------------------------------------------------------------- comparing outcomes
 #: Count metrics: compared exactly.
 COUNTS = ("market_liquidation_orders", "partial_liquidation_orders", "backstop_accounts",
-          "n_adl_accounts", "n_bankrupt_accounts", "adl_steps")
+          "n_adl_accounts", "n_bankrupt_accounts", "adl_steps", "adl_markets")
 BOOK_FIELDS = ("all_cash", "all_size", "all_entry", "cooldown", "isolated", "insurance_fund")
 _FIELD_KIND = {"all_cash": "usd_row", "all_size": "units_position", "all_entry": "price_market",
                "cooldown": "seconds", "insurance_fund": "usd"}

@@ -243,6 +243,9 @@ def test_vault_bankrupt_is_deleveraged(sim):
     assert m(out, "backstop_accounts") == 1 and m(out, "bad_debt_backstop") == 0.0
     assert m(out, "n_bankrupt_accounts") == 1 and m(out, "n_adl_accounts") == 1 and m(out, "adl_steps") == 1
     np.testing.assert_allclose(m(out, "adl_notional"), 100 * 85.0, rtol=1e-12)
+    # All of it is closed against the vault: its own 100 units closed × m 85 = 8,500; one market.
+    np.testing.assert_allclose(m(out, "adl_notional_vault"), 100 * 85.0, rtol=1e-12)
+    assert m(out, "adl_markets") == 1
     np.testing.assert_allclose(m(out, "bad_debt_adl"), 300.0, rtol=1e-12)
     assert m(out, "bad_debt_residual") == 0.0
     np.testing.assert_allclose(m(out, "vault_pnl"), 300.0, rtol=1e-12)          # 500 - 200
@@ -278,6 +281,8 @@ def test_adl_hyperliquid_queue_at_previous_mark(sim_all):
     np.testing.assert_allclose(np.asarray(b.entry)[0, 3, 0], 90.0)
     np.testing.assert_allclose(m(out, "adl_notional"), 20 * 90.0, rtol=1e-12)
     assert m(out, "n_adl_accounts") == 3 and m(out, "n_bankrupt_accounts") == 1 and m(out, "adl_steps") == 1
+    # Only the trader X was bankrupt: nothing closed against the vault; ADL acted in the one market.
+    assert m(out, "adl_notional_vault") == 0.0 and m(out, "adl_markets") == 1
     np.testing.assert_allclose(m(out, "bad_debt_adl"), 100.0, rtol=1e-12)
     assert m(out, "bad_debt_residual") == 0.0
 
@@ -383,6 +388,8 @@ def test_adl_with_too_few_counterparties_leaves_residual_bad_debt(sim):
     assert m(out, "market_liquidation_orders") == 3 and m(out, "backstop_accounts") == 0
     np.testing.assert_allclose(m(out, "adl_notional"), 5 * 90 + 100 * 7.0, rtol=1e-12)
     assert m(out, "n_bankrupt_accounts") == 2 and m(out, "n_adl_accounts") == 1 and m(out, "adl_steps") == 1
+    # ADL closed in both markets (X's 5 BTC, Y's 100 ETH), none of it against the vault (it took no one over).
+    assert m(out, "adl_markets") == 2 and m(out, "adl_notional_vault") == 0.0
     np.testing.assert_allclose(m(out, "bad_debt_adl"), 70.0, rtol=1e-12)
     np.testing.assert_allclose(m(out, "bad_debt_residual"), 30.0, rtol=1e-12)
     np.testing.assert_allclose(m(out, "bad_debt"), 100.0, rtol=1e-12)

@@ -34,7 +34,7 @@ from bench_engine import study as bench_study  # noqa: E402
 
 REL = 1e-9
 COUNTS = {"market_liquidation_orders", "partial_liquidation_orders", "backstop_accounts",
-          "n_adl_accounts", "n_bankrupt_accounts", "adl_steps"}
+          "n_adl_accounts", "n_bankrupt_accounts", "adl_steps", "adl_markets"}
 UNIT_METRICS = {"zero_sum_error"}
 BOOK_FIELDS = ("all_cash", "all_size", "all_entry", "cooldown", "insurance_fund")
 

@@ -37,6 +37,7 @@ def test_socialized_loss_charges_every_open_position_per_contract(sim_all):
     np.testing.assert_allclose(m(out, "socialized_loss"), 100.0, rtol=1e-12)
     np.testing.assert_allclose(m(out, "bad_debt_adl"), 100.0, rtol=1e-12)
     assert m(out, "adl_notional") == 0.0 and m(out, "n_adl_accounts") == 4
+    assert m(out, "adl_markets") == 1 and m(out, "adl_notional_vault") == 0.0    # one market charged, none closed
 
 
 def test_insurance_fund_pays_first_then_adl_takes_the_rest(sim_all):

@@ -44,14 +44,15 @@ class Carry:
     acc: dict            # running metric sums, [S] each
     deleveraged: Array   # [S, R] bool, ever a counterparty of ADL
     bankrupt: Array      # [S, R] bool, ever bankrupt at the ADL stage
+    adl_markets: Array   # [S, A] bool, ADL closed a position or charged a socialized loss there in some step
     value0: Array        # [S] Σ_rows AV at the start
     adl_scale: Array     # [S] USD: traders' mean position notional at the start (smooth P(ADL)'s unit)
 
 
 _SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_liquidation_orders",
          "liquidation_fees", "vault_unwind_notional", "backstop_notional", "backstop_accounts",
-         "adl_notional", "socialized_loss", "adl_steps", "adl_indicator", "bad_debt_backstop", "bad_debt_adl",
-         "conservation_error", "zero_sum_error", "vault_equity_min")
+         "adl_notional", "adl_notional_vault", "socialized_loss", "adl_steps", "adl_indicator", "bad_debt_backstop",
+         "bad_debt_adl", "conservation_error", "zero_sum_error", "vault_equity_min")
 
 
 def _zeros_like_output(fn, *args):
@@ -196,6 +197,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     acc["backstop_accounts"] += bs.accounts
     acc["bad_debt_backstop"] += bs.bad_debt
     acc["adl_notional"] += ad.notional
+    acc["adl_notional_vault"] += ad.vault_notional
     acc["socialized_loss"] += ad.socialized
     acc["bad_debt_adl"] += ad.bad_debt
     acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
@@ -223,6 +225,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
 
     new = Carry(book=book, impact=impact, prev_mark=mark, acc=acc,
                 deleveraged=carry.deleveraged | ad.deleveraged, bankrupt=carry.bankrupt | ad.bankrupt,
+                adl_markets=carry.adl_markets | ad.markets,
                 value0=carry.value0, adl_scale=carry.adl_scale)
     hist = {
         "mark": mark,
@@ -248,6 +251,7 @@ def _init(book: Book, oracle0: Array, config: EngineConfig) -> Carry:
     adl_scale = jnp.sum(jnp.abs(traders) * oracle0[:, :, None], axis=(-2, -1)) / jnp.maximum(n_pos, 1)
     return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
                  deleveraged=jnp.zeros(book.all_cash.shape, bool), bankrupt=jnp.zeros(book.all_cash.shape, bool),
+                 adl_markets=jnp.zeros(oracle0.shape, bool),
                  value0=book.total_value() + book.insurance_fund, adl_scale=adl_scale)
 
 
@@ -261,6 +265,7 @@ def _finish(carry: Carry, vault_av0: Array, config: EngineConfig) -> dict[str, A
     m["vault_pnl"] = av[:, -2] - vault_av0
     m["n_adl_accounts"] = jnp.sum(carry.deleveraged, axis=-1).astype(dtype)
     m["n_bankrupt_accounts"] = jnp.sum(carry.bankrupt, axis=-1).astype(dtype)
+    m["adl_markets"] = jnp.sum(carry.adl_markets, axis=-1).astype(dtype)
     return {k: m[k] for k in METRICS}
 
 

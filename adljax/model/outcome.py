@@ -19,10 +19,14 @@ METRICS: dict[str, str] = {
     "backstop_notional": "USD at mark: notional of positions taken over by the backstop vault (stage 3)",
     "backstop_accounts": "count: rows taken over by the vault, or paid by the insurance fund (per step)",
     "adl_notional": "USD at mark: notional of counterparty positions closed by ADL (stage 4)",
+    "adl_notional_vault": ("USD at mark: of adl_notional, the notional closed against the vault row's bankrupt "
+                           "positions (the vault took rows over and could not carry them)"),
     "socialized_loss": "USD: loss charged to open positions by the socialized policy",
     "n_adl_accounts": "count: distinct rows that lost to ADL at least once (closed as counterparty, or charged)",
     "n_bankrupt_accounts": "count: distinct rows (traders or vault) that reached ADL with AV < 0",
     "adl_steps": "count: steps in which ADL closed a position or charged a socialized loss",
+    "adl_markets": ("count: markets in which ADL closed a position or charged a socialized loss in some step "
+                    "(in the smooth mode: markets with any nonzero weighted close)"),
     "adl_indicator": ("1 if ADL closed or charged anything, else 0; in the smooth mode smoothstep(ADL notional of a "
                       "step / (temperature × traders' mean position notional at the start)), its largest over steps "
                       "(in [0, 1]; its mean is the relaxed P(ADL))"),

@@ -34,14 +34,23 @@ POOL_TOLERANCE = {"float64": 1e-12, "float32": 1e-5}
 
 @pytree
 class Report:
-    """Stage 4 report (one scenario). ``deleveraged`` and ``bankrupt`` are [R] bool."""
+    """Stage 4 report (one scenario). ``deleveraged`` and ``bankrupt`` are [R] bool, ``markets`` [A] bool.
+
+    ``vault_notional``: USD at mark, the part of ``notional`` closed against the vault row's
+    bankrupt positions (counterparties close exactly the bankrupt side's units, so the vault's
+    own closed units are what was closed against it). ``markets``: the markets in which a
+    bankrupt position was closed or a socialized loss charged (in the smooth mode: any nonzero
+    weighted close).
+    """
 
     notional: Array
+    vault_notional: Array
     bad_debt: Array
     socialized: Array
     deleveraged: Array
     bankrupt: Array
     any_fill: Array
+    markets: Array
 
 
 def bankrupt_rows(book: Book, market: Market, params: Params | None = None,
@@ -169,18 +178,23 @@ def _deficit_share(size: Array, av: Array, m: Array, config: EngineConfig) -> Ar
 
 
 def _report(new_book: Book, m: Array, bankrupt: Array, av: Array, closed_c: Array,
-            closed_b: Array, charged: Array, config: EngineConfig) -> Report:
+            closed_b: Array, charged: Array, config: EngineConfig, vault_units: Array | None = None) -> Report:
+    """The stage's report; ``vault_units`` [A]: the units of the vault row's bankrupt positions closed
+    (None: nothing closed, as under ``socialized``)."""
     u = config.unrolled_markets
     av_after = account_value(new_book.all_cash, new_book.size_am, new_book.entry_am, m, unrolled=u)
     is_bankrupt = bankrupt if bankrupt.dtype == jnp.bool_ else bankrupt > 0
     covered = jnp.where(is_bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
+    markets = jnp.any((closed_b != 0) | (charged != 0), axis=-1)          # [A]
     return Report(
         notional=jnp.sum(notional(closed_c, m)),
+        vault_notional=jnp.zeros((), m.dtype) if vault_units is None else jnp.sum(vault_units * m),
         bad_debt=jnp.sum(covered),
         socialized=jnp.sum(charged),
         deleveraged=any_markets((closed_c != 0) | (charged != 0), unrolled=u),
         bankrupt=is_bankrupt,
-        any_fill=jnp.any(closed_b != 0) | jnp.any(charged != 0),
+        any_fill=jnp.any(markets),
+        markets=markets,
     )
 
 
@@ -302,4 +316,14 @@ def run(book: Book, market: Market, params: Params, rules: Rules, rows=None,
         cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 
-    return new_book, _report(new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size), config)
+    # The vault (row R−2)'s bankrupt closes, |closed_b[:, R−2]|: counterparties close exactly the bankrupt
+    # side's units, so these are the units closed against the vault. A bankrupt row is no candidate in the
+    # hard mode (AV < 0), so there they are the vault's change of size, taken from the book: reading
+    # closed_b's column there changes how XLA fuses the closes, and with it the last bits of bad_debt_adl,
+    # differently for different batch shapes (tests/test_sharding.py compares 1 and 4 devices bitwise).
+    if rules.smooth:
+        vault_units = jnp.abs(closed_b[:, -2])
+    else:
+        vault_units = jnp.where(bankrupt[-2], jnp.abs(size[:, -2] - new_size[:, -2]), 0.0)
+    return new_book, _report(new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size), config,
+                             vault_units)
