@@ -252,10 +252,11 @@ def test_sizes_in_the_file_are_checked_before_the_book_is_made(tmp_path, machine
     msg = refused(tmp_path, toml(steps=1_500_000_000))
     assert msg.startswith("steps: the smallest chunk, 1 scenario, of 10 rows × 1 market × 1,500,000,000 steps needs "
                           "about 18 GB to run"), msg
-    # the results table: 2 × 8 bytes × (21 metrics + index) = 352 bytes a scenario; 1e8 = 35.2 GB
+    # the results table: 2 × 8 bytes × (23 metrics + index) = 384 bytes a scenario; 1e8 = 38.4 GB
+    assert len(adljax.METRICS) == 23
     msg = refused(tmp_path, toml().replace("scenarios = 2", "scenarios = 100000000"))
     assert msg.startswith("scenarios: the results of 100,000,000 scenarios (one row of metrics each) need about "
-                          "35.2 GB"), msg
+                          "38.4 GB"), msg
     msg = refused(tmp_path, toml().replace("scenarios = 2", "scenarios = 5000000000"))
     assert msg.startswith("scenarios: 5,000,000,000 scenarios is more than a study can number (at most 2**32"), msg
     # 1e6 scenarios × 10,000 steps × 2e6 rows × 1 market = 2e16 cells > 1e15; the largest size is named
