@@ -134,8 +134,10 @@ def test_the_study_exercises_every_stage(study, paths):
 def test_smooth_outcomes_converge_to_the_hard_engine(study, paths):
     """As τ → 0 the smooth engine's metrics approach the hard engine's on the same scenarios."""
     hard = _metrics(study.venue, study, paths)
-    keys = ("market_liquidation_notional", "backstop_notional", "adl_notional", "bad_debt", "vault_pnl")
+    keys = ("market_liquidation_notional", "backstop_notional", "adl_notional", "adl_notional_vault", "bad_debt",
+            "vault_pnl")
     scale = {k: np.mean(np.abs(hard[k])) for k in keys}
+    assert all(v > 0 for v in scale.values()), scale      # every one of them happens in the study
     err = {}
     for tau in (0.3, 1e-3, 1e-6):               # (one compiled program for the three: Rules.compiled)
         m = _metrics(study.venue.replace(temperature=tau), study, paths)
