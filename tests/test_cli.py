@@ -189,9 +189,10 @@ def test_inspect_prints_queue_and_distances(tmp_path):
     assert p.returncode == 0, p.stderr
     out = p.stdout
     assert "ADL queue" in out and "whale_long" in out and "degen_3 [BTC iso]" in out
-    # whale_long: AV = 450k + 40·2000 + 300·100 = 560k, D = 5.2M, MR = K = 65k (mm 1.25 %):
-    # liquidatable at x = (65k − 560k)/(5.2M − 65k) = −9.64 %, bankrupt at −560k/5.2M = −10.77 %
-    assert "-9.6 %" in out and "-10.8 %" in out
+    # whale_long: AV = 450k + 40·2000 + 300·100 = 560k, D = 5.2M (BTC 4M, ETH 1.2M), MR = K = 74k (Hyperliquid's
+    # tables of the two coins: BTC 1.25 %, ETH 2 %, both under their first bound): liquidatable at
+    # x = (74k − 560k)/(5.2M − 74k) = −9.48 %, bankrupt at −560k/5.2M = −10.77 %
+    assert "-9.5 %" in out and "-10.8 %" in out
     assert "all markets moving together" in out
 
 

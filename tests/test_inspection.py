@@ -222,6 +222,17 @@ def test_inspect_book_reads_the_venue_tiers(tmp_path, monkeypatch):
                        "step") == "BTC 1.25% (2 tiers, step), ETH 2.00%"
 
 
+def test_inspect_book_gives_hyperliquid_coins_their_own_tables(tmp_path):
+    # Hyperliquid's preset with coins it publishes tables for: ETH 25× (2 %), not BTC's 40× (1.25 %).
+    # The ETH long of 100 at 4,000 ($400k) needs 400,000·2 % = 8,000; with a market it has no table for
+    # ("ALT"), every market keeps the preset's (BTC's) table: 1.25 %, 5,000.
+    path = tmp_path / "book.csv"
+    path.write_text("account,market,size,entry,cash\na,ETH,100,4000,50000\nb,ETH,-100,4000,50000\n")
+    assert inspect_book(path, ["BTC", "ETH"], [1e5, 4e3])["mr"][0] == pytest.approx(8_000.0, rel=1e-12)
+    assert inspect_book(path, ["ALT", "ETH"], [1.0, 4e3])["mr"][0] == pytest.approx(5_000.0, rel=1e-12)
+    assert inspect_book(path, ["BTC", "ETH"], [1e5, 4e3], max_leverage=[40, 10])["mr"][0] == pytest.approx(20_000.0)
+
+
 HL = Path(__file__).parent / "data" / "hyperliquid"
 
 

@@ -207,9 +207,12 @@ def inspect_book(path, markets: Sequence[str], prices: Sequence[float], *, venue
     ``fifths`` [N, A] (:func:`adljax.adl_queue`), ``moves`` (see
     :func:`moves`), ``largest`` (row indices by notional, at most ``top``),
     ``mm`` [A] (each market's first-tier rate), ``bounds`` and ``rates``
-    [A, K] (``Venue.tiers``), ``tier_mode``, and the venue.
+    [A, K] (``Venue.tiers``), ``tier_mode``, and the venue. With the
+    ``hyperliquid`` preset and no ``max_leverage``, markets that are all coins
+    with a published Hyperliquid table get each its own
+    (``venues.hyperliquid(markets=...)``); otherwise the preset's tables.
     """
-    from ..model import venues
+    from ..model import margin_tables, venues
     from ..studies.bookfile import load_book, row_names
 
     if venue_name not in venues.PRESETS:
@@ -221,6 +224,8 @@ def inspect_book(path, markets: Sequence[str], prices: Sequence[float], *, venue
     if not np.all(np.isfinite(prices) & (prices > 0)):
         raise InputError(f"--prices: must be > 0, got {', '.join(f'{p:g}' for p in prices)}")
     over = {} if max_leverage is None else {"max_leverage": np.asarray(max_leverage, dtype=np.float64)}
+    if venue_name == "hyperliquid" and not over and all(m in margin_tables.HYPERLIQUID for m in markets):
+        over = {"markets": list(markets)}     # each coin's published table, where Hyperliquid publishes them all
     venue = venues.PRESETS[venue_name](**over)
     venue.validate()
     book = load_book(path, markets=list(markets), balance=balance, dtype=np.float64)
