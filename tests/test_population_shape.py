@@ -179,6 +179,7 @@ def test_a_small_book_of_many_markets_spreads_its_forced_traders():
     (dict(popularity=[0.0, 0.0, 0.0]), r"popularity: at least one market needs a weight > 0"),
     (dict(popularity=[1.0, 0.0, 0.0], markets_per_account=2), r"only 1 markets have a popularity > 0"),
     (dict(notional_scale=[1.0, 0.0, 1.0]), r"notional_scale: must be finite and > 0"),
+    (dict(popularity="BTC"), r"popularity: expected numbers, got text"),
     (dict(markets_per_account=1.5), r"markets_per_account: must be an integer between 1 and 3"),
     (dict(max_markets_per_account=4), r"max_markets_per_account: must be an integer between 1 and 3"),
     (dict(markets_per_account=2.5, max_markets_per_account=2), r"markets_per_account: .* a number from 1 to 2"),

@@ -6,7 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ...model.book import Book
-from ...model.errors import InputError
+from ...model.errors import InputError, as_numbers
 from .prices import check_key
 
 
@@ -184,7 +184,7 @@ def _per_market(name: str, v, a: int, *, positive: bool):
     """None, or a checked float64 [A] array of finite numbers > 0 (``positive``) or ≥ 0."""
     if v is None:
         return None
-    x = np.asarray(v, dtype=np.float64)
+    x = as_numbers(name, v).astype(np.float64)
     if x.shape != (a,):
         raise InputError(f"{name}: expected one number per market ({a}), got shape {x.shape}")
     bad = ~np.isfinite(x) | ((x <= 0) if positive else (x < 0))
