@@ -22,6 +22,7 @@ import sys as _sys
 
 from .model import venues
 from .model.book import Book
+from .model.position_book import PositionBook
 from .model.errors import InputError
 from .model.outcome import HISTORY, METRICS, Outcome
 from .model.paths import Paths
@@ -45,6 +46,6 @@ for _name, _module in {"venues": venues, "bookfile": bookfile, "generate": gener
         _sys.modules[f"{__name__}.{_name}{_full[len(_module.__name__):]}"] = _sys.modules[_full]
 del _name, _module, _full
 
-__all__ = ["Book", "Paths", "Venue", "Rules", "Params", "Outcome", "METRICS", "HISTORY", "InputError", "EngineConfig",
+__all__ = ["Book", "PositionBook", "Paths", "Venue", "Rules", "Params", "Outcome", "METRICS", "HISTORY", "InputError", "EngineConfig",
            "simulate", "use_cpu_cores", "calibrate", "Calibration", "adl_queue", "venues", "reference"]
 __version__ = "0.1.0"

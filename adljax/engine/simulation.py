@@ -17,6 +17,8 @@ from ..model.book import Book, check_inputs
 from .config import EngineConfig
 from .waterfall import batch_book, prepare, run, scenario_keys
 from .stages import adl
+from . import positions
+from ..model.position_book import PositionBook
 from ..model.errors import InputError, check_bool, check_first_scenario
 from ..model.outcome import Outcome
 from ..model.paths import Paths
@@ -115,6 +117,9 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
     elif not isinstance(config, EngineConfig):
         raise InputError(f"config: expected an adljax.engine.config.EngineConfig (or None: the defaults), "
                          f"got {type(config).__name__}")
+    if isinstance(book, PositionBook):
+        return _simulate_positions(venue, book, paths, dt=dt, key=key, history=history,
+                                   first_scenario=first_scenario, chunk=chunk, devices=devices, config=config)
     params, book0, paths = prepare(venue, book, paths, dt, batch=False)
     n = paths.n_scenarios
     keys = scenario_keys(key, n, first_scenario)
@@ -131,9 +136,17 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
         p = paths.scenarios(first, size) if size < n else paths
         return engine(params, batch_book(book0, size, first), p.oracle, p.depth, keys[first:first + size], p.funding)
 
+    return _in_chunks(one, n, chunk)
+
+
+def _in_chunks(one, n: int, chunk: int, wrap=lambda book: book) -> Outcome:
+    """``one(first, size) -> (book, metrics, history)`` over ``n`` scenarios, ``chunk`` at a time.
+
+    ``one``'s book is a pytree of [S, ...] arrays; ``wrap`` makes the outcome's book of the joined one.
+    """
     if n <= chunk:
         final, metrics, hist = one(0, n)
-        return Outcome(book=final, metrics=metrics, history=hist)
+        return Outcome(book=wrap(final), metrics=metrics, history=hist)
     parts = []
     for first in range(0, n, chunk):
         size = min(chunk, n - first)
@@ -146,4 +159,76 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
             continue
         parts.append(jax.device_get(one(first, size)))
     final, metrics, hist = jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
-    return Outcome(book=final, metrics=metrics, history=hist)
+    return Outcome(book=wrap(final), metrics=metrics, history=hist)
+
+
+#: Compiled position engines by (layout, rules, history, devices, config); the layout is a constant of the
+#: program when it is split over devices (every device needs it whole), so the cache holds the layout itself.
+_POSITION_ENGINES: dict = {}
+
+
+def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None, config: EngineConfig):
+    """The compiled position engine ``f(params, book, oracle, depth, keys, funding)``, split over ``devices``."""
+    fn = functools.partial(positions.run, rules=rules, history=history, config=config)
+    if devices is None or len(devices) == 1:
+        return fn
+    key = (id(layout), rules, history, devices, config)
+    hit = _POSITION_ENGINES.get(key)
+    if hit is not None and hit[0] is layout:
+        return hit[1]
+
+    def values_only(params, values, oracle, depth, keys, funding=None):
+        book, metrics, hist = fn(params, PositionBook(**values, layout=layout), oracle, depth, keys, funding)
+        return book.values(), metrics, hist
+    mapped = scenario_map(values_only, devices=devices)
+
+    def run_split(params, book, oracle, depth, keys, funding=None):
+        values, metrics, hist = mapped(params, book.values(), oracle, depth, keys, funding)
+        return PositionBook(**values, layout=layout), metrics, hist
+    if len(_POSITION_ENGINES) > 8:
+        _POSITION_ENGINES.clear()
+    _POSITION_ENGINES[key] = (layout, run_split)
+    return run_split
+
+
+def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, key, history, first_scenario, chunk,
+                        devices, config) -> Outcome:
+    """:func:`simulate` of a :class:`~adljax.model.position_book.PositionBook` on the position engine."""
+    if venue.rules.smooth:
+        raise InputError("venue.rules.smooth: the smooth mode runs on dense books; pass book.to_book() "
+                         "(an adljax.Book) for a smooth run")
+    local = jax.local_devices()
+    if devices is None:
+        devices = len(local)
+    elif isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
+        raise InputError(f"devices: must be a whole number from 1 to {len(local)} (this process's devices), "
+                         f"got {devices!r}")
+    if config is None:
+        config = EngineConfig()
+    elif not isinstance(config, EngineConfig):
+        raise InputError(f"config: expected an adljax.engine.config.EngineConfig (or None: the defaults), "
+                         f"got {type(config).__name__}")
+    dtype = book.checked_dtype()
+    if np.ndim(book.all_cash) == 2 and np.shape(book.all_cash)[0] != paths.n_scenarios:
+        raise InputError(f"book: a batched book needs a leading axis of {paths.n_scenarios} scenarios (as paths), "
+                         f"got cash shape {tuple(np.shape(book.all_cash))}")
+    params = venue.params(book.n_markets, dt=dt, dtype=dtype)
+    paths = paths.astype(dtype)
+    n = paths.n_scenarios
+    keys = scenario_keys(key, n, first_scenario)
+    lay = book.layout
+    if chunk is None:
+        chunk = scenarios_per_chunk(lay.n_rows, lay.n_markets, paths.n_steps, jnp.dtype(dtype).itemsize,
+                                    history=history, n_devices=devices, n_positions=lay.n_positions)
+    elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
+        raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
+    engine = _position_engine(lay, venue.rules.compiled(), history,
+                              tuple(local[:devices]) if devices > 1 else None, config)
+
+    def one(first: int, size: int):
+        p = paths.scenarios(first, size) if size < n else paths
+        final, metrics, hist = engine(params, book.scenarios(first, size), p.oracle, p.depth,
+                                      keys[first:first + size], p.funding)
+        return final.values(), metrics, hist
+
+    return _in_chunks(one, n, chunk, wrap=lambda values: PositionBook(**values, layout=lay))

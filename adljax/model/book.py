@@ -442,9 +442,11 @@ def check_inputs(book, paths) -> np.dtype:
     once per call; values that are traced (the engine run under a user's ``jit`` or ``grad``) are
     skipped, their shapes and dtypes checked. Returns the book's dtype.
     """
-    if not isinstance(book, Book):
-        raise InputError(f"book: expected an adljax.Book (build one with Book.from_accounts), "
-                         f"got {type(book).__name__}")
+    from .position_book import PositionBook
+
+    if not isinstance(book, (Book, PositionBook)):
+        raise InputError(f"book: expected an adljax.Book (build one with Book.from_accounts) or an "
+                         f"adljax.PositionBook, got {type(book).__name__}")
     if not isinstance(paths, Paths):
         raise InputError(f"paths: expected an adljax.Paths(oracle, depth), got {type(paths).__name__}")
     book.validate(paths)

@@ -51,6 +51,9 @@ import jax
 MEMORY_SHARE = 0.4
 #: Bytes per scenario·row·market·itemsize (measured about 15, see the module docstring).
 ROW_MARKET_FACTOR = 24
+#: Bytes per scenario·position·itemsize of a position book (the position engine's [P] arrays, its index
+#: arrays and segment sums' temporaries).
+POSITION_FACTOR = 32
 #: Bytes per scenario·row·itemsize for per-row vectors (cash, cooldown, AV, MR, flags).
 ROW_FACTOR = 16
 
@@ -79,9 +82,15 @@ def physical_memory() -> int:
         return 8 << 30
 
 
-def bytes_per_scenario(n_rows: int, n_markets: int, n_steps: int, itemsize: int, *, history: bool = False) -> int:
-    """Estimated peak bytes one scenario needs in a run (see the module docstring)."""
-    b = itemsize * (ROW_MARKET_FACTOR * n_rows * n_markets + ROW_FACTOR * n_rows + 3 * n_steps * n_markets)
+def bytes_per_scenario(n_rows: int, n_markets: int, n_steps: int, itemsize: int, *, history: bool = False,
+                       n_positions: int | None = None) -> int:
+    """Estimated peak bytes one scenario needs in a run (see the module docstring).
+
+    ``n_positions``: a position book's list length P (:class:`adljax.PositionBook`), whose arrays are [P]
+    where a dense book's are [R, A]: P stands for R·A, at :data:`POSITION_FACTOR` bytes per position·itemsize.
+    """
+    cells = ROW_MARKET_FACTOR * n_rows * n_markets if n_positions is None else POSITION_FACTOR * n_positions
+    b = itemsize * (cells + ROW_FACTOR * n_rows + 3 * n_steps * n_markets)
     if history:
         b += itemsize * n_steps * (n_markets + 8)
     return int(b)
@@ -89,7 +98,7 @@ def bytes_per_scenario(n_rows: int, n_markets: int, n_steps: int, itemsize: int,
 
 def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int, *, history: bool = False,
                         device=None, memory: int | None = None, n_devices: int = 1,
-                        shared_memory: bool | None = None) -> int:
+                        shared_memory: bool | None = None, n_positions: int | None = None) -> int:
     """The most scenarios one run should hold on ``n_devices`` devices like ``device`` (at least ``n_devices``).
 
     Args:
@@ -103,6 +112,7 @@ def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int
       n_devices: devices the chunk is split over (:func:`adljax.parallel.sharding.scenario_map`).
       shared_memory: whether the devices share one memory (CPU devices
         share the host's); default: ``device``'s platform is ``cpu``.
+      n_positions: a position book's list length P (None: a dense book).
     Returns:
       With one device, what fits its memory; with D devices, a multiple of
       D: D × what fits one device, or what fits the shared memory rounded
@@ -111,7 +121,8 @@ def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int
     if isinstance(n_devices, bool) or not isinstance(n_devices, int) or n_devices < 1:
         raise ValueError(f"n_devices: must be a whole number >= 1, got {n_devices!r}")
     budget = MEMORY_SHARE * (memory if memory is not None else device_memory(device))
-    fits = max(1, int(budget // bytes_per_scenario(n_rows, n_markets, n_steps, itemsize, history=history)))
+    fits = max(1, int(budget // bytes_per_scenario(n_rows, n_markets, n_steps, itemsize, history=history,
+                                                   n_positions=n_positions)))
     if n_devices == 1:
         return fits
     if shared_memory is None:

@@ -6,6 +6,7 @@ import jax
 import jax.numpy as jnp
 
 from ...model.book import Book
+from ...model.position_book import PositionBook
 from ...model.errors import InputError, as_numbers
 from .prices import check_key
 
@@ -13,7 +14,8 @@ from .prices import check_key
 def population(key, n_accounts: int, start, max_leverage, *, long_share=0.5, tail: float = 1.3,
                median_notional: float = 20_000.0, leverage_mode: float = 3.0, entry_spread: float = 0.02,
                markets_per_account: float = 1, max_markets_per_account: int | None = None, popularity=None,
-               notional_scale=None, vault_cash: float = 0.0, isolated_share: float = 0.0, dtype=None) -> Book:
+               notional_scale=None, vault_cash: float = 0.0, isolated_share: float = 0.0, dtype=None,
+               positions: bool = False) -> Book | PositionBook:
     """Draw a book of ``n_accounts`` traders, cross-margin or isolated.
 
     Shape: position notional is Pareto-tailed (``tail`` index, median
@@ -83,9 +85,12 @@ def population(key, n_accounts: int, start, max_leverage, *, long_share=0.5, tai
       vault_cash: USD in the backstop vault.
       isolated_share: share of accounts whose positions are isolated, in [0, 1].
       dtype: float dtype of the book.
+      positions: return the book as an :class:`adljax.PositionBook` (the same rows and positions, the same
+        draws), which :func:`adljax.simulate` runs on the position engine; its checks and the engine's arrays
+        then grow with positions, not rows × markets (the draws themselves are still [N, A]).
     Returns:
-      A :class:`Book` (every row with at least one position); it has N rows
-      plus one extra row per isolated position beyond an isolated account's first.
+      A :class:`Book` (every row with at least one position), or with ``positions`` a :class:`PositionBook`;
+      it has N rows plus one extra row per isolated position beyond an isolated account's first.
     """
     start = np.asarray(start, dtype=np.float64)
     a = start.shape[0]
@@ -177,6 +182,12 @@ def population(key, n_accounts: int, start, max_leverage, *, long_share=0.5, tai
     for j in range(a):
         last = np.flatnonzero(row_size[:, j] < 0)[-1]
         row_size[last, j] -= row_size[:, j].sum()
+    if positions:
+        if not isinstance(positions, bool):
+            raise InputError(f"positions: expected True or False, got {positions!r}")
+        rows, mkts = np.nonzero(row_size)
+        return PositionBook.from_positions(rows, mkts, row_size[rows, mkts], row_entry[rows, mkts], row_cash,
+                                           n_markets=a, vault_cash=vault_cash, isolated=iso_row, dtype=dtype)
     return Book.from_accounts(row_cash, row_size, row_entry, vault_cash=vault_cash, isolated=iso_row, dtype=dtype)
 
 

@@ -1,0 +1,144 @@
+"""Stage 3 on a position book, hard mode: a vault takeover, or an insurance fund that pays deficits.
+
+The position forms of :mod:`adljax.engine.stages.backstop` (same rules, same :class:`Report`):
+
+- :func:`takeover` (Hyperliquid): the vault takes over the candidates (``AV < backstop_ratio·MR``) in row
+  order and stops at the first it cannot carry; a taken row's positions move to the vault at mark and its
+  value (cash and PnL) to the vault's cash.
+- :func:`run_insurance` (BitMEX, Binance, Bybit, dYdX): the fund pays every trader row's deficit (``−AV``)
+  in row order until it is empty.
+
+Per scenario: positions [P], rows [R], markets [A]; work and memory grow with ``P + R + A``.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array
+
+from ...model.layout import Layout
+from ...model.position_book import PositionBook
+from ...model.venue import Params
+from ..accounting import dust, trade
+from ..market import Market
+from ..prefix import cumsum
+from ..skip import run_if
+from ..stages.backstop import Report, candidates, insurance_candidates
+from ..stages.margin import Margin
+from .accounting import below_zero, market_requirement, requirement
+from .margin import values
+
+
+def run_insurance(book: PositionBook, market: Market, params: Params,
+                  margin: Margin | None = None) -> tuple[PositionBook, Report]:
+    """The insurance fund pays deficits in row order until it is empty (hard mode).
+
+    ``margin``: :func:`adljax.engine.positions.margin.values` of ``book`` if the caller holds it (computed
+    here otherwise). Returns the book (``all_cash`` [R] raised by what each row was paid, the fund [] lowered)
+    and the :class:`Report` (``bad_debt``: USD paid, ``accounts``: rows paid, ``notional`` 0).
+    """
+    margin = values(book, market, params) if margin is None else margin
+    lay, av = book.layout, margin.av
+    # insurance_candidates reads only the fund and the margin, so it serves a position book as it is.
+    cand = insurance_candidates(book, margin) & below_zero(lay, av, book.all_cash, book.position_size,
+                                                           book.position_entry, market.mark)
+    deficit = jnp.where(cand, -av, 0.0)                                   # [R] USD
+    before = cumsum(deficit) - deficit                                    # deficits of the rows before, [R]
+    left = book.insurance_fund - before
+    # A fund left with dust by rounding is empty (docs/rules.md, "Dust").
+    paid = jnp.where(left > dust(left) * book.insurance_fund, jnp.clip(left, 0.0, deficit), 0.0)
+    total = jnp.sum(paid)
+    report = Report(notional=jnp.zeros_like(total), accounts=jnp.sum(paid > 0).astype(total.dtype), bad_debt=total)
+    fund = book.insurance_fund - total
+    fund = jnp.where(fund <= dust(fund) * book.insurance_fund, 0.0, fund)   # emptied but for rounding
+    return book.replace(all_cash=book.all_cash + paid, insurance_fund=fund), report
+
+
+def takeover(book: PositionBook, market: Market, params: Params,
+             margin: Margin) -> tuple[PositionBook, Report, Margin]:
+    """The vault takes over the candidates it can carry; returns the book, the report and its margin (hard mode).
+
+    ``margin`` is :func:`adljax.engine.positions.margin.values` of ``book`` (the engine holds it). A taken
+    row ends with every position 0 (entry 0), cash 0 and cooldown 0; the per-market sum of its positions
+    trades onto the vault's slots at mark, and its ``AV`` goes to the vault's cash. The margin after is
+    exact without a second pass over the book: a taken row is left with nothing (``AV``, ``MR`` 0, no
+    position), only the vault's row is revalued, and every other row is untouched.
+    """
+    lay, m = book.layout, market.mark
+    size, entry = book.position_size, book.position_entry                  # [P]
+    cand, av = candidates(margin, params), margin.av                       # [R]
+    n = av.shape[-1]
+    is_vault = jnp.arange(n) == n - 2
+    take = _vault_takes(lay, cand, av, margin.mr, size, m, params)         # [R] bool
+
+    taken_size = jnp.where(lay.at_row(take), size, 0.0)                   # [P]
+    v_size, v_entry, v_dcash = trade(lay.vault(size), lay.vault(entry), lay.markets(taken_size), m)
+    cash = book.all_cash - jnp.where(take, book.all_cash, 0.0)
+    cash = cash + jnp.where(is_vault, jnp.sum(jnp.where(take, av, 0.0)) + jnp.sum(v_dcash), 0.0)
+    kept = size - taken_size
+    new_size = lay.with_system(kept, vault=v_size)
+    new_entry = lay.with_system(jnp.where(kept == 0, 0.0, entry), vault=v_entry)
+    cooldown = book.cooldown - jnp.where(take, book.cooldown, 0.0)
+    report = Report(notional=jnp.sum(jnp.abs(taken_size) * lay.at_market(m)),
+                    accounts=jnp.sum(take.astype(m.dtype)),
+                    bad_debt=jnp.sum(jnp.where(take, jnp.maximum(-av, 0.0), 0.0)))
+    new_book = book.replace(all_cash=cash, position_size=new_size, position_entry=new_entry, cooldown=cooldown)
+
+    v_av = cash[-2] + jnp.sum(v_size * (m - v_entry))
+    v_mr = jnp.sum(market_requirement(v_size, m, params))
+    after = lambda old, gone, vault: jnp.where(is_vault, vault, jnp.where(take, gone, old))
+    return new_book, report, Margin(av=after(margin.av, 0.0, v_av), mr=after(margin.mr, 0.0, v_mr),
+                                    has_position=after(margin.has_position, False, jnp.any(v_size != 0)))
+
+
+def _running(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Array,
+             params: Params) -> tuple[Array, Array]:
+    """([R], [R]) the vault's value and requirement after taking every candidate up to each row, USD.
+
+    The requirement grows position by position: a candidate's position in market ``a`` adds
+    ``req(v_a + cum_a) − req(v_a + cum_a − size)``, with ``cum_a`` the running sum (row order, inclusive)
+    of the candidates' sizes in market ``a``; summed per row and run over the rows in order, these
+    differences telescope to the dense form ``Σ_a req(v_a + cum_a(row))`` less the vault's own ``MR``.
+    """
+    x = jnp.where(lay.at_row(cand), size, 0.0)                             # [P] candidates' positions
+    cum = lay.market_cumsum(x)
+    v = lay.at_market(lay.vault(size))
+    delta = jnp.where(x != 0, requirement(lay, v + cum, m, params) - requirement(lay, v + cum - x, m, params), 0.0)
+    cum_av = av[-2] + cumsum(jnp.where(cand, av, 0.0))
+    cum_mr = mr[-2] + cumsum(lay.rows(delta))
+    return cum_av, cum_mr
+
+
+def _walk(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Array, params: Params) -> Array:
+    """[R] bool: the candidates before the first one the vault cannot carry (the rule itself)."""
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    cum_av, cum_mr = _running(lay, cand, av, mr, size, m, params)
+    return cand & (rows < jnp.min(jnp.where(cand & (cum_av < cum_mr), rows, n)))
+
+
+def _vault_takes(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Array, params: Params) -> Array:
+    """[R] bool: the rows the vault takes over, deciding cheaply where it can (as the dense stage does).
+
+    Most steps need no walk: the vault refuses its first candidate (so takes nothing), or carries them all
+    even if every loss came first and no position netted (so takes every one). Only a scenario in between
+    walks (and a batch walks if any of its scenarios must). The dense stage's walk over the first
+    candidates gathered is not ported: the whole walk here costs ``O(P + R)``.
+    """
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    v_size = lay.vault(size)                                                # [A]
+    first = jnp.minimum(jnp.min(jnp.where(cand, rows, n)), n - 1)
+    first_size = lay.markets(jnp.where(lay.row == first, size, 0.0))        # [A] the first candidate's positions
+    refuses_first = av[-2] + av[first] < jnp.sum(market_requirement(v_size + first_size, m, params))
+    worst_av = av[-2] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
+    if params.tier_rates.shape[-1] == 0:
+        worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
+    else:
+        # A tiered requirement grows faster than the notional, so the candidates' own requirements do not
+        # bound the vault's after it takes them; every position on one side of each market does.
+        gross = jnp.abs(v_size) + lay.markets(jnp.where(lay.at_row(cand), jnp.abs(size), 0.0))
+        worst_mr = jnp.sum(market_requirement(gross, m, params))
+    scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
+    carries_all = worst_av - worst_mr > dust(scale) * scale
+    decided = ~jnp.any(cand) | refuses_first | carries_all
+    return run_if(~decided, _walk, cand & ~refuses_first & carries_all, lay, cand, av, mr, size, m, params)

@@ -1,0 +1,90 @@
+"""Stage 2 on a position book: liquidation orders to the book, filled up to the step's depth.
+
+The rules are :mod:`adljax.engine.stages.liquidation`'s (hard mode): partial orders over
+``partial_threshold`` with a cooldown, the vault's unwind, per market and side a pro-rata fill
+up to ``depth`` at one price with slippage, fills to the liquidity providers' slots, fees.
+"""
+from __future__ import annotations
+
+import jax.numpy as jnp
+from jax import Array
+
+from ..accounting import dust, reduce_position, trade
+from ..market import Market
+from ..stages.liquidation import Report, _side
+from ...model.position_book import PositionBook
+from ...model.venue import Params, Rules
+
+
+def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
+        av: Array) -> tuple[PositionBook, Report]:
+    """Send, fill and settle the liquidation orders of ready rows (one scenario, hard mode).
+
+    ``liquidatable`` [R] bool from the margin check, ``av`` [R] USD the values it saw.
+    """
+    lay = book.layout
+    m, depth = market.mark, market.depth
+    size, entry = book.position_size, book.position_entry                  # [P]
+    mc = lay.at_market(m)
+    n = av.shape[-1]
+    rows = jnp.arange(n)
+    vault_row, lp_row = rows == n - 2, rows == n - 1
+    at_vault = lay.is_vault() & ~(jnp.arange(lay.n_positions) >= lay.lp_slots.start)
+    cooling = book.cooldown > 0                                            # [R]
+    ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
+    ready_p, cooling_p = lay.at_row(ready), lay.at_row(cooling)
+    big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready_p & ~cooling_p
+    q = jnp.where(ready_p, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    v_size = lay.vault(size)
+    unwind = jnp.sign(v_size) * jnp.minimum(jnp.abs(v_size), params.vault_unwind * depth / m)
+    q = lay.with_system(q, vault=unwind)
+    sell, buy = q > 0, q < 0
+
+    phi_s, filled_s, p_sell = _side(lay.markets(jnp.where(sell, q, 0.0)) * m, depth, m, params.slippage, -1.0)
+    phi_b, filled_b, p_buy = _side(lay.markets(jnp.where(buy, -q, 0.0)) * m, depth, m, params.slippage, +1.0)
+
+    fill = q * jnp.where(sell, lay.at_market(phi_s), lay.at_market(phi_b))      # units each order closes [P]
+    price = jnp.where(sell, lay.at_market(p_sell), lay.at_market(p_buy))
+    new_size, new_entry, dcash = reduce_position(size, entry, fill, price)
+    cash = book.all_cash + lay.rows(dcash)
+
+    # Fees, from what the liquidated row has left (its value moved by fill·(price − mark)).
+    fill_ntl = jnp.abs(fill) * mc
+    av_after = av + lay.rows(fill * (price - mc))
+    fee = jnp.where(vault_row, 0.0, jnp.minimum(params.liquidation_fee * lay.rows(fill_ntl), jnp.maximum(av_after, 0.0)))
+    fees = jnp.sum(fee)
+    cash = cash - fee
+    # A fee that takes all a flat row has left leaves it at exactly 0 (docs/rules.md, "Dust").
+    flat = ~lay.any_rows(new_size != 0)
+    cash = jnp.where((av_after > 0) & (fee == av_after) & flat, 0.0, cash)
+    # A close that leaves a trader row flat at cash 0 but for the close's own rounding leaves it at exactly 0.
+    scale = jnp.abs(book.all_cash) + lay.rows(jnp.abs(fill) * (price + jnp.abs(entry)))
+    closed_flat = flat & lay.any_rows(fill != 0) & ~vault_row & ~lp_row
+    cash = jnp.where(closed_flat & (jnp.abs(cash) <= dust(cash) * scale), 0.0, cash)
+    fund = book.insurance_fund
+    if rules.backstop == "vault":
+        cash = cash + jnp.where(vault_row, fees, 0.0)
+    else:
+        fund = fund + fees
+
+    # The liquidity providers' slots take the fills: the sell side first, then the buy side.
+    lp_size, lp_entry = lay.lp(new_size), lay.lp(new_entry)
+    lp_size, lp_entry, c1 = trade(lp_size, lp_entry, lay.markets(jnp.where(sell, fill, 0.0)), p_sell)
+    lp_size, lp_entry, c2 = trade(lp_size, lp_entry, lay.markets(jnp.where(buy, fill, 0.0)), p_buy)
+    cash = cash + jnp.where(lp_row, jnp.sum(c1) + jnp.sum(c2), 0.0)
+    new_size = lay.with_system(new_size, lp=lp_size)
+    new_entry = lay.with_system(new_entry, lp=lp_entry)
+
+    cooldown = jnp.where(lay.any_rows(big), params.cooldown, book.cooldown)
+    trader_order = (q != 0) & ~at_vault
+    report = Report(
+        filled_notional=jnp.sum(jnp.where(at_vault, 0.0, fill_ntl)),   # traders' fills (not the vault's unwind)
+        orders=jnp.sum(trader_order.astype(m.dtype)),
+        partial_orders=jnp.sum(big.astype(m.dtype)),
+        unwind_notional=jnp.sum(lay.vault(fill_ntl)),
+        fees=fees,
+        flow=filled_b - filled_s,
+    )
+    new_book = book.replace(all_cash=cash, position_size=new_size, position_entry=new_entry, cooldown=cooldown,
+                            insurance_fund=fund)
+    return new_book, report

@@ -1,0 +1,233 @@
+"""The position engine: one step composes the stages on a position book; :func:`run` scans it over time.
+
+The same waterfall as :mod:`adljax.engine.waterfall` (its order, its batch-level skips of the stages
+no scenario needs, its reports and metrics), on a :class:`~adljax.model.position_book.PositionBook`:
+every stage works on the list of positions with segment sums to rows and markets
+(:class:`~adljax.model.layout.Layout`), so a step costs ``O(P + R + A)`` where the dense engine's
+costs ``O(R·A)``. Hard mode only (the smooth mode runs on dense books).
+
+The scan carries each scenario's values (cash, sizes, entries, cooldowns, fund); the layout is one
+for the batch, passed into every stage unbatched.
+"""
+from __future__ import annotations
+
+from functools import partial
+
+import jax
+import jax.numpy as jnp
+from jax import Array, lax
+
+from ...model.layout import Layout
+from ...model.outcome import METRICS
+from ...model.position_book import PositionBook
+from ...model.pytree import pytree
+from ...model.venue import Params, Rules
+from ...parallel.sharding import pad_scenarios
+from ..config import DEFAULT, EngineConfig
+from ..market import Market
+from ..stages import adl as dense_adl
+from ..stages import backstop as dense_backstop
+from ..waterfall import _SUMS, _maybe, adl_starts, blocks
+from . import adl, backstop, liquidation, margin
+from .accounting import account_value
+
+
+@pytree
+class Carry:
+    """Batched scan state; every field has a leading scenario axis S."""
+
+    values: dict         # PositionBook.values(): all_cash [S, R], position_size/entry [S, P], ...
+    impact: Array        # [S, A]
+    prev_mark: Array     # [S, A]
+    acc: dict            # running metric sums, [S] each
+    deleveraged: Array   # [S, R] bool
+    bankrupt: Array      # [S, R] bool
+    adl_markets: Array   # [S, A] bool
+    value0: Array        # [S]
+
+
+def _book(values: dict, lay: Layout) -> PositionBook:
+    return PositionBook(**values, layout=lay)
+
+
+def _per_scenario(fn, lay: Layout):
+    """``fn(book, *rest) -> (book, *outs)`` as a function of the values dicts, vmapped over scenarios."""
+    def one(values, *rest):
+        out = fn(_book(values, lay), *rest)
+        return (out[0].values(), *out[1:])
+    return jax.vmap(one)
+
+
+def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: Layout):
+    """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
+
+    ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)``; ``keys`` [S].
+    """
+    t, oracle, depth, funding = inputs
+    vals = dict(carry.values)
+    dt = params.dt
+    vals["cooldown"] = jnp.maximum(vals["cooldown"] - dt, 0.0)
+    impact = carry.impact * jnp.exp2(-dt / params.impact_half_life)
+    mark = oracle * jnp.exp(impact)
+    if funding is not None:  # every position pays size·mark·rate (zero-sum per market)
+        paid = jax.vmap(lambda s, r: lay.rows(s * lay.at_market(r)))(vals["position_size"], mark * funding)
+        vals["all_cash"] = vals["all_cash"] - paid
+    n_rows = lay.n_rows
+    start = (adl_starts(keys, t, n_rows) if rules.adl_policy == "random_order"
+             else jnp.zeros(oracle.shape[0], jnp.int32))
+    mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth, adl_start=start)
+
+    # Stage 1: margin check (always).
+    liquidatable, mg = jax.vmap(lambda v, mk: margin.run(_book(v, lay), mk, params))(vals, mkt)
+
+    # Stage 2: market liquidation, in steps where some row is liquidatable or the vault unwinds.
+    def liquidate(b, mk, liq, old_margin):
+        b, rep = liquidation.run(b, mk, params, rules, liq, old_margin.av)
+        return b, rep, margin.values(b, mk, params)
+    unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, -2])
+    need_liq = jnp.any(liquidatable) | unwinding
+    vals, liq, mg = _maybe(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3))
+    safe_depth = jnp.where(depth > 0, depth, 1.0)
+    impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
+
+    # Stage 3: backstop, in steps where some scenario has a candidate.
+    if rules.backstop == "vault":
+        need_bs = jnp.any(jax.vmap(lambda g: dense_backstop.candidates(g, params))(mg))
+        takeover = _per_scenario(lambda b, mk, g: backstop.takeover(b, mk, params, g), lay)
+        vals, bs, mg = _maybe(need_bs, takeover, vals, mkt, mg, keep=(0, 2))
+    elif rules.backstop == "insurance":
+        need_bs = jnp.any(jax.vmap(lambda f, g: (jnp.arange(n_rows) < n_rows - 2) & (g.av < 0) & (f > 0))(
+            vals["insurance_fund"], mg))
+
+        def insure(b, mk, old_margin):
+            b, rep = backstop.run_insurance(b, mk, params, old_margin)
+            return b, rep, margin.values(b, mk, params)
+        vals, bs, mg = _maybe(need_bs, _per_scenario(insure, lay), vals, mkt, mg, keep=(0, 2))
+    else:
+        need_bs = jnp.asarray(False)
+        zero = jnp.zeros(oracle.shape[0], mark.dtype)
+        bs = dense_backstop.Report(notional=zero, accounts=zero, bad_debt=zero)
+
+    # Stage 4: ADL, in steps where some scenario has a bankrupt row.
+    need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params))(mg))
+    deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules), lay)
+    vals, ad = _maybe(need_adl, deleverage, vals, mkt)
+
+    acc = dict(carry.acc)
+    acc["market_liquidation_notional"] += liq.filled_notional
+    acc["market_liquidation_orders"] += liq.orders
+    acc["partial_liquidation_orders"] += liq.partial_orders
+    acc["liquidation_fees"] += liq.fees
+    acc["vault_unwind_notional"] += liq.unwind_notional
+    acc["backstop_notional"] += bs.notional
+    acc["backstop_accounts"] += bs.accounts
+    acc["bad_debt_backstop"] += bs.bad_debt
+    acc["adl_notional"] += ad.notional
+    acc["adl_notional_vault"] += ad.vault_notional
+    acc["socialized_loss"] += ad.socialized
+    acc["bad_debt_adl"] += ad.bad_debt
+    acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
+    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], ad.any_fill.astype(mark.dtype))
+
+    def drift(v):
+        value = _total_value(v) + v["insurance_fund"]
+        net = jax.vmap(lay.markets)(v["position_size"])
+        return jnp.abs(value - carry.value0), jnp.max(jnp.abs(net), axis=-1)
+    zeros = jnp.zeros_like(carry.value0)
+    moved = need_liq | need_bs | need_adl | (funding is not None)
+    err_value, err_size = lax.cond(moved, drift, lambda v: (zeros, zeros), vals)
+    acc["conservation_error"] = jnp.maximum(acc["conservation_error"], err_value)
+    acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], err_size)
+    vault_av = _vault_value(vals, lay, mark)
+    acc["vault_equity_min"] = jnp.minimum(acc["vault_equity_min"], vault_av)
+
+    new = Carry(values=vals, impact=impact, prev_mark=mark, acc=acc,
+                deleveraged=carry.deleveraged | ad.deleveraged, bankrupt=carry.bankrupt | ad.bankrupt,
+                adl_markets=carry.adl_markets | ad.markets, value0=carry.value0)
+    hist = {
+        "mark": mark,
+        "vault_equity": vault_av,
+        "market_liquidation_notional": liq.filled_notional,
+        "backstop_notional": bs.notional,
+        "adl_notional": ad.notional,
+        "n_bankrupt": jnp.sum(ad.bankrupt, axis=-1).astype(mark.dtype),
+    }
+    return new, hist
+
+
+def _total_value(v: dict) -> Array:
+    return jnp.sum(v["all_cash"], axis=-1) - jnp.sum(v["position_size"] * v["position_entry"], axis=-1)
+
+
+def _vault_value(v: dict, lay: Layout, mark: Array) -> Array:
+    """[S] the vault's account value at ``mark`` [S, A]."""
+    size, entry = lay.vault(v["position_size"]), lay.vault(v["position_entry"])
+    return v["all_cash"][:, -2] + jnp.sum(size * (mark - entry), axis=-1)
+
+
+def _init(vals: dict, lay: Layout, oracle0: Array) -> Carry:
+    s = vals["all_cash"].shape[0]
+    dtype = vals["all_cash"].dtype
+    acc = {k: jnp.zeros(s, dtype) for k in _SUMS}
+    acc["vault_equity_min"] = _vault_value(vals, lay, oracle0)
+    acc["zero_sum_error"] = jnp.max(jnp.abs(jax.vmap(lay.markets)(vals["position_size"])), axis=-1)
+    r = lay.n_rows
+    return Carry(values=vals, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
+                 deleveraged=jnp.zeros((s, r), bool), bankrupt=jnp.zeros((s, r), bool),
+                 adl_markets=jnp.zeros(oracle0.shape, bool),
+                 value0=_total_value(vals) + vals["insurance_fund"])
+
+
+def _finish(carry: Carry, lay: Layout, vault_av0: Array) -> dict[str, Array]:
+    v = carry.values
+    av = jax.vmap(lambda c, s, e, m: account_value(lay, c, s, e, m))(
+        v["all_cash"], v["position_size"], v["position_entry"], carry.prev_mark)
+    m = dict(carry.acc)
+    dtype = av.dtype
+    m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, :-1], 0.0), axis=-1)
+    m["bad_debt"] = m["bad_debt_backstop"] + m["bad_debt_adl"] + m["bad_debt_residual"]
+    m["vault_pnl"] = av[:, -2] - vault_av0
+    m["n_adl_accounts"] = jnp.sum(carry.deleveraged, axis=-1).astype(dtype)
+    m["n_bankrupt_accounts"] = jnp.sum(carry.bankrupt, axis=-1).astype(dtype)
+    m["adl_markets"] = jnp.sum(carry.adl_markets, axis=-1).astype(dtype)
+    return {k: m[k] for k in METRICS}
+
+
+@partial(jax.jit, static_argnames=("rules", "history", "config"))
+def run(params: Params, book: PositionBook, oracle: Array, depth: Array, keys: Array, funding: Array | None = None,
+        *, rules: Rules, history: bool = False, config: EngineConfig = DEFAULT):
+    """Compiled core: batched position ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S].
+
+    Returns ``(final book, metrics, history)`` as :func:`adljax.engine.waterfall.run` does; ``rules``
+    (static, hard mode), ``config`` (static): its ``block`` is how many scenarios run through the time
+    loop together (:meth:`~adljax.engine.config.EngineConfig.block_size`).
+    """
+    lay = book.layout
+    vals = book.values()
+    s = oracle.shape[0]
+    one = partial(_run, lay=lay, rules=rules, history=history)
+    block = config.block_size()
+    if block is None or blocks(s, block)[0] == 1:
+        vals, metrics, hist = one(params, vals, oracle, depth, keys, funding)
+    else:
+        n, b = blocks(s, block)
+        split = lambda x: pad_scenarios(x, n * b).reshape((n, b) + x.shape[1:])
+        out = lax.map(lambda xs: one(params, *xs), jax.tree_util.tree_map(split, (vals, oracle, depth, keys, funding)))
+        vals, metrics, hist = jax.tree_util.tree_map(lambda y: y.reshape((n * b,) + y.shape[2:])[:s], out)
+    return _book(vals, lay), metrics, hist
+
+
+def _run(params, vals, oracle, depth, keys, funding, *, lay: Layout, rules: Rules, history: bool):
+    carry = _init(vals, lay, oracle[:, 0])
+    vault_av0 = carry.acc["vault_equity_min"]
+    time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
+    xs = (jnp.arange(oracle.shape[1]), time_major(oracle), time_major(depth), time_major(funding))
+
+    def body(c, x):
+        c, h = step(c, x, params, rules, keys, lay)
+        return c, (h if history else None)
+
+    carry, hist = lax.scan(body, carry, xs)
+    if history:
+        hist = {k: jnp.swapaxes(v, 0, 1) for k, v in hist.items()}
+    return carry.values, _finish(carry, lay, vault_av0), hist

@@ -1,0 +1,165 @@
+"""Where each position of a position book sits: its row and market, and the sums between them.
+
+A position book (:class:`adljax.model.position_book.PositionBook`) holds its positions as one
+list ``[P]`` instead of a dense ``[A, R]`` grid. The list has a fixed order:
+
+- the traders' positions, sorted by row (and within a row by market);
+- the vault's ``A`` slots, one a market (``market = 0 .. A−1``, row ``R − 2``);
+- the liquidity providers' ``A`` slots (row ``R − 1``).
+
+A trader's position only ever shrinks (liquidation and ADL close part of it, a takeover moves
+all of it to the vault), so the traders' slots fixed at the start hold every position they
+will ever hold; only the vault and the liquidity providers take positions on, in any market,
+and they have a slot in each. A closed position stays in the list with size 0.
+
+:class:`Layout` is that list's index arrays; it is the same for every scenario and step
+(unbatched, never carried as a scenario's state). Its methods are the two sums every stage
+needs, over a row's positions (:meth:`Layout.rows`, a sorted segment sum) and over a market's
+(:meth:`Layout.markets`), and the gathers back (:meth:`Layout.at_row`, :meth:`Layout.at_market`).
+Work and memory grow with ``P + R + A``, never with ``R × A``.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array, lax
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Index arrays of a position list (one scenario's or a batch's: the same for all).
+
+    Attributes:
+      row: [P] int32, each position's row (``0 .. N−1`` traders, ``N`` the vault, ``N+1`` the LPs), sorted.
+      market: [P] int32, each position's market, ``0 .. A−1``.
+      by_market: [P] int32, the positions in market order (stable: within a market, in row order).
+      market_start: [A + 1] int32, where each market's run starts in ``by_market`` (the last entry is P).
+      n_rows: R = N + 2 (static).
+      n_markets: A (static).
+    """
+
+    row: Array
+    market: Array
+    by_market: Array
+    market_start: Array
+    n_rows: int
+    n_markets: int
+
+    @classmethod
+    def build(cls, row, market, n_rows: int, n_markets: int) -> "Layout":
+        """The layout of positions at ``row``/``market`` [P] (host integers, rows sorted, system slots last)."""
+        row = np.asarray(row, np.int64)
+        market = np.asarray(market, np.int64)
+        order = np.argsort(market, kind="stable")
+        start = np.searchsorted(market[order], np.arange(n_markets + 1))
+        return cls(row=jnp.asarray(row, jnp.int32), market=jnp.asarray(market, jnp.int32),
+                   by_market=jnp.asarray(order, jnp.int32), market_start=jnp.asarray(start, jnp.int32),
+                   n_rows=int(n_rows), n_markets=int(n_markets))
+
+    # ---- sizes -----------------------------------------------------------------------
+    @property
+    def n_positions(self) -> int:
+        """P: the list's length, the vault's and the LPs' ``2A`` slots included."""
+        return self.row.shape[-1]
+
+    @property
+    def n_traders(self) -> int:
+        """N: trader rows."""
+        return self.n_rows - 2
+
+    @property
+    def vault_slots(self) -> slice:
+        """The vault's ``A`` positions (market order) in the list."""
+        p, a = self.n_positions, self.n_markets
+        return slice(p - 2 * a, p - a)
+
+    @property
+    def lp_slots(self) -> slice:
+        """The liquidity providers' ``A`` positions (market order) in the list."""
+        p, a = self.n_positions, self.n_markets
+        return slice(p - a, p)
+
+    # ---- sums and gathers ------------------------------------------------------------
+    def rows(self, x: Array) -> Array:
+        """``Σ`` over each row's positions: [P] → [R]."""
+        return jax.ops.segment_sum(x, self.row, self.n_rows, indices_are_sorted=True)
+
+    def any_rows(self, mask: Array) -> Array:
+        """[P] bool → [R] bool: the row has a position where ``mask`` holds."""
+        return jax.ops.segment_max(mask.astype(jnp.int8), self.row, self.n_rows, indices_are_sorted=True) > 0
+
+    def markets(self, x: Array) -> Array:
+        """``Σ`` over each market's positions: [P] → [A]."""
+        return jax.ops.segment_sum(x, self.market, self.n_markets)
+
+    def any_markets(self, mask: Array) -> Array:
+        """[P] bool → [A] bool: the market has a position where ``mask`` holds."""
+        return jax.ops.segment_max(mask.astype(jnp.int8), self.market, self.n_markets) > 0
+
+    def at_row(self, v: Array) -> Array:
+        """A row's value at each of its positions: [R] → [P]."""
+        return v[self.row]
+
+    def at_market(self, v: Array) -> Array:
+        """A market's value at each of its positions: [A] → [P]."""
+        return v[self.market]
+
+    def is_vault(self) -> Array:
+        """[P] bool: the vault's slots."""
+        return jnp.arange(self.n_positions) >= self.vault_slots.start
+
+    def is_system(self) -> Array:
+        """[P] bool: the vault's and the LPs' slots."""
+        i = jnp.arange(self.n_positions)
+        return i >= self.vault_slots.start
+
+    def is_trader(self) -> Array:
+        """[P] bool: the traders' positions."""
+        return jnp.arange(self.n_positions) < self.vault_slots.start
+
+    def vault(self, x: Array) -> Array:
+        """The vault's values by market: [..., P] → [..., A]."""
+        return x[..., self.vault_slots]
+
+    def lp(self, x: Array) -> Array:
+        """The liquidity providers' values by market: [..., P] → [..., A]."""
+        return x[..., self.lp_slots]
+
+    def with_system(self, x: Array, vault: Array | None = None, lp: Array | None = None) -> Array:
+        """``x`` [P] with the vault's and/or the LPs' slots replaced by [A] values."""
+        if vault is not None:
+            x = x.at[self.vault_slots].set(vault)
+        if lp is not None:
+            x = x.at[self.lp_slots].set(lp)
+        return x
+
+    def market_cumsum(self, x: Array) -> Array:
+        """[P]: the running sum of ``x`` over each market's positions in row order, inclusive.
+
+        A segmented scan over the positions in market order: each market's sum starts at its
+        own first position, so its rounding is that of its own terms only.
+        """
+        xs = x[self.by_market]
+        first = jnp.zeros(xs.shape, bool).at[self.market_start[:-1]].set(True, mode="drop")
+
+        def combine(a, b):
+            fa, va = a
+            fb, vb = b
+            return fa | fb, jnp.where(fb, vb, va + vb)
+
+        _, ranked = lax.associative_scan(combine, (first, xs))
+        return jnp.zeros_like(x).at[self.by_market].set(ranked, unique_indices=True)
+
+
+def _flatten(lay: Layout):
+    return (lay.row, lay.market, lay.by_market, lay.market_start), (lay.n_rows, lay.n_markets)
+
+
+def _unflatten(meta, children):
+    return Layout(*children, *meta)
+
+
+jax.tree_util.register_pytree_node(Layout, _flatten, _unflatten)

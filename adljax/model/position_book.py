@@ -1,0 +1,402 @@
+"""The book as a list of positions: a venue's book, sparse over accounts × markets.
+
+A real venue's accounts hold a few markets each (Hyperliquid on 10 Oct 2025: ~221k positions over
+~437k accounts and 182 markets, 0.3 % of the grid). :class:`PositionBook` holds exactly those
+positions, in the order :class:`~adljax.model.layout.Layout` describes, with the vault's and the
+liquidity providers' one slot a market; :func:`adljax.simulate` runs it on the position engine
+(:mod:`adljax.engine.positions`), whose work and memory grow with positions, not with rows × markets.
+"""
+from __future__ import annotations
+
+import dataclasses
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax import Array
+
+from .book import Book, _indices, check_money, check_zero_sum
+from .errors import (InputError, as_bools, as_host, as_numbers, check_above_floor, check_below_limit, check_finite,
+                     check_ndim, check_number, check_positive, check_representable, check_shape, float_dtype)
+from .layout import Layout
+
+#: The most numbers (scenarios × trader rows × markets) the dense views ``size``/``entry`` of a
+#: position book build; above it they refuse, pointing to ``position_size``/``position_entry``.
+DENSE_VIEW_LIMIT = 50_000_000
+
+_VALUES = ("all_cash", "position_size", "position_entry", "cooldown", "isolated", "insurance_fund")
+
+
+@dataclasses.dataclass(frozen=True)
+class PositionBook:
+    """All accounts of one scenario (or a batch, leading axis S) as a list of positions.
+
+    Attributes:
+      all_cash: [..., R] USD, every row's collateral (traders, then the vault, then the LPs; R = N + 2).
+      position_size: [..., P] signed base units of each position (+long, −short; 0 once closed).
+      position_entry: [..., P] USD per unit, each position's average entry (0 where flat).
+      cooldown: [..., R] seconds until the row may send its next liquidation order.
+      isolated: [..., R] bool, rows that are isolated positions.
+      insurance_fund: [...] USD.
+      layout: the :class:`~adljax.model.layout.Layout` (each position's row and market), one for the batch.
+    """
+
+    all_cash: Array
+    position_size: Array
+    position_entry: Array
+    cooldown: Array
+    isolated: Array
+    insurance_fund: Array
+    layout: Layout
+
+    def replace(self, **changes) -> "PositionBook":
+        return dataclasses.replace(self, **changes)
+
+    # ---- sizes and views --------------------------------------------------------------
+    @property
+    def n_accounts(self) -> int:
+        """N, the number of trader rows."""
+        return self.layout.n_traders
+
+    @property
+    def n_markets(self) -> int:
+        return self.layout.n_markets
+
+    @property
+    def n_positions(self) -> int:
+        """P, the traders' positions (the list without the vault's and LPs' slots)."""
+        return self.layout.n_positions - 2 * self.layout.n_markets
+
+    @property
+    def account(self) -> Array:
+        """[P] each trader position's row."""
+        return self.layout.row[:self.n_positions]
+
+    @property
+    def market(self) -> Array:
+        """[P] each trader position's market."""
+        return self.layout.market[:self.n_positions]
+
+    @property
+    def cash(self) -> Array:
+        """Traders' collateral, [..., N] USD."""
+        return self.all_cash[..., :-2]
+
+    @property
+    def vault_cash(self) -> Array:
+        return self.all_cash[..., -2]
+
+    @property
+    def lp_cash(self) -> Array:
+        return self.all_cash[..., -1]
+
+    @property
+    def vault_size(self) -> Array:
+        """[..., A] the vault's positions."""
+        return self.layout.vault(self.position_size)
+
+    @property
+    def vault_entry(self) -> Array:
+        return self.layout.vault(self.position_entry)
+
+    @property
+    def lp_size(self) -> Array:
+        return self.layout.lp(self.position_size)
+
+    @property
+    def lp_entry(self) -> Array:
+        return self.layout.lp(self.position_entry)
+
+    def _dense(self, x: Array, name: str) -> Array:
+        lead = tuple(np.shape(x))[:-1]
+        n, a = self.n_accounts, self.n_markets
+        cells = int(np.prod(lead, dtype=np.int64)) * n * a
+        if cells > DENSE_VIEW_LIMIT:
+            raise InputError(f"book.{name}: the dense view [..., N, A] would hold {cells:,} numbers, above "
+                             f"{DENSE_VIEW_LIMIT:,} (adljax.model.position_book.DENSE_VIEW_LIMIT); read the "
+                             f"positions instead: book.position_{name} [..., P] with book.account and book.market")
+        p = self.n_positions
+        out = jnp.zeros(lead + (n, a), x.dtype)
+        return out.at[..., self.account, self.market].set(x[..., :p])
+
+    @property
+    def size(self) -> Array:
+        """Traders' positions as a dense [..., N, A] array (small books only: :data:`DENSE_VIEW_LIMIT`)."""
+        return self._dense(self.position_size, "size")
+
+    @property
+    def entry(self) -> Array:
+        """Traders' entry prices as a dense [..., N, A] array (small books only)."""
+        return self._dense(self.position_entry, "entry")
+
+    def account_value(self, mark: Array) -> Array:
+        """``cash + Σ size·(mark − entry)`` for every row, [..., R] USD; ``mark`` [..., A]."""
+        lay = self.layout
+        pnl = self.position_size * (jnp.take(mark, lay.market, axis=-1) - self.position_entry)
+        if pnl.ndim == 1:
+            return self.all_cash + lay.rows(pnl)
+        return self.all_cash + jax.vmap(lay.rows)(pnl.reshape(-1, pnl.shape[-1])).reshape(self.all_cash.shape)
+
+    def total_value(self) -> Array:
+        """``Σ_rows AV`` (mark-independent when every market is zero-sum): ``Σ cash − Σ size·entry``."""
+        return jnp.sum(self.all_cash, axis=-1) - jnp.sum(self.position_size * self.position_entry, axis=-1)
+
+    # ---- batches ----------------------------------------------------------------------
+    def batched(self, n_scenarios: int) -> "PositionBook":
+        """The book repeated for ``n_scenarios`` scenarios (a batched book is returned as it is)."""
+        if np.ndim(self.all_cash) == 2:
+            return self
+        return self.replace(**{f: jnp.broadcast_to(getattr(self, f), (n_scenarios,) + np.shape(getattr(self, f)))
+                               for f in _VALUES})
+
+    def scenarios(self, first: int, n: int) -> "PositionBook":
+        """Scenarios ``[first, first + n)`` of a batched book (a single book: repeated ``n`` times)."""
+        if np.ndim(self.all_cash) == 1:
+            return self.batched(n)
+        return self.replace(**{f: getattr(self, f)[first:first + n] for f in _VALUES})
+
+    def values(self) -> dict:
+        """The per-scenario arrays (every field but the layout)."""
+        return {f: getattr(self, f) for f in _VALUES}
+
+    def astype(self, dtype) -> "PositionBook":
+        return self.replace(**{f: jnp.asarray(getattr(self, f), dtype) for f in _VALUES if f != "isolated"})
+
+    # ---- conversion -------------------------------------------------------------------
+    @classmethod
+    def from_book(cls, book: Book) -> "PositionBook":
+        """The positions of a dense :class:`Book` (single or batched): every (row, market) cell that holds
+        a position in some scenario, in row order, with the vault's and the LPs' slots."""
+        if not isinstance(book, Book):
+            raise InputError(f"book: expected an adljax.Book, got {type(book).__name__}")
+        size = np.asarray(book.size_am)                                       # [..., A, R]
+        a, r = size.shape[-2:]
+        held = np.any(size.reshape((-1, a, r))[..., :r - 2] != 0, axis=0).T   # [N, A]
+        rows, mkts = np.nonzero(held)
+        layout = _layout(rows, mkts, r, a)
+        take = lambda x: np.concatenate([x[..., mkts, rows], x[..., :, r - 2], x[..., :, r - 1]], axis=-1)
+        return cls(all_cash=book.all_cash, position_size=jnp.asarray(take(size)),
+                   position_entry=jnp.asarray(take(np.asarray(book.entry_am))), cooldown=book.cooldown,
+                   isolated=book.isolated, insurance_fund=book.insurance_fund, layout=layout)
+
+    def to_book(self) -> Book:
+        """The dense :class:`Book` of the same positions (small books only: :data:`DENSE_VIEW_LIMIT`)."""
+        n, a = self.n_accounts, self.n_markets
+        lead = tuple(np.shape(self.all_cash))[:-1]
+        dense = lambda x, name: jnp.concatenate(
+            [self._dense(x, name), self.layout.vault(x)[..., None, :], self.layout.lp(x)[..., None, :]], axis=-2)
+        size, entry = dense(self.position_size, "size"), dense(self.position_entry, "entry")
+        assert size.shape == lead + (n + 2, a)
+        return Book.from_rows(self.all_cash, size, entry, self.cooldown, self.isolated, self.insurance_fund)
+
+    @classmethod
+    def from_positions(cls, account, market, size, entry, cash, *, n_markets: int | None = None, isolated=None,
+                       vault_cash=0.0, insurance_fund=0.0, vault_size=None, vault_entry=None, lp_cash=0.0,
+                       lp_size=None, lp_entry=None, dtype=None) -> "PositionBook":
+        """Build and check a position book from a list of positions, as venues publish them.
+
+        Args:
+          account: [P] int, each position's trader row, in ``0 .. N−1``.
+          market: [P] int, each position's market, in ``0 .. A−1``.
+          size: [P] signed sizes, base units (+long, −short).
+          entry: [P] average entry prices, USD per unit (> 0 where the size is not 0).
+          cash: [N] traders' collateral, USD; a row without positions holds cash only.
+          n_markets: A, when the last markets hold no position (default: ``max(market) + 1``).
+          isolated: [N] bool, rows that are isolated positions (one position each).
+          vault_cash, insurance_fund, vault_size, vault_entry, lp_cash, lp_size, lp_entry, dtype: as
+            :meth:`adljax.Book.from_accounts` (the vault's and LPs' positions [A]).
+
+        No dense [N, A] array is built: memory grows with P + N + A.
+
+        Raises:
+          InputError: naming the field, as :meth:`adljax.Book.from_positions` (indices, lengths, a repeated
+            pair) and :meth:`adljax.Book.from_accounts` (numbers, entries, zero sum, isolated rows, money).
+        """
+        dtype = jax.dtypes.canonicalize_dtype(float_dtype("dtype", dtype))
+        cash = as_numbers("cash", cash).astype(np.float64)
+        check_ndim("cash", cash, 1, "[N accounts]")
+        n = cash.shape[0]
+        acc = _indices("account", account, n, "N accounts (the length of cash)")
+        p = acc.shape[0]
+        mkt = _indices("market", market, None, "")
+        check_shape("market", mkt, (p,), "[P positions], like account")
+        if n_markets is None:
+            if p == 0:
+                raise InputError("n_markets: give the number of markets of a book without positions")
+            a = int(mkt.max()) + 1
+        else:
+            if isinstance(n_markets, bool) or not isinstance(n_markets, (int, np.integer)) or n_markets < 1:
+                raise InputError(f"n_markets: must be a whole number >= 1, got {n_markets!r}")
+            a = int(n_markets)
+            if p and int(mkt.max()) >= a:
+                k = int(np.argmax(mkt >= a))
+                raise InputError(f"market: position {k} is in market {int(mkt[k])}, but n_markets is {a}")
+        size = as_numbers("size", size).astype(np.float64)
+        entry = as_numbers("entry", entry).astype(np.float64)
+        check_shape("size", size, (p,), "[P positions], like account")
+        check_shape("entry", entry, (p,), "[P positions], like account")
+        for name, v in (("cash", cash), ("size", size), ("entry", entry)):
+            check_finite(name, v)
+        order = np.lexsort((mkt, acc))
+        key = acc[order] * a + mkt[order]
+        if p > 1 and np.any(key[1:] == key[:-1]):
+            k = int(np.argmax(key[1:] == key[:-1]))
+            i, j = sorted((int(order[k]), int(order[k + 1])))
+            raise InputError(f"account, market: positions {i} and {j} are both account {int(acc[i])} in market "
+                             f"{int(mkt[i])}; a row holds one position a market")
+        open_ = size != 0
+        if np.any(open_ & (entry <= 0)):
+            k = int(np.argmax(open_ & (entry <= 0)))
+            raise InputError(f"entry: must be > 0 where a position is open; position {k} (account {int(acc[k])}, "
+                             f"market {int(mkt[k])}) has size {size[k]} and entry {entry[k]}")
+        entry = np.where(open_, entry, 0.0)
+
+        def vec(name, v, default):
+            v = np.full(a, default) if v is None else as_numbers(name, v).astype(np.float64)
+            check_shape(name, v, (a,), "[A markets]")
+            check_finite(name, v)
+            return v
+
+        vault_size, vault_entry = vec("vault_size", vault_size, 0.0), vec("vault_entry", vault_entry, 0.0)
+        lp_size, lp_entry = vec("lp_size", lp_size, 0.0), vec("lp_entry", lp_entry, 0.0)
+        for nm, s, e in (("vault_entry", vault_size, vault_entry), ("lp_entry", lp_size, lp_entry)):
+            if np.any((s != 0) & (e <= 0)):
+                raise InputError(f"{nm}: must be > 0 where the row holds a position")
+        vault_entry = np.where(vault_size != 0, vault_entry, 0.0)
+        lp_entry = np.where(lp_size != 0, lp_entry, 0.0)
+        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund), ("lp_cash", lp_cash)):
+            check_number(nm, v)
+        vault_cash, insurance_fund, lp_cash = float(vault_cash), float(insurance_fund), float(lp_cash)
+        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund)):
+            check_positive(nm, np.asarray(v), allow_zero=True)
+        check_finite("lp_cash", np.asarray(lp_cash))
+        if isolated is None:
+            iso = np.zeros(n, dtype=bool)
+        else:
+            iso = as_bools("isolated", isolated)
+            check_shape("isolated", iso, (n,), "[N accounts]")
+            npos = np.bincount(acc[open_], minlength=n)
+            bad = iso & (npos > 1)
+            if bad.any():
+                i = int(np.argmax(bad))
+                raise InputError(f"isolated: account {i} is isolated but holds {int(npos[i])} positions; an isolated "
+                                 "position is a row with one position (split the trader into several rows)")
+        for nm, v, kind in (("cash", cash, "none"), ("size", size, "nonzero"), ("entry", entry, "nonzero"),
+                            ("vault_cash", vault_cash, "none"), ("insurance_fund", insurance_fund, "none"),
+                            ("lp_cash", lp_cash, "none"), ("vault_size", vault_size, "nonzero"),
+                            ("vault_entry", vault_entry, "nonzero"), ("lp_size", lp_size, "nonzero"),
+                            ("lp_entry", lp_entry, "nonzero")):
+            check_representable(nm, np.asarray(v), dtype, positive=kind)
+        for nm, v in (("entry", entry), ("vault_entry", vault_entry), ("lp_entry", lp_entry)):
+            check_below_limit(nm, v, dtype)
+        for nm, v in (("size", size), ("entry", entry), ("vault_size", vault_size), ("vault_entry", vault_entry),
+                      ("lp_size", lp_size), ("lp_entry", lp_entry)):
+            check_above_floor(nm, v, dtype)
+        acc, mkt, size, entry = acc[order], mkt[order], size[order], entry[order]
+        all_size = np.concatenate([size, vault_size, lp_size])
+        all_entry = np.concatenate([entry, vault_entry, lp_entry])
+        layout = _layout(acc, mkt, n + 2, a)
+        all_cash = np.concatenate([cash, [vault_cash, lp_cash]])
+        _check_values(layout, all_cash, all_size, all_entry, np.asarray(insurance_fund), dtype,
+                      ("cash", "size", "entry"))
+        return cls(all_cash=jnp.asarray(all_cash, dtype), position_size=jnp.asarray(all_size, dtype),
+                   position_entry=jnp.asarray(all_entry, dtype), cooldown=jnp.zeros(n + 2, dtype),
+                   isolated=jnp.asarray(np.concatenate([iso, [False, False]])),
+                   insurance_fund=jnp.asarray(insurance_fund, dtype), layout=layout)
+
+    # ---- checks -----------------------------------------------------------------------
+    def checked_dtype(self) -> np.dtype:
+        """The float dtype every stage runs in (the cash's), with every field checked to agree."""
+        dtype = np.dtype(self.all_cash.dtype)
+        if dtype.name not in ("float32", "float64"):
+            raise InputError(f"book.all_cash: dtype {dtype.name}; a book's numbers are float32 or float64")
+        for name in ("position_size", "position_entry", "cooldown", "insurance_fund"):
+            d = np.dtype(getattr(self, name).dtype)
+            if d != dtype:
+                raise InputError(f"book.{name}: dtype {d.name} differs from the book's {dtype.name} (book.all_cash)")
+        if np.dtype(self.isolated.dtype).kind != "b":
+            raise InputError(f"book.isolated: expected True/False per row, got dtype {np.dtype(self.isolated.dtype)}")
+        return dtype
+
+    def validate(self, paths=None) -> None:
+        """Check shapes and dtypes, and (where concrete) what :meth:`adljax.Book.validate` checks of values:
+        finite numbers, open entries > 0, cooldowns and fund >= 0, one position on an isolated row, every
+        market zero-sum, the book's money below the dtype's limit (at the paths' highest prices with ``paths``).
+
+        Raises:
+          InputError: naming the field (``book.all_cash``, ``book.position_size``, ...) and the problem.
+        """
+        dtype = self.checked_dtype()
+        lay = self.layout
+        if not isinstance(lay, Layout):
+            raise InputError(f"book.layout: expected an adljax.model.layout.Layout, got {type(lay).__name__}")
+        if np.ndim(self.all_cash) not in (1, 2):
+            raise InputError(f"book.all_cash: expected [R rows] or [S scenarios, R rows], got shape "
+                             f"{tuple(np.shape(self.all_cash))}")
+        lead = tuple(np.shape(self.all_cash))[:-1]
+        r, p = lay.n_rows, lay.n_positions
+        for name, shape in (("all_cash", lead + (r,)), ("position_size", lead + (p,)),
+                            ("position_entry", lead + (p,)), ("cooldown", lead + (r,)), ("isolated", lead + (r,)),
+                            ("insurance_fund", lead)):
+            check_shape(f"book.{name}", getattr(self, name), shape, "(as book.all_cash and book.layout)")
+        prices = None
+        if paths is not None:
+            paths.validate(lay.n_markets, dtype)
+            prices = paths.max_price()
+        vals = [as_host(getattr(self, f)) for f in ("all_cash", "position_size", "position_entry", "cooldown",
+                                                    "isolated", "insurance_fund")]
+        cash, size, entry, cooldown, iso, fund = vals
+        for name, v in (("all_cash", cash), ("position_size", size), ("position_entry", entry),
+                        ("cooldown", cooldown), ("insurance_fund", fund)):
+            if v is not None:
+                check_representable(f"book.{name}", v, dtype)
+        if cooldown is not None:
+            check_positive("book.cooldown", cooldown, allow_zero=True)
+        if fund is not None:
+            check_positive("book.insurance_fund", fund, allow_zero=True)
+        if size is None or entry is None or cash is None or fund is None:
+            return
+        bad = (size != 0) & (entry <= 0)
+        if bad.any():
+            idx = tuple(int(i) for i in np.argwhere(bad)[0])
+            raise InputError(f"book.position_entry: must be > 0 where a position is open; position {idx[-1]} "
+                             f"has size {size[idx]} and entry {entry[idx]}")
+        if iso is not None:
+            row = np.asarray(lay.row)
+            npos = np.stack([np.bincount(row, weights=(s != 0), minlength=r)
+                             for s in size.reshape(-1, p)]).reshape(lead + (r,))
+            bad = iso & (npos > 1)
+            if bad.any():
+                idx = tuple(int(i) for i in np.argwhere(bad)[0])
+                raise InputError(f"book.isolated: row {idx[-1]} is isolated but holds {int(npos[idx])} positions; "
+                                 "an isolated position is a row with one position")
+        _check_values(lay, cash, size, entry, fund, dtype, ("book.all_cash", "book.position_size",
+                                                            "book.position_entry"), prices)
+
+
+def _layout(rows, mkts, n_rows: int, n_markets: int) -> Layout:
+    """The layout of trader positions at ``rows``/``mkts`` (sorted by row) plus the system slots."""
+    a = np.arange(n_markets)
+    return Layout.build(np.concatenate([rows, np.full(n_markets, n_rows - 2), np.full(n_markets, n_rows - 1)]),
+                        np.concatenate([mkts, a, a]), n_rows, n_markets)
+
+
+def _check_values(lay: Layout, cash, size, entry, fund, dtype, names, prices=None) -> None:
+    """Zero sum per market and the book's money, from per-market totals (no dense grid)."""
+    mkt = np.asarray(lay.market)
+    a = lay.n_markets
+    size = np.asarray(size, np.float64).reshape(-1, size.shape[-1])
+    entry = np.asarray(entry, np.float64).reshape(-1, entry.shape[-1])
+    longs = np.stack([np.bincount(mkt, weights=np.maximum(s, 0.0), minlength=a) for s in size])
+    shorts = np.stack([np.bincount(mkt, weights=np.minimum(s, 0.0), minlength=a) for s in size])
+    check_zero_sum(np.stack([longs, shorts], axis=-2).reshape(np.shape(cash)[:-1] + (2, a)), names[1])
+    gross = (longs - shorts)                                                    # [S', A]
+    top = np.zeros((size.shape[0], a))
+    for i in range(size.shape[0]):
+        np.maximum.at(top[i], mkt, np.where(size[i] != 0, entry[i], 0.0))
+    shape = np.shape(cash)[:-1]
+    check_money(cash, fund, gross.reshape(shape + (a, 1)), top.reshape(shape + (a, 1)), prices, dtype,
+                cash_name=names[0], size_name=names[1], price_name=names[2])
+
+
+jax.tree_util.register_dataclass(PositionBook, data_fields=list(_VALUES) + ["layout"], meta_fields=[])

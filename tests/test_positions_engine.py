@@ -1,0 +1,107 @@
+"""The position engine (adljax.PositionBook) against the dense engine, by hand, and its invariants.
+
+The differential test draws the dense engine's own cases (strategies.cases), runs them as dense books and as
+position books (PositionBook.from_book), and requires every metric, the history and the final book to agree
+at 1e-9 of each quantity's scale in float64: the same rules, only the sums taken in another order.
+"""
+from __future__ import annotations
+
+import os
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, note, settings, strategies as st
+
+import adljax
+from adljax import Book, InputError, Outcome, Paths, PositionBook, venues
+
+from invariants import REL, check_invariants
+from strategies import RULE_SETS, SHAPES, cases, compare_outcomes
+
+FULL = os.environ.get("ADLJAX_FULL_TESTS") == "1"
+#: Hard-mode rule sets run in the suite: every ADL policy and price, each backstop (all of RULE_SETS on request).
+PAIRS = tuple(zip(SHAPES[1:] + SHAPES[:1] * 2, RULE_SETS[:1] + RULE_SETS[6:8] + RULE_SETS[1:2])) if not FULL \
+    else tuple(zip((SHAPES * 3)[:len(RULE_SETS)], RULE_SETS))
+PER_PAIR = 12 if FULL else 4
+
+
+def _as_dense(out: Outcome) -> Outcome:
+    return Outcome(book=out.book.to_book(), metrics=out.metrics, history=out.history)
+
+
+@pytest.mark.parametrize("pair", PAIRS, ids=lambda p: "-".join(str(v) for v in p[1].values()))
+@settings(max_examples=PER_PAIR, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(data=st.data())
+def test_position_engine_matches_dense_engine(pair, data):
+    shape, rules = pair
+    case = data.draw(cases(shapes=(shape,), n_scenarios=3, rules=(rules,)), label="case")
+    note(case.describe())
+    book, paths = case.book(), case.paths()
+    dense = adljax.simulate(case.venue, book, paths, dt=case.dt, history=True)
+    pos = _as_dense(adljax.simulate(case.venue, PositionBook.from_book(book), paths, dt=case.dt, history=True))
+    bad = compare_outcomes(case, pos, dense)
+    assert not bad, "position and dense engines disagree:\n" + "\n".join(bad)
+    check_invariants(case, pos, rel=REL)
+
+
+def _two_market_book(**kw) -> PositionBook:
+    """Trader 0 long 10 @ 100 with $50, trader 1 short 10 @ 100 with $10,000, trader 2 $500 and no position;
+    market 1 holds no position at all."""
+    return PositionBook.from_positions([0, 1], [0, 0], [10.0, -10.0], [100.0, 100.0], [50.0, 10_000.0, 500.0],
+                                       n_markets=2, dtype=jnp.float64, **kw)
+
+
+def test_a_liquidated_long_closes_whole_at_the_mark_by_hand():
+    """Oracle 96: trader 0's AV = 50 + 10·(96 − 100) = 10 < MR = 10·96·1.25 % = 12, so its $960 position
+    (under the $100k partial threshold) closes whole at 96 with no slippage: cash 50 − 40 = 10, flat. The
+    LPs take the long, 10 @ 96, for no cash. Trader 1 (AV 10,040, MR 12) and trader 2 (no position) keep theirs."""
+    venue = venues.hyperliquid(slippage=0.0, impact=0.0, liquidation_fee=0.0)
+    oracle = np.array([[[100.0, 50.0], [96.0, 50.0]]])
+    paths = Paths(oracle, np.full_like(oracle, 1e9))
+    out = adljax.simulate(venue, _two_market_book(), paths)
+    b = out.book
+    np.testing.assert_allclose(np.asarray(b.all_cash[0]), [10.0, 10_000.0, 500.0, 0.0, 0.0], atol=1e-12)
+    np.testing.assert_allclose(np.asarray(b.size[0]), [[0.0, 0.0], [-10.0, 0.0], [0.0, 0.0]])
+    np.testing.assert_allclose(np.asarray(b.lp_size[0]), [10.0, 0.0])
+    np.testing.assert_allclose(np.asarray(b.lp_entry[0]), [96.0, 0.0])
+    m = {k: float(v[0]) for k, v in out.metrics.items()}
+    assert m["market_liquidation_orders"] == 1 and m["market_liquidation_notional"] == pytest.approx(960.0)
+    assert m["adl_notional"] == 0 and m["backstop_accounts"] == 0
+    assert m["conservation_error"] < 1e-9 and m["zero_sum_error"] == 0
+
+
+def test_position_books_refuse_what_they_cannot_run(monkeypatch):
+    book = _two_market_book()
+    paths = Paths(np.full((1, 2, 2), 100.0), np.full((1, 2, 2), 1e6))
+    with pytest.raises(InputError, match="smooth"):
+        adljax.simulate(venues.hyperliquid(smooth=True, temperature=0.05), book, paths)
+    assert book.size.shape == (3, 2)                   # 6 numbers: within the dense views' limit
+    monkeypatch.setattr(adljax.model.position_book, "DENSE_VIEW_LIMIT", 5)
+    with pytest.raises(InputError, match="book.size: the dense view .* 6 numbers.*book.position_size"):
+        book.size
+    with pytest.raises(InputError, match="account, market: positions 0 and 2"):
+        PositionBook.from_positions([0, 1, 0], [0, 0, 0], [1.0, -1.0, 1.0], [1.0, 1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(InputError, match="market: position 1 is in market 3"):
+        PositionBook.from_positions([0, 1], [0, 3], [1.0, -1.0], [1.0, 1.0], [1.0, 1.0], n_markets=2)
+    with pytest.raises(InputError, match="not zero-sum"):
+        PositionBook.from_positions([0, 1], [0, 0], [1.0, -2.0], [1.0, 1.0], [1.0, 1.0])
+    with pytest.raises(InputError, match="isolated: account 0"):
+        PositionBook.from_positions([0, 0, 1, 1], [0, 1, 0, 1], [1.0, 1.0, -1.0, -1.0], [1.0] * 4, [1.0, 1.0],
+                                    isolated=[True, False])
+
+
+def test_from_book_and_to_book_round_trip():
+    rng = np.random.default_rng(3)
+    size = np.where(rng.random((6, 4)) < 0.3, rng.normal(size=(6, 4)), 0.0)
+    entry = np.where(size != 0, rng.uniform(1, 2, (6, 4)), 0.0)
+    dense = Book.from_accounts(rng.uniform(1, 2, 6), size, entry, lp_size=-size.sum(0), lp_entry=np.ones(4),
+                               vault_cash=3.0, dtype=jnp.float64)
+    pos = PositionBook.from_book(dense)
+    assert pos.n_positions == int(np.sum(size != 0))
+    back = pos.to_book()
+    for f in ("all_cash", "size_am", "entry_am", "cooldown", "isolated", "insurance_fund"):
+        np.testing.assert_array_equal(np.asarray(getattr(back, f)), np.asarray(getattr(dense, f)), err_msg=f)
+    mark = jnp.asarray(rng.uniform(1, 2, 4))
+    np.testing.assert_allclose(np.asarray(pos.account_value(mark)), np.asarray(dense.account_value(mark)), rtol=1e-14)
