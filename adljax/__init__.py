@@ -46,6 +46,6 @@ for _name, _module in {"venues": venues, "bookfile": bookfile, "generate": gener
         _sys.modules[f"{__name__}.{_name}{_full[len(_module.__name__):]}"] = _sys.modules[_full]
 del _name, _module, _full
 
-__all__ = ["Book", "PositionBook", "Paths", "Venue", "Rules", "Params", "Outcome", "METRICS", "HISTORY", "InputError", "EngineConfig",
-           "simulate", "use_cpu_cores", "calibrate", "Calibration", "adl_queue", "venues", "reference"]
+__all__ = ["Book", "PositionBook", "Paths", "Venue", "Rules", "Params", "Outcome", "METRICS", "HISTORY", "InputError",
+           "EngineConfig", "simulate", "use_cpu_cores", "calibrate", "Calibration", "adl_queue", "venues", "reference"]
 __version__ = "0.1.0"

@@ -495,15 +495,15 @@ def _check_money(cash, fund, size, entry, prices, dtype, cash_name, size_name, p
                      f"{np.dtype(dtype).name} (1e-3·sqrt of its largest number); {remedy(dtype, 'larger')}")
 
 
-def check_zero_sum(all_size, name: str = "size") -> None:
+def check_zero_sum(all_size, name: str = "size", dtype=None) -> None:
     """Raise if some market's positions (all rows) do not sum to zero, naming each market's imbalance.
 
-    ``all_size`` is [..., R, A].
+    ``all_size`` is [..., R, A]; ``dtype``: the book's float dtype, whose rounding is allowed (default: the array's).
     """
     h = as_host(all_size)
     if h is None:
         return
-    rel = 1e-9 if h.dtype == np.float64 else 1e-6   # the rounding of a float32 book
+    rel = 1e-9 if np.dtype(dtype or h.dtype) == np.float64 else 1e-6   # the rounding of a float32 book
     h = np.asarray(h, dtype=np.float64)
     net = h.sum(axis=-2)
     scale = np.abs(h).sum(axis=-2)

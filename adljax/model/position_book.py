@@ -389,7 +389,8 @@ def _check_values(lay: Layout, cash, size, entry, fund, dtype, names, prices=Non
     entry = np.asarray(entry, np.float64).reshape(-1, entry.shape[-1])
     longs = np.stack([np.bincount(mkt, weights=np.maximum(s, 0.0), minlength=a) for s in size])
     shorts = np.stack([np.bincount(mkt, weights=np.minimum(s, 0.0), minlength=a) for s in size])
-    check_zero_sum(np.stack([longs, shorts], axis=-2).reshape(np.shape(cash)[:-1] + (2, a)), names[1])
+    check_zero_sum(np.stack([longs, shorts], axis=-2).reshape(np.shape(cash)[:-1] + (2, a)), names[1],
+                   dtype)
     gross = (longs - shorts)                                                    # [S', A]
     top = np.zeros((size.shape[0], a))
     for i in range(size.shape[0]):

@@ -51,7 +51,8 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     # Fees, from what the liquidated row has left (its value moved by fill·(price − mark)).
     fill_ntl = jnp.abs(fill) * mc
     av_after = av + lay.rows(fill * (price - mc))
-    fee = jnp.where(vault_row, 0.0, jnp.minimum(params.liquidation_fee * lay.rows(fill_ntl), jnp.maximum(av_after, 0.0)))
+    fee = jnp.where(vault_row, 0.0,
+                    jnp.minimum(params.liquidation_fee * lay.rows(fill_ntl), jnp.maximum(av_after, 0.0)))
     fees = jnp.sum(fee)
     cash = cash - fee
     # A fee that takes all a flat row has left leaves it at exactly 0 (docs/rules.md, "Dust").
