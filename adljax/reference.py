@@ -1009,7 +1009,8 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
     Args:
       venue: the venue's rules and numbers (:mod:`adljax.venues`).
       book: the starting :class:`Book`, one for every scenario, or a batch
-        with a leading scenario axis S.
+        with a leading scenario axis S; or a :class:`~adljax.PositionBook` (run as its dense
+        ``to_book()``, so small books only, and the final books are dense).
       paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A].
       dt: seconds per step.
       key: ``jax.random.key`` for the ``random_order`` ADL policy; scenario
@@ -1027,8 +1028,14 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key=Non
     """
     if not isinstance(paths, Paths):
         raise InputError(f"paths: expected an adljax.Paths, got {type(paths).__name__}")
+    from .model.position_book import PositionBook
+
+    if isinstance(book, PositionBook):     # the same rows and positions, as the dense arrays this engine reads
+        book.validate(paths)
+        book = book.to_book()
     if not isinstance(book, Book):
-        raise InputError(f"book: expected an adljax.Book (see Book.from_accounts), got {type(book).__name__}")
+        raise InputError(f"book: expected an adljax.Book (see Book.from_accounts) or an adljax.PositionBook, "
+                         f"got {type(book).__name__}")
     check_bool("history", history)
     check_first_scenario(first_scenario)
     check_inputs(book, paths)         # the checks adljax.simulate runs, in the book's dtype

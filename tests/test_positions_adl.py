@@ -15,6 +15,7 @@ import adljax
 from adljax import Book
 from adljax.engine.market import Market
 from adljax.engine.positions import adl as padl
+from adljax.engine.positions import margin as pmargin
 from adljax.engine.stages import adl as dadl
 from adljax.engine.stages.queue import take_from_top as dense_take
 from adljax.model.layout import Layout
@@ -57,7 +58,7 @@ def _scenario(rng, a: int, n: int, kind: str) -> tuple[Book, np.ndarray]:
     if kind == "whole":
         vault_size[0] = -abs(vault_size[0])                           # a candidate short
         total = size[:, 0].sum() + vault_size[0]
-        if total < 0:                                                 # the LP must not be long in market 0
+        if total < 0:                                     # the traders net long, so that the vault ends short
             i = 3 + int(np.argmax(size[3:, 0]))
             size[i, 0] = max(size[i, 0], 0.0) + 1.0 - total
             entry[i, 0] = mark[0]
@@ -226,7 +227,7 @@ def test_queue_cut_off_matches_the_dense_queue():
 
 @functools.partial(jax.jit, static_argnums=0)
 def _run_one(rules, pb, market, params):
-    return padl.run(pb, market, params, rules)
+    return padl.run(pb, market, params, rules), padl.needed(pmargin.values(pb, market, params), params)
 
 
 def test_bitmex_queue_by_hand():
@@ -244,7 +245,9 @@ def test_bitmex_queue_by_hand():
     m = jnp.array([100.0])
     market = Market(mark=m, prev_mark=m, depth=jnp.array([1e6]), adl_start=jnp.int32(0))
     rules = adljax.venues.hyperliquid(adl_score="bitmex", adl_price="bankruptcy").rules
-    new, rep = _run_one(rules, pb, market, params)
+    (new, rep), needed = _run_one(rules, pb, market, params)
+    # The stage's cheap test (the dense one, on the position margin): row 0 only.
+    np.testing.assert_array_equal(needed, [True, False, False, False, False, False])
     np.testing.assert_allclose(new.position_size[:4], [0.0, 0.0, 10.0, 5.0], rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(new.position_entry[:4], [0.0, 0.0, 80.0, 120.0], rtol=1e-12)
     # Row 0 closes 20 at 95: 300 − 20·15 = 0 (exactly: flat at its bankruptcy price). Row 1: 10·(95 − 50);

@@ -165,15 +165,18 @@ def _check_chunk(study, chunk: int) -> None:
     import jax
 
     from ..parallel.chunking import MEMORY_SHARE, bytes_per_scenario, device_memory, scenarios_per_chunk
+    from ..model.position_book import PositionBook
     from ..studies.study import format_bytes
 
     itemsize = np.asarray(study.book.all_cash).dtype.itemsize
     rows, markets = study.book.n_accounts, study.book.n_markets       # trader rows; the engine adds 2
+    # a position book's memory grows with its positions, not rows × markets
+    n_positions = study.book.layout.n_positions if isinstance(study.book, PositionBook) else None
     n, devices, memory = min(chunk, study.n_scenarios), jax.local_device_count(), device_memory()
     fits = scenarios_per_chunk(rows + 2, markets, study.n_steps, itemsize, memory=int(memory / MEMORY_SHARE),
-                               n_devices=devices)
+                               n_devices=devices, n_positions=n_positions)
     if n > fits:
-        need = n * bytes_per_scenario(rows + 2, markets, study.n_steps, itemsize)
+        need = n * bytes_per_scenario(rows + 2, markets, study.n_steps, itemsize, n_positions=n_positions)
         where = (f"the device's memory ({format_bytes(memory)})" if devices == 1
                  else f"the memory of {devices} devices ({format_bytes(memory)} each)")
         raise UsageError(f"--chunk {chunk}: {n:,} scenarios of {rows:,} rows × {markets} market{'s' * (markets > 1)} × "

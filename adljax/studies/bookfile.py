@@ -26,7 +26,10 @@ Rows of the book come in the order the file first names them: one per
 account with cross positions (or cash only), one per isolated line. Lines are
 counted from 1 after the header in error messages ("row 3" is the third
 position line). The file carries traders only; the backstop vault's cash and
-the insurance fund are arguments of :func:`load_book`.
+the insurance fund are arguments of :func:`load_book`. ``load_book(...,
+positions=True)`` gives the same book as a
+:class:`~adljax.model.position_book.PositionBook` (a list of positions,
+without any dense accounts × markets array).
 
 Hyperliquid's own info-endpoint responses (``clearinghouseState`` per user and
 ``meta``/``metaAndAssetCtxs``) are read by :func:`load_hyperliquid`, from
@@ -42,6 +45,7 @@ import numpy as np
 
 from ..model.book import Book
 from ..model.errors import InputError
+from ..model.position_book import PositionBook
 
 REQUIRED = ("account", "market", "size", "entry", "cash")
 OPTIONAL = ("isolated",)
@@ -135,7 +139,7 @@ def _fmt(x: float) -> str:
 
 
 def load_book(path, *, markets: Sequence[str], vault_cash=0.0, insurance_fund=0.0, max_leverage=None, mark=None,
-              balance: bool = False, dtype=None) -> Book:
+              balance: bool = False, dtype=None, positions: bool = False) -> Book | PositionBook:
     """Read a book from a CSV or Parquet file (chosen by the extension) in the format above.
 
     Args:
@@ -160,8 +164,15 @@ def load_book(path, *, markets: Sequence[str], vault_cash=0.0, insurance_fund=0.
         1e-6, e.g. a float32 book saved by :func:`save_book`): the last short
         row of each market then takes the remainder, as in
         :func:`~adljax.generate.population`.
+      positions: return a :class:`~adljax.model.position_book.PositionBook`
+        (:meth:`~adljax.model.position_book.PositionBook.from_positions`: one
+        entry a file line with a position, the same rows, cash, LP remainder
+        and checks) instead of a dense Book. No [N, A] array is built, so
+        memory grows with the lines, not with accounts × markets; its
+        ``to_book()`` equals the dense load.
     Returns:
-      The :class:`~adljax.model.book.Book`.
+      The :class:`~adljax.model.book.Book` (``positions=True``: the
+      :class:`~adljax.model.position_book.PositionBook`).
     Raises:
       InputError: naming the column or argument and the problem: a missing
         column, an unknown market (listing the known ones), an empty
@@ -257,21 +268,25 @@ def load_book(path, *, markets: Sequence[str], vault_cash=0.0, insurance_fund=0.
         r = int(np.flatnonzero(cash_line < 0)[0])
         acc = next(u[0] for u, k in units.items() if k == r)
         raise InputError(f"{where}: column 'cash': account {acc!r} has no cash on any of its lines")
-    row_size = np.zeros((n, a))
-    row_entry = np.zeros((n, a))
+    # The book's positions as lists [P], one a line with an open position, in row order (within a row by
+    # market, as the dense grid's sums run): every check below works on them, and only the dense Book is
+    # scattered into [N, A] at the end.
     lines = np.flatnonzero(open_)
-    cols = np.array([index[market[i]] for i in lines], dtype=np.int64)
-    row_size[row_of[lines], cols] = size[lines]
-    row_entry[row_of[lines], cols] = entry[lines]
+    pos_row = row_of[lines]
+    pos_col = np.array([index[market[i]] for i in lines], dtype=np.int64)
+    order = np.lexsort((pos_col, pos_row))
+    pos_row, pos_col, lines = pos_row[order], pos_col[order], lines[order]
+    pos_size, pos_entry = size[lines].copy(), entry[lines].copy()
     row_iso = np.zeros(n, dtype=bool)
     row_iso[row_of[iso]] = True
     row_name = [u[0] for u in units]
 
     if max_leverage is not None:
-        _check_leverage(where, row_name, row_cash, row_size, row_entry, names, max_leverage, mark)
+        _check_leverage(where, row_name, row_cash, pos_row, pos_col, pos_size, pos_entry, names, max_leverage, mark)
 
-    net = row_size.sum(axis=0)
-    scale = np.abs(row_size).sum(axis=0)
+    per_market = lambda w: np.bincount(pos_col, weights=w, minlength=a)       # [A]
+    net = per_market(pos_size)
+    scale = per_market(np.abs(pos_size))
     import jax.numpy as jnp
 
     single = jnp.dtype(dtype or jnp.result_type(float)) == jnp.float32
@@ -279,15 +294,15 @@ def load_book(path, *, markets: Sequence[str], vault_cash=0.0, insurance_fund=0.
     lp = {}
     if single and not off.any():
         # A float32 book is zero-sum to float32 rounding only (its sizes were rounded one by one):
-        # as in generate.population, the last short of each market takes the float64 remainder.
+        # as in generate.population, the last short (by row) of each market takes the float64 remainder.
         for j in np.flatnonzero(net):
-            shorts = np.flatnonzero(row_size[:, j] < 0)
+            shorts = np.flatnonzero((pos_col == j) & (pos_size < 0))
             if shorts.size:
-                row_size[shorts[-1], j] -= row_size[:, j].sum()
-        net = row_size.sum(axis=0)
+                pos_size[shorts[-1]] -= pos_size[pos_col == j].sum()
+        net = per_market(pos_size)
     if balance:
-        w = np.abs(row_size).sum(axis=0)
-        lp_entry = np.where(w > 0, (np.abs(row_size) * row_entry).sum(axis=0) / np.where(w > 0, w, 1.0), 0.0)
+        w = per_market(np.abs(pos_size))
+        lp_entry = np.where(w > 0, per_market(np.abs(pos_size) * pos_entry) / np.where(w > 0, w, 1.0), 0.0)
         lp_size = -net
         lp = dict(lp_size=lp_size, lp_entry=lp_entry, lp_cash=float(np.sum(np.abs(lp_size) * lp_entry)))
     elif np.any(off):
@@ -295,8 +310,22 @@ def load_book(path, *, markets: Sequence[str], vault_cash=0.0, insurance_fund=0.
         raise InputError(f"{where}: column 'size': the book is not zero-sum; net size (longs − shorts) per market: "
                          f"{parts}. Every long needs a short: add the missing positions, or pass balance=True to "
                          "give the remainder to the liquidity-provider row")
-    return Book.from_accounts(row_cash, row_size, row_entry, vault_cash=vault_cash, insurance_fund=insurance_fund,
-                              isolated=row_iso, dtype=dtype, **lp)
+    return _build(row_cash, pos_row, pos_col, pos_size, pos_entry, a, positions=positions, isolated=row_iso,
+                  vault_cash=vault_cash, insurance_fund=insurance_fund, dtype=dtype, **lp)
+
+
+def _build(cash, pos_row, pos_col, pos_size, pos_entry, n_markets: int, *, positions: bool,
+           **kw) -> Book | PositionBook:
+    """The book of rows with ``cash`` [N] and positions at (``pos_row``, ``pos_col``) [P]: a
+    :class:`PositionBook` built from the lists (``positions``), or a dense :class:`Book` ([N, A] scattered
+    from them). ``kw``: :meth:`Book.from_accounts`'s keywords (isolated, vault, fund, LP, dtype)."""
+    if positions:
+        return PositionBook.from_positions(pos_row, pos_col, pos_size, pos_entry, cash, n_markets=n_markets, **kw)
+    size = np.zeros((cash.shape[0], n_markets))
+    entry = np.zeros((cash.shape[0], n_markets))
+    size[pos_row, pos_col] = pos_size
+    entry[pos_row, pos_col] = pos_entry
+    return Book.from_accounts(cash, size, entry, **kw)
 
 
 def row_names(path) -> list[str]:
@@ -314,8 +343,9 @@ def row_names(path) -> list[str]:
     return list(units.values())
 
 
-def _check_leverage(where, row_name, cash, size, entry, names, max_leverage, mark) -> None:
-    n, a = size.shape
+def _check_leverage(where, row_name, cash, pos_row, pos_col, size, entry, names, max_leverage, mark) -> None:
+    """Every row's positions within the markets' maximum leverage; positions as lists [P] sorted by row."""
+    n, a = cash.shape[0], len(names)
     lev_max = np.asarray(max_leverage, dtype=np.float64)
     if lev_max.ndim > 1 or (lev_max.ndim == 1 and lev_max.shape[0] not in (1, a)):
         raise InputError(f"max_leverage: expected a scalar or [{a}] (one per market), got shape {lev_max.shape}")
@@ -323,21 +353,22 @@ def _check_leverage(where, row_name, cash, size, entry, names, max_leverage, mar
     if not np.all(np.isfinite(lev_max) & (lev_max > 0)):
         raise InputError(f"max_leverage: must be finite and > 0, got {lev_max.tolist()}")
     if mark is None:
-        m = np.where(size != 0, entry, 0.0)
+        m = entry                                   # the lists hold open positions only
     else:
         mk = np.asarray(mark, dtype=np.float64)
         if mk.shape != (a,) or not np.all(np.isfinite(mk) & (mk > 0)):
             raise InputError(f"mark: expected [{a}] prices > 0 (one per market), got {mk.tolist()}")
-        m = np.broadcast_to(mk, (n, a))
-    ntl = np.abs(size) * m
-    av = cash + np.sum(size * (m - entry), axis=1)
-    need = np.sum(ntl / lev_max, axis=1)
+        m = mk[pos_col]
+    ntl = np.abs(size) * m                                                       # [P]
+    av = cash + np.bincount(pos_row, weights=size * (m - entry), minlength=n)    # [N]
+    need = np.bincount(pos_row, weights=ntl / lev_max[pos_col], minlength=n)
     bad = (need > 0) & (need > av + 1e-9 * np.maximum(np.abs(av), need))
     if not bad.any():
         return
     r = int(np.flatnonzero(bad)[0])
-    held = np.flatnonzero(size[r] != 0)
-    total = float(ntl[r].sum())
+    mine = pos_row == r
+    held = pos_col[mine]                            # its markets, in market order
+    total = float(ntl[mine].sum())
     lev = f"{total / av[r]:.4g}×" if av[r] > 0 else "infinite (account value ≤ 0)"
     at = "entry prices" if mark is None else "the given mark"
     others = f" ({int(bad.sum()) - 1} more rows are over too)" if bad.sum() > 1 else ""

@@ -37,6 +37,9 @@ isolated position as a row of its own (``isolated=True``). A row's cash is the b
 prices, ``cash = rawUsd + Σ szi·entryPx``, so that ``cash + Σ szi·(mark − entryPx) = rawUsd + Σ szi·mark``
 is the unit's value at any mark, whatever rounding ``entryPx`` carries. :func:`row_names` names the rows:
 the user for its cross row, ``user/COIN`` for an isolated one.
+``load_hyperliquid(..., positions=True)`` gives the same book as a
+:class:`~adljax.model.position_book.PositionBook`, built from the positions as the states list them (no dense
+users × markets array).
 
 ``meta``: a ``meta`` response ``{"universe": [...], "marginTables": [...]}`` or a ``metaAndAssetCtxs`` one,
 ``[meta, [assetCtx, ...]]`` (one context per universe entry, in its order). Read from each universe entry:
@@ -92,6 +95,7 @@ import numpy as np
 from ..model import tiers as _tiers
 from ..model import venues
 from ..model.book import Book
+from ..model.position_book import PositionBook
 from ..model.errors import InputError
 from ..model.venue import Venue
 
@@ -506,7 +510,8 @@ def row_names(states) -> list[str]:
 
 
 def load_hyperliquid(states, meta, *, markets: Sequence[str] | None = None, vault_cash=0.0, insurance_fund=0.0,
-                     complete: bool = False, dtype=None) -> tuple[Book, Venue, np.ndarray]:
+                     complete: bool = False, dtype=None,
+                     positions: bool = False) -> tuple[Book | PositionBook, Venue, np.ndarray]:
     """Read Hyperliquid ``clearinghouseState`` files and a ``meta`` file into a book, a venue and start marks.
 
     See the module docstring for the formats, the rows and their cash, and the checks.
@@ -522,8 +527,12 @@ def load_hyperliquid(states, meta, *, markets: Sequence[str] | None = None, vaul
       complete: the states are every account of the venue: check each coin's summed long and short sizes
         against ``openInterest``.
       dtype: float dtype of the book (default: JAX's default float).
+      positions: give the book as a :class:`~adljax.model.position_book.PositionBook`, built from the
+        states' position lists (:meth:`~adljax.model.position_book.PositionBook.from_positions`) without any
+        dense [N, A] array; its ``to_book()`` equals the dense book.
     Returns:
-      ``(book, venue, marks)``: the :class:`~adljax.model.book.Book` (rows as :func:`row_names` names them;
+      ``(book, venue, marks)``: the :class:`~adljax.model.book.Book` (``positions=True``: the
+      :class:`~adljax.model.position_book.PositionBook`; rows as :func:`row_names` names them;
       the liquidity-provider row holding the remainder of every market), :func:`adljax.venues.hyperliquid`
       with the meta's margin table and ``maxLeverage`` per market, and the marks [A] (float64): ``markPx``,
       else ``oraclePx``, else the coin's size-weighted mean entry.
@@ -588,21 +597,23 @@ def load_hyperliquid(states, meta, *, markets: Sequence[str] | None = None, vaul
     np.add.at(cash, pos_row[out], pos_size[out] * (mark[pos_coin[out]] - pos_entry[out]))
     keep = ~out
     n, a = len(cash), len(sel)
-    size = np.zeros((n, a))
-    entry = np.zeros((n, a))
-    size[pos_row[keep], col[pos_coin[keep]]] = pos_size[keep]
-    entry[pos_row[keep], col[pos_coin[keep]]] = pos_entry[keep]
-    iso &= (size != 0).any(axis=1)
+    rows, cols, size, entry = pos_row[keep], col[pos_coin[keep]], pos_size[keep], pos_entry[keep]   # [P]
+    held = np.zeros(n, dtype=bool)
+    held[rows[size != 0]] = True
+    iso &= held
 
     # The remainder of each market to the liquidity providers, as load_book(balance=True) gives it.
-    net = size.sum(axis=0)
-    w = np.abs(size).sum(axis=0)
-    lp_entry = np.where(w > 0, (np.abs(size) * entry).sum(axis=0) / np.where(w > 0, w, 1.0), 0.0)
+    per_market = lambda w: np.bincount(cols, weights=w, minlength=a)        # [A], summed in row order
+    net = per_market(size)
+    w = per_market(np.abs(size))
+    lp_entry = np.where(w > 0, per_market(np.abs(size) * entry) / np.where(w > 0, w, 1.0), 0.0)
     # A net size within float64 rounding of the decimal sizes' sum is zero.
     lp_size = np.where(np.abs(net) > 1e-12 * np.maximum(w, 1.0), -net, 0.0)
     lp_cash = float(np.sum(np.abs(lp_size) * lp_entry))
-    book = Book.from_accounts(cash, size, entry, isolated=iso, vault_cash=vault_cash, insurance_fund=insurance_fund,
-                              lp_size=lp_size, lp_entry=lp_entry, lp_cash=lp_cash, dtype=dtype)
+    from .bookfile import _build
+
+    book = _build(cash, rows, cols, size, entry, a, positions=positions, isolated=iso, vault_cash=vault_cash,
+                  insurance_fund=insurance_fund, lp_size=lp_size, lp_entry=lp_entry, lp_cash=lp_cash, dtype=dtype)
     venue = venue_from_meta(m, names)
     return book, venue, mark[sel].astype(np.float64)
 

@@ -111,12 +111,15 @@ def default_chunk(study, *, n_devices: int | None = None, n_processes: int | Non
     import jax
 
     from ..parallel.chunking import scenarios_per_chunk
+    from ..model.position_book import PositionBook
 
     d = jax.local_device_count() if n_devices is None else n_devices
     p = jax.process_count() if n_processes is None else n_processes
     itemsize = np.asarray(study.book.all_cash).dtype.itemsize
+    # a position book's memory grows with its positions, not rows × markets
+    n_positions = study.book.layout.n_positions if isinstance(study.book, PositionBook) else None
     fits = scenarios_per_chunk(study.book.n_accounts + 2, study.book.n_markets, study.n_steps, itemsize,
-                               n_devices=d)
+                               n_devices=d, n_positions=n_positions)
     m = d * (engine_block() or 1)
     c = max(math.ceil(study.n_scenarios / max(TARGET_CHUNKS, p)), MIN_CHUNK)
     c = math.ceil(c / m) * m
@@ -333,15 +336,22 @@ def run_chunk(study, first: int, n: int, chunk: int, *, history: bool = False):
     import jax
 
     from ..engine.simulation import simulate
+    from ..model.position_book import PositionBook
 
     parts = []
     for f, c, devices in engine_runs(first, n, chunk):
         o = simulate(study.venue, study.book, study.make_paths(f, c), dt=study.dt, key=study.key, first_scenario=f,
                      chunk=c, devices=devices, history=history)
-        parts.append(jax.device_get((o.book, o.metrics, o.history)))
+        book = o.book
+        # a position book's layout is one for the batch: only its per-scenario arrays are joined and cut
+        layout = book.layout if isinstance(book, PositionBook) else None
+        parts.append(jax.device_get((book.values() if layout is not None else book, o.metrics, o.history)))
     out = parts[0] if len(parts) == 1 else jax.tree_util.tree_map(lambda *xs: np.concatenate(xs, axis=0), *parts)
     start = window(first, n, chunk)[0]
-    return jax.tree_util.tree_map(lambda x: np.asarray(x)[first - start:first - start + n], out)
+    book, metrics, hist = jax.tree_util.tree_map(lambda x: np.asarray(x)[first - start:first - start + n], out)
+    if layout is not None:
+        book = PositionBook(**book, layout=jax.device_get(layout))
+    return book, metrics, hist
 
 
 def first_paths(study, chunk: int):

@@ -92,6 +92,7 @@ from .generate import (apply_stress, bootstrap, cascade, gap, garch, gbm, load_p
                        thinning_depth, v_crash)
 from .generate.prices import YEAR
 from ..model.paths import Paths
+from ..model.position_book import PositionBook
 from .study import Study, check_sizes, seed_keys
 from ..model.venue import PARAM_FIELDS, RULE_FIELDS
 
@@ -100,7 +101,8 @@ TOP = {"name", "description", "seed", "scenarios", "steps", "dt", "dtype", "venu
 MARKET = {"start", "max_leverage", "margin_tiers", "vol", "drift", "depth", "long_share", "funding_per_hour",
           "popularity", "notional_scale"}
 BOOK_GENERATED = {"accounts", "median_notional", "leverage_mode", "markets_per_account", "max_markets_per_account",
-                  "isolated_share", "tail", "entry_spread", "vault_cash", "insurance_fund", "scale_with_accounts"}
+                  "isolated_share", "tail", "entry_spread", "vault_cash", "insurance_fund", "scale_with_accounts",
+                  "positions"}
 BOOK_FILE = {"file", "balance", "vault_cash", "insurance_fund"}
 BOOK_HYPERLIQUID = {"hyperliquid", "meta", "complete", "vault_cash", "insurance_fund"}
 PATH_MODELS = {
@@ -309,6 +311,9 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
     studies = from_dict({k: v for k, v in doc.items() if k != "calibrate"}, path, **sizes)
     if len(studies) != 1:
         raise w.error("venue", "a calibration study has one venue (preset a name, not a list)")
+    if isinstance(studies[0].book, PositionBook):    # calibration runs the smooth engine, which is dense only
+        raise w.error("book", "positions: a calibration runs the smooth mode, which the position engine does not "
+                              "have; leave [book] positions out (or false)")
     kw: dict[str, Any] = {"fields": _calibrate_fields(w, cal["fields"], studies[0])}
     if "minimize" in cal:
         kw["minimize"] = _calibrate_weights(w, cal["minimize"])
@@ -341,13 +346,15 @@ def check_calibration_size(study: Study, scenarios: int, iterations: int, names:
     from .study import MAX_CELLS, MAX_SCENARIOS, format_bytes
 
     rows, markets, steps = study.book.n_accounts, study.book.n_markets, study.n_steps
+    n_positions = study.book.layout.n_positions if isinstance(study.book, PositionBook) else None
     drawn = study.n_scenarios + scenarios * iterations
     if drawn > MAX_SCENARIOS:
         key = "iterations" if iterations >= scenarios else "scenarios"
         raise InputError(f"{names[key]}: {iterations:,} iterations × {scenarios:,} fresh scenarios after the study's "
                          f"{study.n_scenarios:,} number {drawn:,} scenarios, more than a study can number "
                          f"(2**32 = {MAX_SCENARIOS:,})")
-    need = scenarios * bytes_per_scenario(rows + 2, markets, steps, np.asarray(study.book.all_cash).dtype.itemsize)
+    need = scenarios * bytes_per_scenario(rows + 2, markets, steps, np.asarray(study.book.all_cash).dtype.itemsize,
+                                          n_positions=n_positions)
     memory = device_memory()
     if need > memory:
         raise InputError(f"{names['scenarios']}: a batch of {scenarios:,} scenarios of {rows:,} rows × {markets} "
@@ -534,7 +541,9 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
                     names={"scenarios": label["scenarios"], "steps": label["steps"], "rows": label["accounts"]},
                     generated=generated)
 
-    book, per_accounts = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit, shaped)
+    smooth = any(v.rules.smooth for v in venue_list)
+    book, per_accounts = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit, shaped,
+                               smooth=smooth)
     if per_accounts != 1.0:       # [book] scale_with_accounts: the depth belongs to the file's number of accounts
         mcol = {**mcol, "depth": mcol["depth"] * per_accounts}
     bk = doc.get("book", {})
@@ -787,20 +796,27 @@ def _venues(w: _Where, d: dict, max_leverage: np.ndarray, names, tables: dict | 
 #: What the book's own checks call the arrays population() draws, and the [book] keys that set them.
 _DRAWN = {"cash": "median_notional, leverage_mode", "size": "median_notional, tail",
           "entry": "entry_spread", "book.all_cash": "median_notional, leverage_mode",
-          "book.size_am": "median_notional, tail", "book.entry_am": "entry_spread"}
+          "book.size_am": "median_notional, tail", "book.entry_am": "entry_spread",
+          "book.position_size": "median_notional, tail", "book.position_entry": "entry_spread"}
 
 
 def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None, sizes_fit,
-          shaped: Mapping[str, Any] | None = None):
+          shaped: Mapping[str, Any] | None = None, *, smooth: bool = False):
     """The start book, from a file or generated, and the factor on the markets' depth.
 
     ``sizes_fit(rows, generated)`` checks the book's size first. ``shaped``: the markets' ``popularity`` and
     ``notional_scale`` for :func:`population` (None where no market sets them). The factor is 1 unless
     ``[book] scale_with_accounts`` is true and ``accounts`` replaces the file's: then it is given / file
-    accounts, and it has already multiplied ``vault_cash`` and ``insurance_fund``.
+    accounts, and it has already multiplied ``vault_cash`` and ``insurance_fund``. ``[book] positions = true``
+    generates a :class:`~adljax.model.position_book.PositionBook` (the position engine: hard mode only, so a
+    ``smooth`` venue refuses it).
     """
     if not isinstance(d, dict):
         raise w.error("book", f"expected a table, got {type(d).__name__}")
+    if "positions" in d and ("file" in d or "hyperliquid" in d):
+        kind = "file" if "file" in d else "hyperliquid"
+        raise w.error("book", f"positions: only a generated book (accounts = ...) can be a position book for now, "
+                              f"not a [book] {kind} book; leave positions out")
     if "file" in d:
         w.keys("book", d, BOOK_FILE)
         f = w.file("book", d, "file", path.parent)
@@ -843,6 +859,10 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
     # population() needs a long and a short: at least 2 accounts.
     _check_size("accounts", accounts, 2, path)
     scaled = w.boolean("book", d, "scale_with_accounts", False)
+    positions = w.boolean("book", d, "positions", False)
+    if positions and smooth:
+        raise w.error("book", "positions: the position engine runs the hard rules only, and the venue is in the "
+                              "smooth mode (temperature > 0); set positions = false or temperature = 0")
     file_n = w.number("book", d, "accounts", 1000, lo=2, integer=True) if accounts is None or scaled else None
     n = accounts if accounts is not None else file_n
     per_accounts = n / file_n if scaled else 1.0
@@ -870,7 +890,7 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
     rows = n + round(kw["isolated_share"] * n) * ((k_max or per) - 1)
     sizes_fit(rows, True)
     try:
-        book = population(key, n, mcol["start"], mcol["max_leverage"], dtype=dtype, **kw)
+        book = population(key, n, mcol["start"], mcol["max_leverage"], dtype=dtype, positions=positions, **kw)
         if fund:
             book = book.replace(insurance_fund=np.asarray(fund, dtype=book.all_cash.dtype))
     except InputError as err:
@@ -1077,11 +1097,20 @@ def _price_range(w: _Where, model: str, names, mcol, jumps, stresses, n_steps: i
         biggest = max(up.items(), key=lambda kv: kv[1], default=((t, "start"), 0.0))
         where[a] = (high, biggest[0] if biggest[1] > 0 else (t, "start"))
     # The engine's money check at the highest prices: Σ|cash| + fund + Σ|size|·price below money_limit.
-    size = np.abs(np.asarray(book.size_am, dtype=np.float64))                    # [A, R]
-    entry = np.asarray(book.entry_am, dtype=np.float64)
-    top = np.array([max(np.exp(where[a][0]), float(np.max(np.where(size[a] != 0, entry[a], 0.0), initial=0.0)))
-                    for a in range(len(names))])
-    per_market = size.sum(axis=1) * top
+    if isinstance(book, PositionBook):      # per-market sums over the list of positions, never [A, R]
+        market = np.asarray(book.layout.market)
+        size = np.abs(np.asarray(book.position_size, dtype=np.float64))          # [P]
+        entry = np.where(size != 0, np.asarray(book.position_entry, dtype=np.float64), 0.0)
+        held = np.bincount(market, weights=size, minlength=len(names))          # [A]
+        top_entry = np.zeros(len(names))
+        np.maximum.at(top_entry, market, entry)
+    else:
+        size = np.abs(np.asarray(book.size_am, dtype=np.float64))                # [A, R]
+        held = size.sum(axis=1)
+        top_entry = np.max(np.where(size != 0, np.asarray(book.entry_am, dtype=np.float64), 0.0), axis=1,
+                           initial=0.0)
+    top = np.array([max(np.exp(where[a][0]), float(top_entry[a])) for a in range(len(names))])
+    per_market = held * top
     money = float(np.abs(np.asarray(book.all_cash, dtype=np.float64)).sum() + float(book.insurance_fund)
                   + per_market.sum())
     if money >= money_limit(dtype):
