@@ -189,8 +189,7 @@ def _take_cases():
     held[:, -2:] = True                                               # the vault's and LPs' slots
     traders = held[:, :-2].T                                          # [N, A]
     rows, mkts = np.nonzero(traders)
-    lay = Layout.build(np.concatenate([rows, np.full(a, r - 2), np.full(a, r - 1)]),
-                       np.concatenate([mkts, np.arange(a), np.arange(a)]), r, a)
+    lay, _ = Layout.build(rows, mkts, r, a)                                   # (the system slots appended)
     score = rng.integers(0, 5, (a, r)).astype(np.float64)             # a coarse grid: many ties
     score[1, :6] = np.inf
     score[2, :10] = np.where(np.arange(10) % 2, -0.0, 0.0)

@@ -105,3 +105,34 @@ def test_from_book_and_to_book_round_trip():
         np.testing.assert_array_equal(np.asarray(getattr(back, f)), np.asarray(getattr(dense, f)), err_msg=f)
     mark = jnp.asarray(rng.uniform(1, 2, 4))
     np.testing.assert_allclose(np.asarray(pos.account_value(mark)), np.asarray(dense.account_value(mark)), rtol=1e-14)
+
+
+@pytest.mark.parametrize("every_row_holds", [True, False])
+def test_layout_sums_and_gathers_match_numpy(every_row_holds):
+    """The layout's sums over rows and markets and its gathers, with the plane (every trader row holds a
+    position: the list starts with each row's first position) and without it, against NumPy."""
+    from adljax.model.layout import Layout
+    rng = np.random.default_rng(5)
+    n, a = 9, 4
+    held = rng.random((n, a)) < 0.4
+    held[np.arange(n), rng.integers(0, a, n)] = True
+    if not every_row_holds:
+        held[4] = False
+    rows, mkts = np.nonzero(held)
+    lay, order = Layout.build(rows, mkts, n + 2, a)
+    assert lay.n_plane == (n if every_row_holds else 0)
+    row, mkt = np.asarray(lay.row), np.asarray(lay.market)
+    np.testing.assert_array_equal(row[:len(rows)], rows[order])
+    if every_row_holds:
+        np.testing.assert_array_equal(row[:n], np.arange(n))
+    x = rng.normal(size=row.shape[0])
+    np.testing.assert_allclose(np.asarray(lay.rows(jnp.asarray(x))), np.bincount(row, x, n + 2), rtol=1e-14)
+    np.testing.assert_allclose(np.asarray(lay.markets(jnp.asarray(x))), np.bincount(mkt, x, a), rtol=1e-14)
+    mask = x > 0.5
+    np.testing.assert_array_equal(np.asarray(lay.any_rows(jnp.asarray(mask))), np.bincount(row, mask, n + 2) > 0)
+    v = rng.normal(size=n + 2)
+    np.testing.assert_array_equal(np.asarray(lay.at_row(jnp.asarray(v))), v[row])
+    cum = np.asarray(lay.market_cumsum(jnp.asarray(x)))
+    for i in range(row.shape[0]):       # the running sum over the market's positions in row order, inclusive
+        same = (mkt == mkt[i]) & ((row < row[i]) | (np.arange(row.shape[0]) == i))
+        np.testing.assert_allclose(cum[i], x[same].sum(), rtol=1e-12, atol=1e-12)

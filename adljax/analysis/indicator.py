@@ -7,9 +7,12 @@ import numpy as np
 from jax import Array
 
 from ..engine.accounting import account_value
+from ..engine.positions import accounting as position_accounting
+from ..engine.positions import adl as position_adl
 from ..model.book import Book
 from ..model.errors import InputError, check_positive
 from ..engine.stages.adl import score
+from ..model.position_book import PositionBook
 from ..model.venue import Venue
 
 
@@ -34,7 +37,43 @@ def _fifths(size: Array, entry: Array, cash: Array, mark: Array, venue_rules) ->
     return out
 
 
-def adl_queue(venue: Venue, book: Book, mark) -> np.ndarray:
+def _position_fifths(venue_rules, book: PositionBook, mark: Array) -> np.ndarray:
+    """:func:`_fifths` on the position list: [P + 2A] fifths (system slots included), ranked within each
+    market by a sort of the positions on (market, key), P log P."""
+    lay = book.layout
+    size, entry = book.position_size, book.position_entry
+    av = position_accounting.account_value(lay, book.all_cash, size, entry, mark)        # [R]
+    s = np.asarray(position_adl.score(venue_rules, lay, size, entry, av, mark), np.float64)  # [P + 2A]
+    size = np.asarray(size, np.float64)
+    mkt = np.asarray(lay.market)
+    p = size.shape[0]
+    out = np.zeros(p, np.int32)
+    for side in (size > 0, size < 0):
+        key = np.where(side, -s, np.inf)                               # ascending = first to go
+        qty = np.where(side, np.abs(size), 0.0)
+        order = np.lexsort((key, mkt))                                 # by market, then by key
+        k, m, q = key[order], mkt[order], qty[order]
+        start = np.searchsorted(m, np.arange(lay.n_markets + 1))       # each market's run in the sorted list
+        # contracts strictly ahead: the market's running sum up to the first position of one's key
+        # (equal keys share a place), summed market by market so that a small market keeps its precision
+        ahead = np.zeros(p)
+        for j in range(lay.n_markets):
+            a, b = start[j], start[j + 1]
+            if a == b:
+                continue
+            cum = np.concatenate([[0.0], np.cumsum(q[a:b])])
+            first = np.searchsorted(k[a:b], k[a:b], side="left")
+            ahead[a:b] = cum[first]
+        through = np.empty(p)
+        through[order] = ahead + q                                     # ... and one's own
+        total = np.bincount(mkt, weights=qty, minlength=lay.n_markets)[mkt]
+        share = through / np.where(total > 0, total, 1.0)
+        fifth = np.clip(np.ceil(5.0 * share * (1.0 - 1e-9)), 1, 5).astype(np.int32)
+        out = np.where(side, fifth, out)
+    return out
+
+
+def adl_queue(venue: Venue, book: Book | PositionBook, mark) -> np.ndarray:
     """Each trader position's place in its market's ADL queue, in fifths.
 
     ``1`` is the first fifth to be deleveraged (five lights lit on an
@@ -48,10 +87,14 @@ def adl_queue(venue: Venue, book: Book, mark) -> np.ndarray:
 
     Args:
       venue: gives the ranking (``venue.rules.adl_score``).
-      book: a :class:`Book` (one scenario).
+      book: a :class:`Book` or a :class:`~adljax.model.position_book.PositionBook` (one scenario).
       mark: [A] mark prices, USD.
     Returns:
-      [N, A] int array.
+      A :class:`Book`: [N, A] int array (0 where the row holds nothing in the market). A
+      :class:`~adljax.model.position_book.PositionBook`: [P] int array, the fifth of each trader position
+      (``book.position_size[:P]``, at row ``book.account`` in market ``book.market``; 0 where its size is
+      0): the dense result at those cells, ``dense[book.account, book.market]``. It is ranked market by
+      market on the position list (no [N, A] array), in work P log P.
     """
     mark = np.asarray(mark, dtype=np.float64)
     if mark.shape != (book.n_markets,):
@@ -60,5 +103,7 @@ def adl_queue(venue: Venue, book: Book, mark) -> np.ndarray:
         raise InputError("book: adl_queue takes one scenario's book (no leading scenario axis)")
     check_positive("mark", mark)
     m = jnp.asarray(mark, book.all_cash.dtype)
+    if isinstance(book, PositionBook):
+        return _position_fifths(venue.rules, book, m)[:book.n_positions]
     f = jax.jit(_fifths, static_argnums=4)(book.size_am, book.entry_am, book.all_cash, m, venue.rules)
     return np.asarray(f).T[:-2]

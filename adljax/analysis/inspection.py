@@ -199,7 +199,8 @@ def moves(cash, size, entry, mark, mm=None, backstop_ratio: float | None = None,
 
 
 def inspect_book(path, markets: Sequence[str], prices: Sequence[float], *, venue_name: str = "hyperliquid",
-                 max_leverage=None, balance: bool = False, mode: str = "together", top: int = 10) -> dict:
+                 max_leverage=None, balance: bool = False, mode: str = "together", top: int = 10,
+                 positions: bool = False) -> dict:
     """Everything ``adljax inspect`` prints, as plain data.
 
     Returns a dict with ``names`` [N], ``av``, ``notional``, ``mr`` [N] (the
@@ -211,6 +212,8 @@ def inspect_book(path, markets: Sequence[str], prices: Sequence[float], *, venue
     ``hyperliquid`` preset and no ``max_leverage``, markets that are all coins
     with a published Hyperliquid table get each its own
     (``venues.hyperliquid(markets=...)``); otherwise the preset's tables.
+    ``positions``: load the file as a :class:`~adljax.model.position_book.PositionBook`
+    (``load_book(..., positions=True)``); the result is the same (:func:`inspect_loaded`).
     """
     from ..model import margin_tables, venues
     from ..studies.bookfile import load_book, row_names
@@ -228,20 +231,30 @@ def inspect_book(path, markets: Sequence[str], prices: Sequence[float], *, venue
         over = {"markets": list(markets)}     # each coin's published table, where Hyperliquid publishes them all
     venue = venues.PRESETS[venue_name](**over)
     venue.validate()
-    book = load_book(path, markets=list(markets), balance=balance, dtype=np.float64)
+    book = load_book(path, markets=list(markets), balance=balance, dtype=np.float64, positions=positions)
     return inspect_loaded(book, row_names(path), markets, prices, venue, mode=mode, top=top)
 
 
 def inspect_loaded(book, names: Sequence[str], markets: Sequence[str], prices, venue, *, mode: str = "together",
                    top: int = 10) -> dict:
-    """:func:`inspect_book` for a book already loaded (an :class:`adljax.Book` of ``len(markets)`` markets) and a
-    :class:`adljax.Venue`; ``names`` names its rows."""
+    """:func:`inspect_book` for a book already loaded (an :class:`adljax.Book` or
+    :class:`adljax.PositionBook` of ``len(markets)`` markets) and a :class:`adljax.Venue`; ``names`` names its rows.
+
+    Inspection is per account: its results are [N] and [N, A] arrays, so a position book is read through
+    its dense views, up to :data:`~adljax.model.position_book.DENSE_VIEW_LIMIT` numbers (above it:
+    :class:`InputError`); the ADL fifths come from its position list (:func:`adljax.adl_queue`).
+    """
+    from ..model.position_book import DENSE_VIEW_LIMIT, PositionBook
     from .indicator import adl_queue
 
     a = len(markets)
     prices = np.asarray(prices, dtype=np.float64)
     bounds, rates = venue.tiers(a)
     tier_mode = venue.rules.tier_mode
+    if isinstance(book, PositionBook) and book.n_accounts * book.n_markets > DENSE_VIEW_LIMIT:
+        raise InputError(f"book: inspect reports per account ([N, A] arrays); this position book has "
+                         f"{book.n_accounts:,} accounts × {book.n_markets} markets, above DENSE_VIEW_LIMIT "
+                         f"({DENSE_VIEW_LIMIT:,} numbers): inspect fewer markets or accounts")
     cash = np.asarray(book.cash, dtype=np.float64)
     size = np.asarray(book.size, dtype=np.float64)
     entry = np.asarray(book.entry, dtype=np.float64)
@@ -250,6 +263,10 @@ def inspect_loaded(book, names: Sequence[str], markets: Sequence[str], prices, v
     notional = ntl_a.sum(axis=1)
     mr = requirement(ntl_a, bounds, rates, tier_mode).sum(axis=1)
     fifths = adl_queue(venue, book, prices)
+    if isinstance(book, PositionBook):                  # [P] at the positions' cells
+        dense = np.zeros(size.shape, fifths.dtype)
+        dense[np.asarray(book.account), np.asarray(book.market)] = fifths
+        fifths = dense
     mv = moves(cash, size, entry, prices, backstop_ratio=venue.backstop_ratio, bounds=bounds, rates=rates,
                tier_mode=tier_mode, mode=mode)
     largest = [int(i) for i in np.argsort(-notional, kind="stable")[:top] if notional[i] > 0]
@@ -260,26 +277,34 @@ def inspect_loaded(book, names: Sequence[str], markets: Sequence[str], prices, v
 
 
 def inspect_hyperliquid(states, meta, *, markets: Sequence[str] | None = None, venue_name: str = "hyperliquid",
-                        mode: str = "together", top: int = 10) -> dict:
+                        mode: str = "together", top: int = 10, positions: bool = False) -> dict:
     """:func:`inspect_book` for Hyperliquid's own files (:func:`adljax.studies.hyperliquid.load_hyperliquid`).
 
     The book comes from the ``clearinghouseState`` files ``states``, the prices from the ``meta`` file's
     marks, and each market's margin table and max leverage from the meta, set on the ``venue_name`` preset
     (default Hyperliquid's own rules). ``markets`` (default: the coins some state holds, in the universe's
     order) chooses the book's markets; a position in another coin is closed into its row's cash.
+    ``positions``: load a :class:`~adljax.model.position_book.PositionBook`
+    (``load_hyperliquid(..., positions=True)``); the result is the same.
     """
     from ..model import venues
     from ..studies import hyperliquid as hl
 
     if venue_name not in venues.PRESETS:
         raise InputError(f"--venue: unknown venue {venue_name!r} (known: {', '.join(venues.PRESETS)})")
-    book, venue, marks = hl.load_hyperliquid(states, meta, markets=markets, dtype=np.float64)
+    load = lambda mk: hl.load_hyperliquid(states, meta, markets=mk, dtype=np.float64, positions=positions)
+    book, venue, marks = load(markets)
     names = list(markets) if markets is not None else list(hl.read_meta(meta).names)
     if markets is None:
-        held = [m for a, m in enumerate(names) if np.any(np.asarray(book.size)[:, a] != 0)]
+        if positions:        # the markets some trader position is open in, from the list
+            open_ = np.zeros(len(names), dtype=bool)
+            open_[np.asarray(book.market)[np.asarray(book.position_size)[:book.n_positions] != 0]] = True
+        else:
+            open_ = np.any(np.asarray(book.size) != 0, axis=0)
+        held = [m for a, m in enumerate(names) if open_[a]]
         if held and len(held) < len(names):
             names = held
-            book, venue, marks = hl.load_hyperliquid(states, meta, markets=held, dtype=np.float64)
+            book, venue, marks = load(held)
     if venue_name != "hyperliquid":
         venue = hl.venue_from_meta(meta, names, venue=venues.PRESETS[venue_name]())
     venue.validate()

@@ -49,6 +49,8 @@ def add_parser(sub, fmt) -> None:
     p.add_argument("--top", type=int_at_least(1), default=10, help="how many of the largest accounts (default 10)")
     p.add_argument("--balance", action="store_true", help="a book that is not zero-sum: give the rest to the "
                    "liquidity-provider row")
+    p.add_argument("--positions", action="store_true", help="load the book as a list of positions "
+                   "(adljax.PositionBook, load_book(positions=True)); the same report")
     p.set_defaults(func=main)
 
 
@@ -94,7 +96,7 @@ def _book_file(args, inspect_book):
         raise UsageError(f"--max-leverage: expected one value or one per market ({len(args.markets)}), "
                          f"got {len(args.max_leverage)}")
     return inspect_book(path, args.markets, args.prices, venue_name=args.venue, max_leverage=args.max_leverage,
-                        balance=args.balance, mode=args.move, top=args.top), path.name
+                        balance=args.balance, mode=args.move, top=args.top, positions=args.positions), path.name
 
 
 def _hyperliquid(args, inspect_hyperliquid):
@@ -112,7 +114,8 @@ def _hyperliquid(args, inspect_hyperliquid):
             raise UsageError(f"--hyperliquid: {p}: no such {what} file or folder")
     if args.markets is not None and len(set(args.markets)) != len(args.markets):
         raise UsageError(f"--markets: names repeat: {', '.join(args.markets)}")
-    r = inspect_hyperliquid(states, meta, markets=args.markets, venue_name=args.venue, mode=args.move, top=args.top)
+    r = inspect_hyperliquid(states, meta, markets=args.markets, venue_name=args.venue, mode=args.move, top=args.top,
+                            positions=args.positions)
     return r, states.name
 
 

@@ -194,9 +194,6 @@ def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None,
 def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, key, history, first_scenario, chunk,
                         devices, config) -> Outcome:
     """:func:`simulate` of a :class:`~adljax.model.position_book.PositionBook` on the position engine."""
-    if venue.rules.smooth:
-        raise InputError("venue.rules.smooth: the smooth mode runs on dense books; pass book.to_book() "
-                         "(an adljax.Book) for a smooth run")
     local = jax.local_devices()
     if devices is None:
         devices = len(local)

@@ -3,9 +3,15 @@
 A position book (:class:`adljax.model.position_book.PositionBook`) holds its positions as one
 list ``[P]`` instead of a dense ``[A, R]`` grid. The list has a fixed order:
 
-- the traders' positions, sorted by row (and within a row by market);
+- the traders' positions: when every trader row holds one, first the *plane*, each row's first
+  position at the index of its row (position ``r`` is row ``r``'s), then every other position,
+  sorted by row; otherwise all of them sorted by row (and within a row by market);
 - the vault's ``A`` slots, one a market (``market = 0 .. A−1``, row ``R − 2``);
 - the liquidity providers' ``A`` slots (row ``R − 1``).
+
+The plane makes the sum over a row's positions cheap: most accounts of a venue hold one
+position, and the plane's part of the sum is the plane itself (no scatter); only the rest is a
+segment sum (:meth:`Layout.rows`).
 
 A trader's position only ever shrinks (liquidation and ADL close part of it, a takeover moves
 all of it to the vault), so the traders' slots fixed at the start hold every position they
@@ -16,6 +22,7 @@ and they have a slot in each. A closed position stays in the list with size 0.
 (unbatched, never carried as a scenario's state). Its methods are the two sums every stage
 needs, over a row's positions (:meth:`Layout.rows`, a sorted segment sum) and over a market's
 (:meth:`Layout.markets`), and the gathers back (:meth:`Layout.at_row`, :meth:`Layout.at_market`).
+Nothing else may assume an order of the list but the system slots' place at its end.
 Work and memory grow with ``P + R + A``, never with ``R × A``.
 """
 from __future__ import annotations
@@ -33,12 +40,13 @@ class Layout:
     """Index arrays of a position list (one scenario's or a batch's: the same for all).
 
     Attributes:
-      row: [P] int32, each position's row (``0 .. N−1`` traders, ``N`` the vault, ``N+1`` the LPs), sorted.
+      row: [P] int32, each position's row (``0 .. N−1`` traders, ``N`` the vault, ``N+1`` the LPs).
       market: [P] int32, each position's market, ``0 .. A−1``.
-      by_market: [P] int32, the positions in market order (stable: within a market, in row order).
+      by_market: [P] int32, the positions in market order (within a market, in row order).
       market_start: [A + 1] int32, where each market's run starts in ``by_market`` (the last entry is P).
       n_rows: R = N + 2 (static).
       n_markets: A (static).
+      n_plane: N when the list starts with the plane (position ``r`` is row ``r``'s first), else 0 (static).
     """
 
     row: Array
@@ -47,17 +55,37 @@ class Layout:
     market_start: Array
     n_rows: int
     n_markets: int
+    n_plane: int = 0
 
     @classmethod
-    def build(cls, row, market, n_rows: int, n_markets: int) -> "Layout":
-        """The layout of positions at ``row``/``market`` [P] (host integers, rows sorted, system slots last)."""
+    def build(cls, row, market, n_rows: int, n_markets: int) -> tuple["Layout", np.ndarray]:
+        """The layout of trader positions at ``row``/``market`` [P'] (host integers, sorted by row, then
+        market), with the vault's and the LPs' slots appended.
+
+        Returns ``(layout, order)``: the trader positions' order in the list (``order[i]`` is the given
+        position at index ``i``), to apply to their sizes and entries.
+        """
         row = np.asarray(row, np.int64)
         market = np.asarray(market, np.int64)
-        order = np.argsort(market, kind="stable")
-        start = np.searchsorted(market[order], np.arange(n_markets + 1))
-        return cls(row=jnp.asarray(row, jnp.int32), market=jnp.asarray(market, jnp.int32),
-                   by_market=jnp.asarray(order, jnp.int32), market_start=jnp.asarray(start, jnp.int32),
-                   n_rows=int(n_rows), n_markets=int(n_markets))
+        n = int(n_rows) - 2
+        p = row.shape[0]
+        first = np.ones(p, bool)
+        first[1:] = row[1:] != row[:-1]
+        if p and np.count_nonzero(first) == n:          # every trader row holds a position: the plane
+            order = np.concatenate([np.flatnonzero(first), np.flatnonzero(~first)])
+            n_plane = n
+        else:
+            order = np.arange(p)
+            n_plane = 0
+        a = np.arange(n_markets)
+        row = np.concatenate([row[order], np.full(n_markets, n_rows - 2), np.full(n_markets, n_rows - 1)])
+        market = np.concatenate([market[order], a, a])
+        by_market = np.lexsort((row, market))
+        start = np.searchsorted(market[by_market], np.arange(n_markets + 1))
+        layout = cls(row=jnp.asarray(row, jnp.int32), market=jnp.asarray(market, jnp.int32),
+                     by_market=jnp.asarray(by_market, jnp.int32), market_start=jnp.asarray(start, jnp.int32),
+                     n_rows=int(n_rows), n_markets=int(n_markets), n_plane=n_plane)
+        return layout, order
 
     # ---- sizes -----------------------------------------------------------------------
     @property
@@ -84,12 +112,16 @@ class Layout:
 
     # ---- sums and gathers ------------------------------------------------------------
     def rows(self, x: Array) -> Array:
-        """``Σ`` over each row's positions: [P] → [R]."""
-        return jax.ops.segment_sum(x, self.row, self.n_rows, indices_are_sorted=True)
+        """``Σ`` over each row's positions: [P] → [R] (the plane as it is, the rest a sorted segment sum)."""
+        k = self.n_plane
+        rest = jax.ops.segment_sum(x[k:], self.row[k:], self.n_rows, indices_are_sorted=True)
+        return rest if k == 0 else rest + jnp.pad(x[:k], (0, self.n_rows - k))
 
     def any_rows(self, mask: Array) -> Array:
         """[P] bool → [R] bool: the row has a position where ``mask`` holds."""
-        return jax.ops.segment_max(mask.astype(jnp.int8), self.row, self.n_rows, indices_are_sorted=True) > 0
+        k = self.n_plane
+        rest = jax.ops.segment_max(mask[k:].astype(jnp.int8), self.row[k:], self.n_rows, indices_are_sorted=True) > 0
+        return rest if k == 0 else rest | jnp.pad(mask[:k], (0, self.n_rows - k))
 
     def markets(self, x: Array) -> Array:
         """``Σ`` over each market's positions: [P] → [A]."""
@@ -101,7 +133,8 @@ class Layout:
 
     def at_row(self, v: Array) -> Array:
         """A row's value at each of its positions: [R] → [P]."""
-        return v[self.row]
+        k = self.n_plane
+        return v[self.row] if k == 0 else jnp.concatenate([v[:k], v[self.row[k:]]])
 
     def at_market(self, v: Array) -> Array:
         """A market's value at each of its positions: [A] → [P]."""
@@ -155,7 +188,7 @@ class Layout:
 
 
 def _flatten(lay: Layout):
-    return (lay.row, lay.market, lay.by_market, lay.market_start), (lay.n_rows, lay.n_markets)
+    return (lay.row, lay.market, lay.by_market, lay.market_start), (lay.n_rows, lay.n_markets, lay.n_plane)
 
 
 def _unflatten(meta, children):

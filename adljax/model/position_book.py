@@ -173,7 +173,8 @@ class PositionBook:
         a, r = size.shape[-2:]
         held = np.any(size.reshape((-1, a, r))[..., :r - 2] != 0, axis=0).T   # [N, A]
         rows, mkts = np.nonzero(held)
-        layout = _layout(rows, mkts, r, a)
+        layout, order = Layout.build(rows, mkts, r, a)
+        rows, mkts = rows[order], mkts[order]
         take = lambda x: np.concatenate([x[..., mkts, rows], x[..., :, r - 2], x[..., :, r - 1]], axis=-1)
         return cls(all_cash=book.all_cash, position_size=jnp.asarray(take(size)),
                    position_entry=jnp.asarray(take(np.asarray(book.entry_am))), cooldown=book.cooldown,
@@ -293,9 +294,9 @@ class PositionBook:
                       ("lp_size", lp_size), ("lp_entry", lp_entry)):
             check_above_floor(nm, v, dtype)
         acc, mkt, size, entry = acc[order], mkt[order], size[order], entry[order]
-        all_size = np.concatenate([size, vault_size, lp_size])
-        all_entry = np.concatenate([entry, vault_entry, lp_entry])
-        layout = _layout(acc, mkt, n + 2, a)
+        layout, order = Layout.build(acc, mkt, n + 2, a)
+        all_size = np.concatenate([size[order], vault_size, lp_size])
+        all_entry = np.concatenate([entry[order], vault_entry, lp_entry])
         all_cash = np.concatenate([cash, [vault_cash, lp_cash]])
         _check_values(layout, all_cash, all_size, all_entry, np.asarray(insurance_fund), dtype,
                       ("cash", "size", "entry"))
@@ -374,11 +375,7 @@ class PositionBook:
                                                             "book.position_entry"), prices)
 
 
-def _layout(rows, mkts, n_rows: int, n_markets: int) -> Layout:
-    """The layout of trader positions at ``rows``/``mkts`` (sorted by row) plus the system slots."""
-    a = np.arange(n_markets)
-    return Layout.build(np.concatenate([rows, np.full(n_markets, n_rows - 2), np.full(n_markets, n_rows - 1)]),
-                        np.concatenate([mkts, a, a]), n_rows, n_markets)
+
 
 
 def _check_values(lay: Layout, cash, size, entry, fund, dtype, names, prices=None) -> None:

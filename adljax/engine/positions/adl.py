@@ -1,4 +1,4 @@
-"""Stage 4 on a position book: auto-deleveraging (:mod:`adljax.engine.stages.adl`, hard mode).
+"""Stage 4 on a position book: auto-deleveraging (:mod:`adljax.engine.stages.adl`, both modes).
 
 A row (trader or vault) with a position and ``AV < 0`` is bankrupt. Per market, bankrupt longs
 are closed against candidate shorts (rows with ``AV ≥ 0``) and bankrupt shorts against candidate
@@ -10,10 +10,12 @@ row's positions (:meth:`~adljax.model.layout.Layout.rows`): work and memory grow
 
 The queue's cut-off is found as the dense one is (:mod:`adljax.engine.stages.queue`): by bisection
 over the bits of an order-preserving integer image of the score, each bit's test a per-market sum,
-so nothing is sorted.
+so nothing is sorted. The smooth mode's queue (:func:`take_soft`) bisects each market's cut-off of a
+ramp the same way, with per-market sums over the positions.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import Array, lax
 
@@ -23,25 +25,32 @@ from ...model.venue import Params, Rules
 from ..accounting import reduce_position
 from ..market import Market
 from ..skip import run_if
+from ..smooth import above, hard, negate, ratio, smoothstep, temperature_of, weigh
 from ..stages.adl import POOL_TOLERANCE, Report, needed, random_order_score
 from ..stages.adl import score as dense_score
-from ..stages.queue import order_key
-from .accounting import account_value, below_zero, has_position
+from ..stages.queue import _smoothstep_slope, order_key
+from .accounting import account_value, below_zero, has_position, maintenance
 
-__all__ = ["needed", "bankrupt_rows", "score", "take_from_top", "socialize", "run"]
+__all__ = ["needed", "bankrupt_rows", "score", "take_from_top", "take_soft", "socialize", "run"]
 
 
-def bankrupt_rows(book: PositionBook, market: Market) -> tuple[Array, Array, Array]:
-    """``(bankrupt [R] bool, AV [R] USD, candidate [R] bool)`` at the stage's mark (hard mode).
+def bankrupt_rows(book: PositionBook, market: Market, params: Params | None = None,
+                  temperature: float = 0.0) -> tuple[Array, Array, Array]:
+    """``(bankrupt [R], AV [R] USD, candidate [R])`` at the stage's mark.
 
     Bankrupt: trader or vault rows with a position and ``AV < 0`` beyond rounding
     (:func:`~adljax.engine.positions.accounting.below_zero`). Candidate (may serve as an ADL
-    counterparty): ``AV ≥ 0``. The liquidity providers' row is never bankrupt.
+    counterparty): ``AV ≥ 0``. The liquidity providers' row is never bankrupt. Both bool, or in the
+    smooth mode (``temperature`` τ > 0, ``params`` needed) weights: bankrupt by ``above(−AV/MR, τ)``,
+    candidate by one minus that (:func:`adljax.engine.stages.adl.bankrupt_rows`).
     """
     lay, size, entry, cash = book.layout, book.position_size, book.position_entry, book.all_cash
     av = account_value(lay, cash, size, entry, market.mark)
     n = av.shape[-1]
     rows = (jnp.arange(n) < n - 1) & has_position(lay, size)
+    if not hard(temperature):
+        negative = above(ratio(-av, maintenance(lay, size, market.mark, params), -1.0), temperature)
+        return jnp.where(rows, negative, 0.0), av, 1.0 - negative
     negative = below_zero(lay, av, cash, size, entry, market.mark)
     return rows & negative, av, av >= 0
 
@@ -73,7 +82,9 @@ def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Arra
     """
     key = order_key(score)
     total = lay.markets(weight)
-    cut = lay.at_market(_bisect(lay, key, weight, need))
+    # The cut-off is piecewise constant in every input: no gradient flows through it (smooth mode,
+    # random_order).
+    cut = lay.at_market(_bisect(lay, key, lax.stop_gradient(weight), lax.stop_gradient(need)))
     full = jnp.where(key > cut, weight, 0.0)
     tied = jnp.where(key == cut, weight, 0.0)
     rest = need - lay.markets(full)
@@ -106,6 +117,52 @@ def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
     return run_if(jnp.any((need > 0) & (need < total)), search, jnp.zeros(need.shape, utype), lay, key, weight, need)
 
 
+def take_soft(lay: Layout, score: Array, weight: Array, need: Array, temperature) -> Array:
+    """The smooth mode's queue (:func:`adljax.engine.stages.queue.take_soft`) on a position list.
+
+    Each candidate position closes ``weight·g((z − c)/τ)`` with ``z = asinh(score)`` and
+    ``g(u) = smoothstep(u + 1/2)``; each market's cut-off ``c`` is set by bisection (60 halvings of a
+    bracket, each one per-market sum over the positions, ``O(P)``) so that its candidates close ``need``
+    in all. The cut-off's gradient is the implicit one (``Σ taken = need`` held fixed).
+
+    Args: as :func:`take_from_top` (score, weight [P], need [A]), plus ``temperature`` (τ > 0,
+    asinh-score units). Returns: [P] units taken; per market they sum to ``min(need, Σ weight)``.
+    """
+    tau = temperature
+    z = jnp.arcsinh(jnp.clip(score, -1e30, 1e30))                           # [P]
+    active = weight > 0
+    total = lay.markets(weight)                                             # [A]
+    ramp = lambda c: smoothstep((z - lay.at_market(c)) / tau + 0.5)
+    F = lambda c: lay.markets(weight * ramp(c))
+
+    # Each market's bracket: F(lo) = total, F(hi) = 0 (per-market extremes of the active scores).
+    lo = jax.ops.segment_min(jnp.where(active, z, jnp.inf), lay.market, lay.n_markets) - tau
+    hi = jax.ops.segment_max(jnp.where(active, z, -jnp.inf), lay.market, lay.n_markets) + tau
+    lo = jnp.where(jnp.isfinite(lo), lo, 0.0)
+    hi = jnp.where(jnp.isfinite(hi), hi, 0.0)
+    target = jnp.minimum(need, total)
+
+    def body(_, bounds):
+        a, b = bounds
+        mid = 0.5 * (a + b)
+        enough = F(mid) >= target
+        return jnp.where(enough, mid, a), jnp.where(enough, b, mid)
+
+    a, b = lax.fori_loop(0, 60, body, (lax.stop_gradient(lo), lax.stop_gradient(hi)))
+    c_star = lax.stop_gradient(0.5 * (a + b))
+    # Implicit gradient of the cut-off: dc = (dF − d need)/(−∂F/∂c), value unchanged.
+    resid = F(c_star) - target
+    u = (z - lay.at_market(c_star)) / tau + 0.5
+    slope = lax.stop_gradient(lay.markets(weight * _smoothstep_slope(u)) / tau)      # −∂F/∂c ≥ 0, [A]
+    c = c_star + jnp.where(slope > 0, (resid - lax.stop_gradient(resid)) / jnp.where(slope > 0, slope, 1.0), 0.0)
+    taken = weight * ramp(c)
+    # Rescale so the units taken sum to the target exactly (the bisection leaves ~1e-15).
+    got = lay.markets(taken)
+    taken = taken * lay.at_market(jnp.where(got > 0, target / jnp.where(got > 0, got, 1.0), 0.0))
+    taken = jnp.where(lay.at_market(need >= total), weight, taken)
+    return jnp.where(lay.at_market(need > 0), taken, 0.0)
+
+
 def _allocate(rules: Rules, lay: Layout, scores: Array | None, capacity: Array, need: Array) -> Array:
     """Units each candidate position closes, [P], from capacity [P] and need [A]."""
     if rules.adl_policy in ("queue", "random_order"):
@@ -134,7 +191,8 @@ def _report(new_book: PositionBook, m: Array, bankrupt: Array, av: Array, closed
     [A] the units of the vault row's bankrupt positions closed (None: nothing closed, as under ``socialized``)."""
     lay = new_book.layout
     av_after = account_value(lay, new_book.all_cash, new_book.position_size, new_book.position_entry, m)
-    covered = jnp.where(bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
+    is_bankrupt = bankrupt if bankrupt.dtype == jnp.bool_ else bankrupt > 0     # (smooth: any weight)
+    covered = jnp.where(is_bankrupt, jnp.maximum(-av, 0.0) - jnp.maximum(-av_after, 0.0), 0.0)
     markets = lay.any_markets((closed_b != 0) | (charged != 0))           # [A]
     return Report(
         notional=jnp.sum(jnp.abs(closed_c) * lay.at_market(m)),
@@ -142,27 +200,29 @@ def _report(new_book: PositionBook, m: Array, bankrupt: Array, av: Array, closed
         bad_debt=jnp.sum(covered),
         socialized=jnp.sum(charged),
         deleveraged=lay.any_rows((closed_c != 0) | (charged != 0)),
-        bankrupt=bankrupt,
+        bankrupt=is_bankrupt,
         any_fill=jnp.any(markets),
         markets=markets,
     )
 
 
-def socialize(book: PositionBook, market: Market) -> tuple[PositionBook, Report]:
+def socialize(book: PositionBook, market: Market, params: Params | None = None,
+              temperature: float = 0.0) -> tuple[PositionBook, Report]:
     """Drift's socialized loss: per market, ``Δ = loss / (open interest of the other rows)`` charged per contract.
 
     Each bankrupt row's deficit is split across its positions by notional; in each market every
     open position of a non-bankrupt row pays ``Δ·|size|`` USD and the bankrupt rows are credited
-    their share (where someone pays). No position is closed.
+    their share (where someone pays). No position is closed. In the smooth mode (``temperature`` τ > 0)
+    a row bankrupt by weight ``w`` is credited ``w`` of its share and pays ``1 − w`` of the charge.
     """
     lay, m, size = book.layout, market.mark, book.position_size
-    bankrupt, av, _ = bankrupt_rows(book, market)
+    bankrupt, av, _ = bankrupt_rows(book, market, params, temperature)
     b = lay.at_row(bankrupt)                                                # [P]
-    loss = jnp.where(b, _deficit_share(lay, size, av, m), 0.0)             # [P] USD
-    payers_oi = lay.markets(jnp.where(b, 0.0, jnp.abs(size)))
+    loss = weigh(b, _deficit_share(lay, size, av, m))                      # [P] USD
+    payers_oi = lay.markets(weigh(negate(b), jnp.abs(size)))
     can = payers_oi > 0
     delta = jnp.where(can, lay.markets(loss) / jnp.where(can, payers_oi, 1.0), 0.0)   # [A] USD per unit
-    charged = jnp.where(b, 0.0, jnp.abs(size) * lay.at_market(delta))
+    charged = weigh(negate(b), jnp.abs(size) * lay.at_market(delta))
     credit = lay.rows(jnp.where(lay.at_market(can), loss, 0.0))
     new_book = book.replace(all_cash=book.all_cash + credit - lay.rows(charged))
     zero = jnp.zeros_like(size)
@@ -170,27 +230,28 @@ def socialize(book: PositionBook, market: Market) -> tuple[PositionBook, Report]
 
 
 def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tuple[PositionBook, Report]:
-    """Deleverage every bankrupt row of one scenario (all markets at once; hard mode).
+    """Deleverage every bankrupt row of one scenario (all markets at once).
 
-    ``rules`` (static) picks the policy, the queue's score and the ADL price; ``params`` is unused in
-    the hard mode (kept for the dense stage's signature). Returns the new book and the dense stage's
-    :class:`~adljax.engine.stages.adl.Report` ([R] rows, [A] markets).
+    ``rules`` (static) picks the policy, the queue's score, the ADL price and the mode; ``params`` gives
+    the smooth mode's temperature and requirements (unused in the hard mode). In the smooth mode the
+    bankrupt rows and the candidates are weights, the queue is :func:`take_soft`, and a row that closes
+    both ways closes at the average of its two prices (:func:`adljax.engine.stages.adl.run`). Returns the
+    new book and the dense stage's :class:`~adljax.engine.stages.adl.Report` ([R] rows, [A] markets).
     """
-    if rules.smooth:
-        raise ValueError("the position engine runs the hard rules only (temperature 0)")
+    tau = temperature_of(params, rules)
     if rules.adl_policy == "socialized":
-        return socialize(book, market)
+        return socialize(book, market, params, tau)
     lay = book.layout
     m = market.mark
     mc = lay.at_market(m)                                                   # [P] each position's mark
     size, entry = book.position_size, book.position_entry                   # [P]
-    bankrupt, av, cand = bankrupt_rows(book, market)
+    bankrupt, av, cand = bankrupt_rows(book, market, params, tau)
     b, c = lay.at_row(bankrupt), lay.at_row(cand)
 
-    long_b = jnp.where(b, jnp.maximum(size, 0.0), 0.0)
-    short_b = jnp.where(b, jnp.maximum(-size, 0.0), 0.0)
-    cap_short = jnp.where(c, jnp.maximum(-size, 0.0), 0.0)                  # serves bankrupt longs
-    cap_long = jnp.where(c, jnp.maximum(size, 0.0), 0.0)                    # serves bankrupt shorts
+    long_b = weigh(b, jnp.maximum(size, 0.0))
+    short_b = weigh(b, jnp.maximum(-size, 0.0))
+    cap_short = weigh(c, jnp.maximum(-size, 0.0))                           # serves bankrupt longs
+    cap_long = weigh(c, jnp.maximum(size, 0.0))                             # serves bankrupt shorts
     q_long, q_short = lay.markets(long_b), lay.markets(short_b)             # [A] each
     c_long, c_short = lay.markets(cap_short), lay.markets(cap_long)
     # A pool whose two sides are equal but for rounding is matched whole on both sides,
@@ -202,7 +263,7 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tup
     matched_short = jnp.where(whole_short, q_short, jnp.minimum(q_short, c_short))
     f_long = jnp.where(whole_long, 1.0, _ratio(matched_long, q_long))
     f_short = jnp.where(whole_short, 1.0, _ratio(matched_short, q_short))
-    closed_b = jnp.where(b, size * jnp.where(size > 0, lay.at_market(f_long), lay.at_market(f_short)), 0.0)
+    closed_b = weigh(b, size * jnp.where(size > 0, lay.at_market(f_long), lay.at_market(f_short)))
 
     # ADL price of each bankrupt position: one per market [A] (`uniform`), or per position.
     uniform = {"previous_mark": market.prev_mark, "mark": m}.get(rules.adl_price)
@@ -220,10 +281,15 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tup
         scores = lay.at_row(random_order_score(av.shape[-1], market.adl_start, m.dtype))
     else:
         scores = None
-    # A side of the book that no scenario of the batch asks anything of (in a crash, the
-    # candidates of bankrupt shorts) skips the queue: its allocation is zero.
-    allocate = lambda cap, need: run_if(jnp.any(need > 0), lambda ly, s, cp, n: _allocate(rules, ly, s, cp, n),
-                                        jnp.zeros_like(cap), lay, scores, cap, need)
+    if rules.smooth:
+        # (No skip: run_if is not differentiable, and the smooth mode is for gradients.)
+        allocate = lambda cap, need: (take_soft(lay, scores, cap, need, tau) if rules.adl_policy == "queue"
+                                      else _allocate(rules, lay, scores, cap, need))
+    else:
+        # A side of the book that no scenario of the batch asks anything of (in a crash, the
+        # candidates of bankrupt shorts) skips the queue: its allocation is zero.
+        allocate = lambda cap, need: run_if(jnp.any(need > 0), lambda ly, s, cp, n: _allocate(rules, ly, s, cp, n),
+                                            jnp.zeros_like(cap), lay, scores, cap, need)
     # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
     take_short = jnp.where(lay.at_market(whole_long), cap_short,
                            allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))
@@ -243,16 +309,25 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tup
             return jnp.where(tot > 0, _ratio(lay.markets(units * p_b), tot), m)
         # (counterparties of bankrupt longs are shorts, and the other way round)
         p_c = jnp.where(size > 0, lay.at_market(pool_price(size < 0)), lay.at_market(pool_price(size > 0)))
-        price = jnp.where(b, p_b, p_c)
+        if not rules.smooth:
+            price = jnp.where(b, p_b, p_c)
+        else:  # a row partly bankrupt may close both ways: the average of its two prices
+            nz = closed != 0
+            price = jnp.where(nz, (closed_b * p_b + closed_c * p_c) / jnp.where(nz, closed, 1.0), p_c)
     new_size, new_entry, dcash = reduce_position(size, entry, closed, price)
     cash = book.all_cash + lay.rows(dcash)
     if rules.adl_price == "bankruptcy":
         # Closed whole at its bankruptcy price, a bankrupt row is at exactly 0 (not ±rounding).
-        flat = bankrupt & ~lay.any_rows(new_size != 0)
+        whole = bankrupt if not rules.smooth else bankrupt >= 1
+        flat = whole & ~lay.any_rows(new_size != 0)
         cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, position_size=new_size, position_entry=new_entry)
 
     # The units closed against the vault's bankrupt positions: a bankrupt row is no candidate in the
-    # hard mode, so they are the vault slots' change of size (as the dense stage takes them).
-    vault_units = jnp.where(bankrupt[-2], jnp.abs(lay.vault(size) - lay.vault(new_size)), 0.0)
+    # hard mode, so they are the vault slots' change of size (as the dense stage takes them); in the
+    # smooth mode, where the vault may be both, its bankrupt closes themselves.
+    if rules.smooth:
+        vault_units = jnp.abs(lay.vault(closed_b))
+    else:
+        vault_units = jnp.where(bankrupt[-2], jnp.abs(lay.vault(size) - lay.vault(new_size)), 0.0)
     return new_book, _report(new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size), vault_units)

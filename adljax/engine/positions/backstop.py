@@ -1,4 +1,4 @@
-"""Stage 3 on a position book, hard mode: a vault takeover, or an insurance fund that pays deficits.
+"""Stage 3 on a position book: a vault takeover, or an insurance fund that pays deficits.
 
 The position forms of :mod:`adljax.engine.stages.backstop` (same rules, same :class:`Report`):
 
@@ -7,6 +7,9 @@ The position forms of :mod:`adljax.engine.stages.backstop` (same rules, same :cl
   value (cash and PnL) to the vault's cash.
 - :func:`run_insurance` (BitMEX, Binance, Bybit, dYdX): the fund pays every trader row's deficit (``−AV``)
   in row order until it is empty.
+
+In the smooth mode the takeover takes weighted shares of rows (as the dense stage does); the insurance
+fund's rule is the hard one in both modes (the dense engine's too).
 
 Per scenario: positions [P], rows [R], markets [A]; work and memory grow with ``P + R + A``.
 """
@@ -22,6 +25,7 @@ from ..accounting import dust, trade
 from ..market import Market
 from ..prefix import cumsum
 from ..skip import run_if
+from ..smooth import above, hard, ratio
 from ..stages.backstop import Report, candidates, insurance_candidates
 from ..stages.margin import Margin
 from .accounting import below_zero, market_requirement, requirement
@@ -30,7 +34,7 @@ from .margin import values
 
 def run_insurance(book: PositionBook, market: Market, params: Params,
                   margin: Margin | None = None) -> tuple[PositionBook, Report]:
-    """The insurance fund pays deficits in row order until it is empty (hard mode).
+    """The insurance fund pays deficits in row order until it is empty (the hard rule, in both modes).
 
     ``margin``: :func:`adljax.engine.positions.margin.values` of ``book`` if the caller holds it (computed
     here otherwise). Returns the book (``all_cash`` [R] raised by what each row was paid, the fund [] lowered)
@@ -53,16 +57,23 @@ def run_insurance(book: PositionBook, market: Market, params: Params,
     return book.replace(all_cash=book.all_cash + paid, insurance_fund=fund), report
 
 
-def takeover(book: PositionBook, market: Market, params: Params,
-             margin: Margin) -> tuple[PositionBook, Report, Margin]:
-    """The vault takes over the candidates it can carry; returns the book, the report and its margin (hard mode).
+def takeover(book: PositionBook, market: Market, params: Params, margin: Margin,
+             temperature: float = 0.0) -> tuple[PositionBook, Report, Margin]:
+    """The vault takes over the candidates it can carry; returns the book, the report and its margin.
 
     ``margin`` is :func:`adljax.engine.positions.margin.values` of ``book`` (the engine holds it). A taken
     row ends with every position 0 (entry 0), cash 0 and cooldown 0; the per-market sum of its positions
     trades onto the vault's slots at mark, and its ``AV`` goes to the vault's cash. The margin after is
     exact without a second pass over the book: a taken row is left with nothing (``AV``, ``MR`` 0, no
     position), only the vault's row is revalued, and every other row is untouched.
+
+    Smooth mode (``temperature`` τ > 0, :func:`adljax.engine.stages.backstop.takeover`): a candidate of
+    weight ``w`` that the vault carries with weight ``c`` (``above(AV_v/MR_v − 1, τ)`` after taking every
+    candidate so far) is taken over by ``w·Π(1 − w_j·(1 − c_j))`` over the rows up to it: that share of its
+    positions (at mark), cash and cooldown moves; the margin after is recomputed from the book.
     """
+    if not hard(temperature):
+        return _takeover_smooth(book, market, params, margin, temperature)
     lay, m = book.layout, market.mark
     size, entry = book.position_size, book.position_entry                  # [P]
     cand, av = candidates(margin, params), margin.av                       # [R]
@@ -90,6 +101,33 @@ def takeover(book: PositionBook, market: Market, params: Params,
                                     has_position=after(margin.has_position, False, jnp.any(v_size != 0)))
 
 
+def _takeover_smooth(book: PositionBook, market: Market, params: Params, margin: Margin,
+                     temperature) -> tuple[PositionBook, Report, Margin]:
+    """:func:`takeover` in the smooth mode: ``take`` [R] weights instead of the hard walk."""
+    lay, m = book.layout, market.mark
+    size, entry = book.position_size, book.position_entry                  # [P]
+    cand, av = candidates(margin, params, temperature), margin.av          # [R] weights, USD
+    n = av.shape[-1]
+    is_vault = jnp.arange(n) == n - 2
+    cum_av, cum_mr = _running(lay, cand, av, margin.mr, size, m, params)
+    carries = above(ratio(cum_av, cum_mr, jnp.where(cum_av >= 0, 2.0, -2.0)) - 1.0, temperature)
+    take = cand * jnp.cumprod(1.0 - cand * (1.0 - carries))                # [R] share of each row taken
+
+    taken_size = lay.at_row(take) * size                                   # [P]
+    v_size, v_entry, v_dcash = trade(lay.vault(size), lay.vault(entry), lay.markets(taken_size), m)
+    cash = book.all_cash - take * book.all_cash
+    cash = cash + jnp.where(is_vault, jnp.sum(take * av) + jnp.sum(v_dcash), 0.0)
+    kept = size - taken_size
+    new_size = lay.with_system(kept, vault=v_size)
+    new_entry = lay.with_system(jnp.where(kept == 0, 0.0, entry), vault=v_entry)
+    cooldown = book.cooldown - take * book.cooldown
+    report = Report(notional=jnp.sum(jnp.abs(taken_size) * lay.at_market(m)),
+                    accounts=jnp.sum(take),
+                    bad_debt=jnp.sum(take * jnp.maximum(-av, 0.0)))
+    new_book = book.replace(all_cash=cash, position_size=new_size, position_entry=new_entry, cooldown=cooldown)
+    return new_book, report, values(new_book, market, params)
+
+
 def _running(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Array,
              params: Params) -> tuple[Array, Array]:
     """([R], [R]) the vault's value and requirement after taking every candidate up to each row, USD.
@@ -99,11 +137,12 @@ def _running(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Arr
     of the candidates' sizes in market ``a``; summed per row and run over the rows in order, these
     differences telescope to the dense form ``Σ_a req(v_a + cum_a(row))`` less the vault's own ``MR``.
     """
-    x = jnp.where(lay.at_row(cand), size, 0.0)                             # [P] candidates' positions
+    # (cand [R] bool, or the smooth mode's weights: a candidate's share of its positions.)
+    x = jnp.where(lay.at_row(cand), size, 0.0) if cand.dtype == jnp.bool_ else lay.at_row(cand) * size
     cum = lay.market_cumsum(x)
     v = lay.at_market(lay.vault(size))
     delta = jnp.where(x != 0, requirement(lay, v + cum, m, params) - requirement(lay, v + cum - x, m, params), 0.0)
-    cum_av = av[-2] + cumsum(jnp.where(cand, av, 0.0))
+    cum_av = av[-2] + cumsum(jnp.where(cand, av, 0.0) if cand.dtype == jnp.bool_ else cand * av)
     cum_mr = mr[-2] + cumsum(lay.rows(delta))
     return cum_av, cum_mr
 

@@ -1,16 +1,20 @@
 """Stage 2 on a position book: liquidation orders to the book, filled up to the step's depth.
 
-The rules are :mod:`adljax.engine.stages.liquidation`'s (hard mode): partial orders over
+The rules are :mod:`adljax.engine.stages.liquidation`'s: partial orders over
 ``partial_threshold`` with a cooldown, the vault's unwind, per market and side a pro-rata fill
-up to ``depth`` at one price with slippage, fills to the liquidity providers' slots, fees.
+up to ``depth`` at one price with slippage, fills to the liquidity providers' slots, fees. In the
+smooth mode (``rules.smooth``) the cooldown, the partial rule and ``liquidatable`` are weights, as
+in the dense stage.
 """
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 from jax import Array
 
 from ..accounting import dust, reduce_position, trade
 from ..market import Market
+from ..smooth import above, ratio, temperature_of
 from ..stages.liquidation import Report, _side
 from ...model.position_book import PositionBook
 from ...model.venue import Params, Rules
@@ -18,9 +22,10 @@ from ...model.venue import Params, Rules
 
 def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
         av: Array) -> tuple[PositionBook, Report]:
-    """Send, fill and settle the liquidation orders of ready rows (one scenario, hard mode).
+    """Send, fill and settle the liquidation orders of ready rows (one scenario).
 
-    ``liquidatable`` [R] bool from the margin check, ``av`` [R] USD the values it saw.
+    ``liquidatable`` [R] from the margin check (bool, or weights in [0, 1] in the smooth mode),
+    ``av`` [R] USD the values it saw.
     """
     lay = book.layout
     m, depth = market.mark, market.depth
@@ -30,11 +35,22 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     rows = jnp.arange(n)
     vault_row, lp_row = rows == n - 2, rows == n - 1
     at_vault = lay.is_vault() & ~(jnp.arange(lay.n_positions) >= lay.lp_slots.start)
-    cooling = book.cooldown > 0                                            # [R]
-    ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
-    ready_p, cooling_p = lay.at_row(ready), lay.at_row(cooling)
-    big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready_p & ~cooling_p
-    q = jnp.where(ready_p, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    if not rules.smooth:
+        cooling = book.cooldown > 0                                        # [R]
+        ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
+        ready_p, cooling_p = lay.at_row(ready), lay.at_row(cooling)
+        big = (jnp.abs(size) * mc > params.partial_threshold) & (size != 0) & ready_p & ~cooling_p
+        q = jnp.where(ready_p, size * jnp.where(big, params.partial_fraction, 1.0), 0.0)
+    else:
+        # Smooth mode (adljax.engine.smooth): in cooldown by cooldown/(τ·cooldown), liquidatable and
+        # over the partial threshold by weights; the order is the weighted mix of the two sizes.
+        tau = temperature_of(params, rules)
+        cooling = jnp.clip(ratio(book.cooldown, tau * params.cooldown), 0.0, 1.0)       # [R]
+        ready = liquidatable * (1.0 - cooling) if rules.cooldown_mode == "wait" else liquidatable
+        ready_p, cooling_p = lay.at_row(ready), lay.at_row(cooling)
+        over = above(ratio(jnp.abs(size) * mc, params.partial_threshold, 2.0) - 1.0, tau) * (1.0 - cooling_p)
+        big = jnp.where(size != 0, over * ready_p, 0.0)                    # [P] weights
+        q = ready_p * size * (1.0 - over * (1.0 - params.partial_fraction))
     v_size = lay.vault(size)
     unwind = jnp.sign(v_size) * jnp.minimum(jnp.abs(v_size), params.vault_unwind * depth / m)
     q = lay.with_system(q, vault=unwind)
@@ -76,8 +92,14 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     new_size = lay.with_system(new_size, lp=lp_size)
     new_entry = lay.with_system(new_entry, lp=lp_entry)
 
-    cooldown = jnp.where(lay.any_rows(big), params.cooldown, book.cooldown)
-    trader_order = (q != 0) & ~at_vault
+    if not rules.smooth:
+        cooldown = jnp.where(lay.any_rows(big), params.cooldown, book.cooldown)
+        trader_order = (q != 0) & ~at_vault
+    else:
+        # A row's cooldown starts at its largest partial weight (of all its positions) times the cooldown.
+        most = jnp.maximum(jax.ops.segment_max(big, lay.row, lay.n_rows), 0.0)          # [R]
+        cooldown = jnp.maximum(book.cooldown, most * params.cooldown)
+        trader_order = jnp.where((size != 0) & ~at_vault, ready_p, 0.0)
     report = Report(
         filled_notional=jnp.sum(jnp.where(at_vault, 0.0, fill_ntl)),   # traders' fills (not the vault's unwind)
         orders=jnp.sum(trader_order.astype(m.dtype)),

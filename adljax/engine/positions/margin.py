@@ -1,4 +1,4 @@
-"""Stage 1 on a position book: AV, MR and open positions per row (:mod:`adljax.engine.stages.margin`)."""
+"""Stage 1 on a position book: AV, MR and open positions per row (:mod:`adljax.engine.stages.margin`), both modes."""
 from __future__ import annotations
 
 from jax import Array
@@ -18,7 +18,11 @@ def values(book: PositionBook, market: Market, params: Params) -> Margin:
                   has_position=has_position(lay, size))
 
 
-def run(book: PositionBook, market: Market, params: Params) -> tuple[Array, Margin]:
-    """([R] liquidatable, :class:`~adljax.engine.stages.margin.Margin`) at the step's mark (hard mode)."""
+def run(book: PositionBook, market: Market, params: Params, temperature: float = 0.0) -> tuple[Array, Margin]:
+    """([R] liquidatable, :class:`~adljax.engine.stages.margin.Margin`) at the step's mark.
+
+    ``temperature``: 0 (the hard rule, a bool [R]) or the smooth mode's τ (weights in [0, 1],
+    :func:`adljax.engine.stages.margin.liquidatable`).
+    """
     m = values(book, market, params)
-    return liquidatable(m), m
+    return liquidatable(m, temperature), m

@@ -4,7 +4,10 @@ The same waterfall as :mod:`adljax.engine.waterfall` (its order, its batch-level
 no scenario needs, its reports and metrics), on a :class:`~adljax.model.position_book.PositionBook`:
 every stage works on the list of positions with segment sums to rows and markets
 (:class:`~adljax.model.layout.Layout`), so a step costs ``O(P + R + A)`` where the dense engine's
-costs ``O(R·A)``. Hard mode only (the smooth mode runs on dense books).
+costs ``O(R·A)``. Both modes: the hard rules, and the smooth mode (``rules.smooth``, temperature
+``params.temperature``: :mod:`adljax.engine.smooth`), whose stages are skipped through ``lax.cond`` and
+whose scan is checkpointed (:func:`adljax.engine.waterfall.scan_remat`) so that reverse-mode gradients
+run through it, as in the dense engine.
 
 The scan carries each scenario's values (cash, sizes, entries, cooldowns, fund); the layout is one
 for the batch, passed into every stage unbatched.
@@ -27,7 +30,8 @@ from ..config import DEFAULT, EngineConfig
 from ..market import Market
 from ..stages import adl as dense_adl
 from ..stages import backstop as dense_backstop
-from ..waterfall import _SUMS, _maybe, adl_starts, blocks
+from ..smooth import smoothstep, temperature_of
+from ..waterfall import _SUMS, _maybe, adl_starts, blocks, scan_remat
 from . import adl, backstop, liquidation, margin
 from .accounting import account_value
 
@@ -44,6 +48,7 @@ class Carry:
     bankrupt: Array      # [S, R] bool
     adl_markets: Array   # [S, A] bool
     value0: Array        # [S]
+    adl_scale: Array     # [S] USD: traders' mean position notional at the start (smooth P(ADL)'s unit)
 
 
 def _book(values: dict, lay: Layout) -> PositionBook:
@@ -64,6 +69,8 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)``; ``keys`` [S].
     """
     t, oracle, depth, funding = inputs
+    smooth = rules.smooth
+    tau = temperature_of(params, rules)       # traced in the smooth mode: changing it does not recompile
     vals = dict(carry.values)
     dt = params.dt
     vals["cooldown"] = jnp.maximum(vals["cooldown"] - dt, 0.0)
@@ -78,7 +85,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth, adl_start=start)
 
     # Stage 1: margin check (always).
-    liquidatable, mg = jax.vmap(lambda v, mk: margin.run(_book(v, lay), mk, params))(vals, mkt)
+    liquidatable, mg = jax.vmap(lambda v, mk: margin.run(_book(v, lay), mk, params, tau))(vals, mkt)
 
     # Stage 2: market liquidation, in steps where some row is liquidatable or the vault unwinds.
     def liquidate(b, mk, liq, old_margin):
@@ -86,15 +93,16 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
         return b, rep, margin.values(b, mk, params)
     unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, -2])
     need_liq = jnp.any(liquidatable) | unwinding
-    vals, liq, mg = _maybe(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3))
+    vals, liq, mg = _maybe(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3),
+                           differentiable=smooth)
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
     # Stage 3: backstop, in steps where some scenario has a candidate.
     if rules.backstop == "vault":
-        need_bs = jnp.any(jax.vmap(lambda g: dense_backstop.candidates(g, params))(mg))
-        takeover = _per_scenario(lambda b, mk, g: backstop.takeover(b, mk, params, g), lay)
-        vals, bs, mg = _maybe(need_bs, takeover, vals, mkt, mg, keep=(0, 2))
+        need_bs = jnp.any(jax.vmap(lambda g: dense_backstop.candidates(g, params, tau))(mg))
+        takeover = _per_scenario(lambda b, mk, g: backstop.takeover(b, mk, params, g, tau), lay)
+        vals, bs, mg = _maybe(need_bs, takeover, vals, mkt, mg, keep=(0, 2), differentiable=smooth)
     elif rules.backstop == "insurance":
         need_bs = jnp.any(jax.vmap(lambda f, g: (jnp.arange(n_rows) < n_rows - 2) & (g.av < 0) & (f > 0))(
             vals["insurance_fund"], mg))
@@ -102,16 +110,16 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
         def insure(b, mk, old_margin):
             b, rep = backstop.run_insurance(b, mk, params, old_margin)
             return b, rep, margin.values(b, mk, params)
-        vals, bs, mg = _maybe(need_bs, _per_scenario(insure, lay), vals, mkt, mg, keep=(0, 2))
+        vals, bs, mg = _maybe(need_bs, _per_scenario(insure, lay), vals, mkt, mg, keep=(0, 2), differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
         zero = jnp.zeros(oracle.shape[0], mark.dtype)
         bs = dense_backstop.Report(notional=zero, accounts=zero, bad_debt=zero)
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
-    need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params))(mg))
+    need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params, tau))(mg))
     deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules), lay)
-    vals, ad = _maybe(need_adl, deleverage, vals, mkt)
+    vals, ad = _maybe(need_adl, deleverage, vals, mkt, differentiable=smooth)
 
     acc = dict(carry.acc)
     acc["market_liquidation_notional"] += liq.filled_notional
@@ -127,7 +135,12 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     acc["socialized_loss"] += ad.socialized
     acc["bad_debt_adl"] += ad.bad_debt
     acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
-    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], ad.any_fill.astype(mark.dtype))
+    if smooth:  # ADL's size in the step, in units of τ × a typical position: 1 from τ·scale up
+        amount = ad.notional + ad.socialized
+        indicator = smoothstep(amount / (tau * jnp.where(carry.adl_scale > 0, carry.adl_scale, 1.0)))
+    else:
+        indicator = ad.any_fill.astype(mark.dtype)
+    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], indicator)
 
     def drift(v):
         value = _total_value(v) + v["insurance_fund"]
@@ -143,7 +156,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
 
     new = Carry(values=vals, impact=impact, prev_mark=mark, acc=acc,
                 deleveraged=carry.deleveraged | ad.deleveraged, bankrupt=carry.bankrupt | ad.bankrupt,
-                adl_markets=carry.adl_markets | ad.markets, value0=carry.value0)
+                adl_markets=carry.adl_markets | ad.markets, value0=carry.value0, adl_scale=carry.adl_scale)
     hist = {
         "mark": mark,
         "vault_equity": vault_av,
@@ -172,10 +185,15 @@ def _init(vals: dict, lay: Layout, oracle0: Array) -> Carry:
     acc["vault_equity_min"] = _vault_value(vals, lay, oracle0)
     acc["zero_sum_error"] = jnp.max(jnp.abs(jax.vmap(lay.markets)(vals["position_size"])), axis=-1)
     r = lay.n_rows
+    # The smooth P(ADL)'s unit: the traders' mean open position notional at the start.
+    size = vals["position_size"]
+    traders = lay.is_trader() & (size != 0)                                   # [S, P]
+    ntl = jnp.abs(size) * jax.vmap(lay.at_market)(oracle0)
+    adl_scale = jnp.sum(jnp.where(traders, ntl, 0.0), axis=-1) / jnp.maximum(jnp.sum(traders, axis=-1), 1)
     return Carry(values=vals, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
                  deleveraged=jnp.zeros((s, r), bool), bankrupt=jnp.zeros((s, r), bool),
                  adl_markets=jnp.zeros(oracle0.shape, bool),
-                 value0=_total_value(vals) + vals["insurance_fund"])
+                 value0=_total_value(vals) + vals["insurance_fund"], adl_scale=adl_scale)
 
 
 def _finish(carry: Carry, lay: Layout, vault_av0: Array) -> dict[str, Array]:
@@ -199,8 +217,10 @@ def run(params: Params, book: PositionBook, oracle: Array, depth: Array, keys: A
     """Compiled core: batched position ``book`` [S, ...], ``oracle``/``depth``/``funding`` [S, T, A], ``keys`` [S].
 
     Returns ``(final book, metrics, history)`` as :func:`adljax.engine.waterfall.run` does; ``rules``
-    (static, hard mode), ``config`` (static): its ``block`` is how many scenarios run through the time
-    loop together (:meth:`~adljax.engine.config.EngineConfig.block_size`).
+    (static; the smooth mode's temperature is read from ``params.temperature``, so pass
+    ``venue.rules.compiled()`` to share one program across temperatures), ``config`` (static): its
+    ``block`` is how many scenarios run through the time loop together
+    (:meth:`~adljax.engine.config.EngineConfig.block_size`).
     """
     lay = book.layout
     vals = book.values()
@@ -227,7 +247,10 @@ def _run(params, vals, oracle, depth, keys, funding, *, lay: Layout, rules: Rule
         c, h = step(c, x, params, rules, keys, lay)
         return c, (h if history else None)
 
-    carry, hist = lax.scan(body, carry, xs)
+    if rules.smooth:   # checkpointed, for reverse-mode gradients through long horizons
+        carry, hist = scan_remat(body, carry, xs, oracle.shape[1])
+    else:
+        carry, hist = lax.scan(body, carry, xs)
     if history:
         hist = {k: jnp.swapaxes(v, 0, 1) for k, v in hist.items()}
     return carry.values, _finish(carry, lay, vault_av0), hist
