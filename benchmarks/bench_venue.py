@@ -16,6 +16,13 @@ against the calm run's. Memory flatness: the compiled program's temporaries at t
 
     python benchmarks/bench_venue.py                       # 64 scenarios calm, 16 crash (~15 min on 2 cores)
     python benchmarks/bench_venue.py --quick               # 20,000 accounts, 8 scenarios × 120 steps
+    python benchmarks/bench_venue.py --side-by-side        # the position engine against the dense one (~5 min)
+
+``--side-by-side`` runs the same books as dense books (``adljax.Book``, the dense engine, which is the engine
+as it was before position books) and as position books (``PositionBook.from_book``) in one process, each
+timed after a warm-up call (median of 3): the sparse 20,000 × 100 book (two markets an account, 16
+scenarios × 60 one-second steps of a falling market) and bench_engine.py's 256 × 4,096 × 4 × 100 calm and
+cascade studies.
 """
 from __future__ import annotations
 
@@ -47,7 +54,8 @@ def venue_book(n_accounts: int, n_markets: int, seed: int = 0) -> tuple[Position
 
 def paths_for(start, n_scenarios: int, n_steps: int, crash: bool, n_accounts: int) -> Paths:
     a = start.shape[0]
-    oracle = gbm(jax.random.key(1), start, n_scenarios=n_scenarios, n_steps=n_steps, dt=1.0, vol=0.6, corr=np.full((a, a), 0.6) + 0.4 * np.eye(a),
+    oracle = gbm(jax.random.key(1), start, n_scenarios=n_scenarios, n_steps=n_steps, dt=1.0, vol=0.6,
+                 corr=np.full((a, a), 0.6) + 0.4 * np.eye(a),
                  dtype=jnp.float32)
     depth_usd = 2e6 * n_accounts / 200_000 * np.where(np.arange(a) < 10, 20.0, 1.0)
     if crash:
@@ -100,6 +108,47 @@ def run_one(venue, book, paths) -> dict:
                                                "bad_debt", "conservation_error", "zero_sum_error")}}
 
 
+def _timed(venue, book, paths, repeats: int = 3) -> float:
+    jax.block_until_ready(adljax.simulate(venue, book, paths).metrics)          # warm-up (compiles)
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(adljax.simulate(venue, book, paths).metrics)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def side_by_side() -> dict:
+    """The dense engine and the position engine on the same books (see the module docstring)."""
+    from bench_engine import study
+    from adljax.generate import thinning_depth
+    out = {}
+    n, a, s, t = 20_000, 100, 16, 60
+    start = np.geomspace(50_000.0, 1.0, a)
+    book = population(jax.random.key(3), n, start, 20.0, markets_per_account=2, leverage_mode=10.0,
+                      vault_cash=1e7, dtype=jnp.float32)
+    oracle = gbm(jax.random.key(4), start, n_scenarios=s, n_steps=t, dt=1.0, vol=2.0, drift=-0.2 / (t / 3.15576e7),
+                 dtype=jnp.float32)
+    paths = Paths(oracle, thinning_depth(oracle, 2e6, calm_move=1e-3, thinning=1.0))
+    cases = [("sparse_20000x100", venues.hyperliquid(max_leverage=20.0), book, paths)]
+    for kind in ("calm", "cascade"):
+        venue, b, p = study(kind, 256, 4096, 4, 100)
+        cases.append((f"{kind}_256x4096x4x100", venue, b, p))
+    for name, venue, b, p in cases:
+        pos = PositionBook.from_book(b)
+        dense_s = _timed(venue, b, p)
+        pos_s = _timed(venue, pos, p)
+        cells = (b.n_accounts + 2) * b.n_markets * p.n_scenarios * p.n_steps
+        out[name] = {"scenarios": p.n_scenarios, "steps": p.n_steps, "accounts": b.n_accounts,
+                     "markets": b.n_markets, "positions": pos.layout.n_positions,
+                     "dense_s": round(dense_s, 4), "positions_s": round(pos_s, 4),
+                     "positions_over_dense_speed": dense_s / pos_s,
+                     "dense_account_market_steps_per_s": cells / dense_s,
+                     "positions_position_steps_per_s": pos.layout.n_positions * p.n_scenarios * p.n_steps / pos_s}
+        print(name, json.dumps(out[name]), flush=True)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
@@ -107,9 +156,19 @@ def main() -> None:
     ap.add_argument("--calm-scenarios", type=int, default=None)
     ap.add_argument("--crash-scenarios", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--side-by-side", action="store_true")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     adljax.use_cpu_cores()
+    machine = {"platform": platform.platform(), "processor": platform.processor(), "cpus": jax.local_device_count(),
+               "backend": jax.default_backend(), "jax": jax.__version__}
+    if args.side_by_side:
+        res = {"machine": machine, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+               "side_by_side": side_by_side()}
+        out = Path(args.out or Path(__file__).parent / "results" / "venue_side_by_side.json")
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print(f"wrote {out}")
+        return
     n = args.accounts or (20_000 if args.quick else 200_000)
     steps = args.steps or (120 if args.quick else 600)
     calm_s = args.calm_scenarios or (8 if args.quick else 64)
@@ -119,9 +178,7 @@ def main() -> None:
     t0 = time.perf_counter()
     book, start = venue_book(n, a)
     build_s = time.perf_counter() - t0
-    res = {"machine": {"platform": platform.platform(), "processor": platform.processor(),
-                       "cpus": jax.local_device_count(), "backend": jax.default_backend(),
-                       "jax": jax.__version__},
+    res = {"machine": machine, "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
            "book": {"accounts": n, "rows": book.layout.n_rows, "markets": a, "positions": book.n_positions,
                     "list_length": book.layout.n_positions, "build_s": round(build_s, 2)}}
     print(json.dumps(res["book"]), flush=True)

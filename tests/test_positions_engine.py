@@ -74,9 +74,6 @@ def test_a_liquidated_long_closes_whole_at_the_mark_by_hand():
 
 def test_position_books_refuse_what_they_cannot_run(monkeypatch):
     book = _two_market_book()
-    paths = Paths(np.full((1, 2, 2), 100.0), np.full((1, 2, 2), 1e6))
-    with pytest.raises(InputError, match="smooth"):
-        adljax.simulate(venues.hyperliquid(smooth=True, temperature=0.05), book, paths)
     assert book.size.shape == (3, 2)                   # 6 numbers: within the dense views' limit
     monkeypatch.setattr(adljax.model.position_book, "DENSE_VIEW_LIMIT", 5)
     with pytest.raises(InputError, match="book.size: the dense view .* 6 numbers.*book.position_size"):

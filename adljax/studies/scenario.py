@@ -311,9 +311,9 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
     studies = from_dict({k: v for k, v in doc.items() if k != "calibrate"}, path, **sizes)
     if len(studies) != 1:
         raise w.error("venue", "a calibration study has one venue (preset a name, not a list)")
-    if isinstance(studies[0].book, PositionBook):    # calibration runs the smooth engine, which is dense only
-        raise w.error("book", "positions: a calibration runs the smooth mode, which the position engine does not "
-                              "have; leave [book] positions out (or false)")
+    if isinstance(studies[0].book, PositionBook):    # adljax.calibrate takes dense books
+        raise w.error("book", "positions: a calibration runs on a dense book (adljax.calibrate takes an "
+                              "adljax.Book); leave [book] positions out (or false)")
     kw: dict[str, Any] = {"fields": _calibrate_fields(w, cal["fields"], studies[0])}
     if "minimize" in cal:
         kw["minimize"] = _calibrate_weights(w, cal["minimize"])
@@ -541,9 +541,7 @@ def from_dict(doc: dict[str, Any], path="<scenario>", *, scenarios: int | None =
                     names={"scenarios": label["scenarios"], "steps": label["steps"], "rows": label["accounts"]},
                     generated=generated)
 
-    smooth = any(v.rules.smooth for v in venue_list)
-    book, per_accounts = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit, shaped,
-                               smooth=smooth)
+    book, per_accounts = _book(w, doc.get("book", {}), path, names, mcol, seed, dtype, accounts, sizes_fit, shaped)
     if per_accounts != 1.0:       # [book] scale_with_accounts: the depth belongs to the file's number of accounts
         mcol = {**mcol, "depth": mcol["depth"] * per_accounts}
     bk = doc.get("book", {})
@@ -801,15 +799,14 @@ _DRAWN = {"cash": "median_notional, leverage_mode", "size": "median_notional, ta
 
 
 def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, accounts: int | None, sizes_fit,
-          shaped: Mapping[str, Any] | None = None, *, smooth: bool = False):
+          shaped: Mapping[str, Any] | None = None):
     """The start book, from a file or generated, and the factor on the markets' depth.
 
     ``sizes_fit(rows, generated)`` checks the book's size first. ``shaped``: the markets' ``popularity`` and
     ``notional_scale`` for :func:`population` (None where no market sets them). The factor is 1 unless
     ``[book] scale_with_accounts`` is true and ``accounts`` replaces the file's: then it is given / file
     accounts, and it has already multiplied ``vault_cash`` and ``insurance_fund``. ``[book] positions = true``
-    generates a :class:`~adljax.model.position_book.PositionBook` (the position engine: hard mode only, so a
-    ``smooth`` venue refuses it).
+    generates a :class:`~adljax.model.position_book.PositionBook` (the position engine).
     """
     if not isinstance(d, dict):
         raise w.error("book", f"expected a table, got {type(d).__name__}")
@@ -860,9 +857,6 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
     _check_size("accounts", accounts, 2, path)
     scaled = w.boolean("book", d, "scale_with_accounts", False)
     positions = w.boolean("book", d, "positions", False)
-    if positions and smooth:
-        raise w.error("book", "positions: the position engine runs the hard rules only, and the venue is in the "
-                              "smooth mode (temperature > 0); set positions = false or temperature = 0")
     file_n = w.number("book", d, "accounts", 1000, lo=2, integer=True) if accounts is None or scaled else None
     n = accounts if accounts is not None else file_n
     per_accounts = n / file_n if scaled else 1.0
