@@ -133,3 +133,28 @@ def test_layout_sums_and_gathers_match_numpy(every_row_holds):
     for i in range(row.shape[0]):       # the running sum over the market's positions in row order, inclusive
         same = (mkt == mkt[i]) & ((row < row[i]) | (np.arange(row.shape[0]) == i))
         np.testing.assert_allclose(cum[i], x[same].sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_idle_rows_stay_out_of_the_run_and_come_back_unchanged():
+    """Rows with no position and cash >= 0 are left out of the compiled run (its rows are the others) and come
+    back as they were; a row with no position but negative cash is not idle: the insurance fund pays it.
+    Trader 3 (cash −50, no position) gets 50 from the $100 fund in the first step; traders 2 and 4 are idle."""
+    book = PositionBook.from_positions([0, 1], [0, 0], [10.0, -10.0], [100.0, 100.0],
+                                       [5_000.0, 10_000.0, 500.0, -50.0, 0.0], n_markets=2, insurance_fund=100.0,
+                                       dtype=jnp.float64)
+    compact, expand = book.without_idle_rows()
+    assert compact.layout.n_rows == 3 + 2 and compact.n_positions == 2
+    np.testing.assert_array_equal(np.asarray(compact.all_cash), [5_000.0, 10_000.0, -50.0, 0.0, 0.0])
+    back = expand(compact.batched(2))
+    np.testing.assert_array_equal(np.asarray(back.all_cash), np.broadcast_to(np.asarray(book.all_cash), (2, 7)))
+    np.testing.assert_array_equal(np.asarray(back.position_size), np.broadcast_to(book.position_size, (2, 6)))
+    venue = venues.binance(slippage=0.0, impact=0.0)
+    oracle = np.array([[[100.0, 50.0], [99.0, 50.0]]])
+    out = adljax.simulate(venue, book, Paths(oracle, np.full_like(oracle, 1e9)))
+    np.testing.assert_allclose(np.asarray(out.book.all_cash[0]), [5_000.0, 10_000.0, 500.0, 0.0, 0.0, 0.0, 0.0],
+                               atol=1e-12)
+    assert float(out.book.insurance_fund[0]) == pytest.approx(50.0)
+    assert float(out.metrics["backstop_accounts"][0]) == 1
+    want = adljax.simulate(venue, book.to_book(), Paths(oracle, np.full_like(oracle, 1e9)))
+    for k, v in want.metrics.items():
+        np.testing.assert_allclose(np.asarray(out.metrics[k]), np.asarray(v), rtol=1e-12, atol=1e-9, err_msg=k)

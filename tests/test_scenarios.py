@@ -14,7 +14,7 @@ SCENARIOS = sorted((Path(__file__).parent.parent / "scenarios").glob("*.toml"))
 def test_the_shipped_studies_are_there():
     names = {p.stem for p in SCENARIOS}
     assert {"default", "calm_week", "oct10_cascade", "thin_altcoin", "venue_comparison",
-            "hyperliquid_oct10_venue"} <= names
+            "hyperliquid_oct10_venue", "venue_scale"} <= names
 
 
 @pytest.mark.parametrize("path", SCENARIOS, ids=lambda p: p.stem)

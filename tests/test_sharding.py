@@ -119,6 +119,19 @@ def _simulate_cases() -> dict[str, np.ndarray]:
                 out[f"{tag}/metric/{k}"] = np.asarray(v)
             for k in ("all_cash", "size_am", "entry_am", "cooldown"):
                 out[f"{tag}/book/{k}"] = np.asarray(getattr(o.book, k))
+        if name == "queue":   # the same study as a position book (adljax.PositionBook: the position engine)
+            from adljax import PositionBook
+            book = PositionBook.from_book(st.book)
+            for chunk in (None, 6):
+                o = adljax.simulate(venue, book, paths, dt=st.dt, key=st.key, chunk=chunk)
+                tag = f"positions/{chunk}"
+                if chunk is None:
+                    out[f"{tag}/devices_used"] = np.array(len(o.metrics["adl_notional"].sharding.device_set))
+                o = jax.device_get(o)
+                for k, v in o.metrics.items():
+                    out[f"{tag}/metric/{k}"] = np.asarray(v)
+                for k in ("all_cash", "position_size", "position_entry", "cooldown"):
+                    out[f"{tag}/book/{k}"] = np.asarray(getattr(o.book, k))
     return out
 
 
@@ -283,9 +296,15 @@ def test_simulate_on_four_devices_is_bitwise_one_device(on_four_devices, on_one_
         assert m("bad_debt_adl").sum() > 0
     # the two ADL policies differ (so the random order's draws are compared, not a copy of the queue)
     assert not np.array_equal(one["queue/None/metric/adl_notional"], one["random_order/None/metric/adl_notional"])
-    # chunked (6 + 4) equals one piece, on either device count
-    for k in [k for k in sim if k.startswith("queue/None/")]:
+    # chunked (6 + 4) equals one piece, on either device count, for dense and position books alike
+    assert int(four["positions/None/devices_used"]) == N_DEVICES
+    for k in [k for k in sim if k.startswith(("queue/None/", "positions/None/"))]:
         np.testing.assert_array_equal(four[k.replace("/None/", "/6/")], four[k], err_msg=k)
+    # the position engine's numbers are the dense engine's, to the order of sums
+    for k in [k for k in sim if k.startswith("positions/None/metric/")]:
+        want = one[k.replace("positions/", "queue/")]
+        np.testing.assert_allclose(one[k], want, rtol=1e-9, atol=1e-9 * max(1.0, float(np.max(np.abs(want)))),
+                                   err_msg=k)
 
 
 # ---- gradients --------------------------------------------------------------------------------------------

@@ -162,6 +162,50 @@ class PositionBook:
     def astype(self, dtype) -> "PositionBook":
         return self.replace(**{f: jnp.asarray(getattr(self, f), dtype) for f in _VALUES if f != "isolated"})
 
+    def without_idle_rows(self):
+        """The book without the trader rows no stage can change, and the map back to this book's shape.
+
+        A trader row that holds no position slot, with cash ≥ 0 and no cooldown (in every scenario), is idle:
+        it has nothing to liquidate, take over or deleverage, no deficit to cover, and pays no funding, so in
+        the hard rules it ends as it starts. (A venue's book has many such accounts: on 10 Oct 2025 about half of
+        Hyperliquid's ~437k accounts held no position.) Returns ``(book, expand)``: ``book`` with only the
+        other rows (this book itself when none is idle), and ``expand(final)``, which puts a final book of the
+        compact one (batched, [S, ...]) back into this book's rows and position order.
+        """
+        lay = self.layout
+        r, a = lay.n_rows, lay.n_markets
+        busy = np.zeros(r, bool)
+        busy[np.asarray(lay.row)] = True
+        cash = np.asarray(self.all_cash).reshape(-1, r)
+        cooldown = np.asarray(self.cooldown).reshape(-1, r)
+        busy |= np.any(cash < 0, axis=0) | np.any(cooldown > 0, axis=0)
+        busy[-2:] = True
+        if busy.all():
+            return self, lambda final: final
+        keep = np.flatnonzero(busy)
+        remap = np.full(r, -1, np.int64)
+        remap[keep] = np.arange(keep.size)
+        p_tr = lay.n_positions - 2 * a
+        rows, mkts = np.asarray(lay.row)[:p_tr], np.asarray(lay.market)[:p_tr]
+        first = np.lexsort((mkts, rows))
+        layout, order = Layout.build(remap[rows[first]], mkts[first], keep.size, a)
+        perm = np.concatenate([first[order], np.arange(p_tr, lay.n_positions)])
+        inverse = np.argsort(perm)
+        compact = PositionBook(all_cash=self.all_cash[..., keep], position_size=self.position_size[..., perm],
+                               position_entry=self.position_entry[..., perm], cooldown=self.cooldown[..., keep],
+                               isolated=self.isolated[..., keep], insurance_fund=self.insurance_fund, layout=layout)
+
+        def expand(final: "PositionBook") -> "PositionBook":
+            s = np.shape(final.all_cash)[0]
+            rows_of = lambda full, part: jnp.broadcast_to(full, (s, r)).at[:, keep].set(part)
+            return PositionBook(all_cash=rows_of(self.all_cash, final.all_cash),
+                                position_size=final.position_size[..., inverse],
+                                position_entry=final.position_entry[..., inverse],
+                                cooldown=rows_of(jnp.zeros_like(self.cooldown), final.cooldown),
+                                isolated=rows_of(self.isolated, final.isolated),
+                                insurance_fund=final.insurance_fund, layout=lay)
+        return compact, expand
+
     # ---- conversion -------------------------------------------------------------------
     @classmethod
     def from_book(cls, book: Book) -> "PositionBook":
