@@ -69,11 +69,12 @@ def paths_for(start, n_scenarios: int, n_steps: int, crash: bool, n_accounts: in
 
 
 def memory_of(venue, book: PositionBook, paths: Paths) -> dict:
-    """XLA's memory analysis of the compiled position engine for this book (one device)."""
+    """XLA's memory analysis of the compiled position engine for this book (one device), as ``simulate`` runs
+    it: without the idle rows (``PositionBook.without_idle_rows``)."""
     from adljax.engine import positions
     params = venue.params(book.n_markets, dt=1.0, dtype=jnp.float32)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(paths.n_scenarios))
-    b = book.batched(paths.n_scenarios)
+    b = book.without_idle_rows()[0].batched(paths.n_scenarios)
     t0 = time.perf_counter()
     compiled = positions.run.lower(params, b, paths.oracle, paths.depth, keys, None, rules=venue.rules.compiled(),
                                    history=True).compile()
@@ -106,6 +107,31 @@ def run_one(venue, book, paths) -> dict:
             "steps_with_stage": stage_share,
             "mean_metrics": {k: m[k] for k in ("market_liquidation_notional", "backstop_notional", "adl_notional",
                                                "bad_debt", "conservation_error", "zero_sum_error")}}
+
+
+def memory_flatness(venue, book: PositionBook, start, n: int, a: int) -> dict:
+    """The compiled program's memory at this book's positions, with 4× the markets and with 4× the accounts
+    (the added ones holding nothing)."""
+    small = paths_for(start, 8, 20, False, n)
+    base = memory_of(venue, book, small)
+    wide_book = PositionBook.from_positions(np.asarray(book.account), np.asarray(book.market),
+                                            np.asarray(book.position_size[:book.n_positions]),
+                                            np.asarray(book.position_entry[:book.n_positions]),
+                                            np.asarray(book.cash), n_markets=4 * a, vault_cash=float(book.vault_cash),
+                                            isolated=np.asarray(book.isolated[:-2]), dtype=jnp.float32)
+    wide_paths = paths_for(np.tile(start, 4), 8, 20, False, n)
+    empty_book = PositionBook.from_positions(np.asarray(book.account), np.asarray(book.market),
+                                             np.asarray(book.position_size[:book.n_positions]),
+                                             np.asarray(book.position_entry[:book.n_positions]),
+                                             np.concatenate([np.asarray(book.cash), np.zeros(3 * book.n_accounts)]),
+                                             n_markets=a, vault_cash=float(book.vault_cash), dtype=jnp.float32,
+                                             isolated=np.concatenate([np.asarray(book.isolated[:-2]),
+                                                                      np.zeros(3 * book.n_accounts, bool)]))
+    mem = {"base": base, "markets_x4": memory_of(venue, wide_book, wide_paths),
+           "empty_accounts_x4": memory_of(venue, empty_book, small)}
+    for k in ("markets_x4", "empty_accounts_x4"):
+        mem[k]["temp_vs_base"] = mem[k]["temp_bytes"] / base["temp_bytes"]
+    return mem
 
 
 def _timed(venue, book, paths, repeats: int = 3) -> float:
@@ -157,6 +183,7 @@ def main() -> None:
     ap.add_argument("--crash-scenarios", type=int, default=None)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--side-by-side", action="store_true")
+    ap.add_argument("--memory-only", action="store_true", help="only the memory part, into an existing results file")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     adljax.use_cpu_cores()
@@ -182,29 +209,18 @@ def main() -> None:
            "book": {"accounts": n, "rows": book.layout.n_rows, "markets": a, "positions": book.n_positions,
                     "list_length": book.layout.n_positions, "build_s": round(build_s, 2)}}
     print(json.dumps(res["book"]), flush=True)
+    if args.memory_only:      # the memory part alone, into the results file of a full run
+        out = Path(args.out or Path(__file__).parent / "results" / "venue.json")
+        res = {**json.loads(out.read_text()), "memory": memory_flatness(venue, book, start, n, a)}
+        out.write_text(json.dumps(res, indent=2) + "\n")
+        print("memory", json.dumps(res["memory"]), f"\nwrote {out}")
+        return
     res["calm"] = run_one(venue, book, paths_for(start, calm_s, steps, False, n))
     print("calm", json.dumps(res["calm"]), flush=True)
     res["crash"] = run_one(venue, book, paths_for(start, crash_s, steps, True, n))
     print("crash", json.dumps(res["crash"]), flush=True)
     res["crash_over_calm_cost"] = res["crash"]["ns_per_position_step"] / res["calm"]["ns_per_position_step"]
-    # Memory flatness: the same positions with 4× the markets, and with 4× rows that hold nothing.
-    small = paths_for(start, 8, 20, False, n)
-    base = memory_of(venue, book, small)
-    wide_book = PositionBook.from_positions(np.asarray(book.account), np.asarray(book.market),
-                                            np.asarray(book.position_size[:book.n_positions]),
-                                            np.asarray(book.position_entry[:book.n_positions]),
-                                            np.asarray(book.cash), n_markets=4 * a, vault_cash=float(book.vault_cash),
-                                            isolated=np.asarray(book.isolated[:-2]), dtype=jnp.float32)
-    wide_paths = paths_for(np.tile(start, 4), 8, 20, False, n)
-    empty_book = PositionBook.from_positions(np.asarray(book.account), np.asarray(book.market),
-                                             np.asarray(book.position_size[:book.n_positions]),
-                                             np.asarray(book.position_entry[:book.n_positions]),
-                                             np.concatenate([np.asarray(book.cash), np.zeros(3 * book.n_accounts)]),
-                                             n_markets=a, vault_cash=float(book.vault_cash), dtype=jnp.float32)
-    res["memory"] = {"base": base, "markets_x4": memory_of(venue, wide_book, wide_paths),
-                     "empty_accounts_x4": memory_of(venue, empty_book, small)}
-    for k in ("markets_x4", "empty_accounts_x4"):
-        res["memory"][k]["temp_vs_base"] = res["memory"][k]["temp_bytes"] / base["temp_bytes"]
+    res["memory"] = memory_flatness(venue, book, start, n, a)
     print("memory", json.dumps(res["memory"]), flush=True)
     out = Path(args.out or Path(__file__).parent / "results" / ("venue_quick.json" if args.quick else "venue.json"))
     out.write_text(json.dumps(res, indent=2) + "\n")
