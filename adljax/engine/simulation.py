@@ -46,6 +46,22 @@ def engine_for(rules: Rules, history: bool, devices: tuple | None = None, queue_
     return scenario_map(fn, devices=devices)
 
 
+def _devices_and_config(devices: int | None, config: EngineConfig | None):
+    """(local devices, how many to use, the config), checked: ``devices`` None is all, ``config`` None the defaults."""
+    local = jax.local_devices()
+    if devices is None:
+        devices = len(local)
+    elif isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
+        raise InputError(f"devices: must be a whole number from 1 to {len(local)} (this process's devices), "
+                         f"got {devices!r}")
+    if config is None:
+        config = EngineConfig()
+    elif not isinstance(config, EngineConfig):
+        raise InputError(f"config: expected an adljax.engine.config.EngineConfig (or None: the defaults), "
+                         f"got {type(config).__name__}")
+    return local, devices, config
+
+
 def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: Any = None,
              history: bool = False, first_scenario: int = 0, chunk: int | None = None,
              devices: int | None = None, config: EngineConfig | None = None) -> Outcome:
@@ -106,17 +122,7 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
     check_bool("history", history)
     check_first_scenario(first_scenario)
     check_inputs(book, paths)
-    local = jax.local_devices()
-    if devices is None:
-        devices = len(local)
-    elif isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
-        raise InputError(f"devices: must be a whole number from 1 to {len(local)} (this process's devices), "
-                         f"got {devices!r}")
-    if config is None:
-        config = EngineConfig()
-    elif not isinstance(config, EngineConfig):
-        raise InputError(f"config: expected an adljax.engine.config.EngineConfig (or None: the defaults), "
-                         f"got {type(config).__name__}")
+    local, devices, config = _devices_and_config(devices, config)
     if isinstance(book, PositionBook):
         return _simulate_positions(venue, book, paths, dt=dt, key=key, history=history,
                                    first_scenario=first_scenario, chunk=chunk, devices=devices, config=config)
@@ -194,17 +200,7 @@ def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None,
 def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, key, history, first_scenario, chunk,
                         devices, config) -> Outcome:
     """:func:`simulate` of a :class:`~adljax.model.position_book.PositionBook` on the position engine."""
-    local = jax.local_devices()
-    if devices is None:
-        devices = len(local)
-    elif isinstance(devices, bool) or not isinstance(devices, int) or not 1 <= devices <= len(local):
-        raise InputError(f"devices: must be a whole number from 1 to {len(local)} (this process's devices), "
-                         f"got {devices!r}")
-    if config is None:
-        config = EngineConfig()
-    elif not isinstance(config, EngineConfig):
-        raise InputError(f"config: expected an adljax.engine.config.EngineConfig (or None: the defaults), "
-                         f"got {type(config).__name__}")
+    local, devices, config = _devices_and_config(devices, config)
     dtype = book.checked_dtype()
     if np.ndim(book.all_cash) == 2 and np.shape(book.all_cash)[0] != paths.n_scenarios:
         raise InputError(f"book: a batched book needs a leading axis of {paths.n_scenarios} scenarios (as paths), "

@@ -102,6 +102,36 @@ def adl_starts(keys: Array, t: Array, n_rows: int) -> Array:
     return jax.vmap(lambda k: jax.random.randint(jax.random.fold_in(k, t), (), 0, n_rows))(keys)
 
 
+def add_reports(acc: dict, liq, bs, ad, smooth: bool, tau, adl_scale: Array) -> dict:
+    """The running metric sums ``acc`` ([S] each) with one step's stage reports added (both engines).
+
+    ``adl_indicator`` keeps its largest value: whether ADL acted, or in the smooth mode ADL's size in the
+    step in units of τ × a typical position (``adl_scale``), 1 from τ·scale up.
+    """
+    acc = dict(acc)
+    dtype = ad.notional.dtype
+    acc["market_liquidation_notional"] += liq.filled_notional
+    acc["market_liquidation_orders"] += liq.orders
+    acc["partial_liquidation_orders"] += liq.partial_orders
+    acc["liquidation_fees"] += liq.fees
+    acc["vault_unwind_notional"] += liq.unwind_notional
+    acc["backstop_notional"] += bs.notional
+    acc["backstop_accounts"] += bs.accounts
+    acc["bad_debt_backstop"] += bs.bad_debt
+    acc["adl_notional"] += ad.notional
+    acc["adl_notional_vault"] += ad.vault_notional
+    acc["socialized_loss"] += ad.socialized
+    acc["bad_debt_adl"] += ad.bad_debt
+    acc["adl_steps"] += ad.any_fill.astype(dtype)
+    if smooth:
+        amount = ad.notional + ad.socialized
+        indicator = smoothstep(amount / (tau * jnp.where(adl_scale > 0, adl_scale, 1.0)))
+    else:
+        indicator = ad.any_fill.astype(dtype)
+    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], indicator)
+    return acc
+
+
 def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array,
          rows=None, *, config: EngineConfig):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
@@ -187,26 +217,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     book, ad = _maybe(need_adl, deleverage, book, mkt, rows, differentiable=smooth)
 
     # Report.
-    acc = dict(carry.acc)
-    acc["market_liquidation_notional"] += liq.filled_notional
-    acc["market_liquidation_orders"] += liq.orders
-    acc["partial_liquidation_orders"] += liq.partial_orders
-    acc["liquidation_fees"] += liq.fees
-    acc["vault_unwind_notional"] += liq.unwind_notional
-    acc["backstop_notional"] += bs.notional
-    acc["backstop_accounts"] += bs.accounts
-    acc["bad_debt_backstop"] += bs.bad_debt
-    acc["adl_notional"] += ad.notional
-    acc["adl_notional_vault"] += ad.vault_notional
-    acc["socialized_loss"] += ad.socialized
-    acc["bad_debt_adl"] += ad.bad_debt
-    acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
-    if smooth:  # ADL's size in the step, in units of τ × a typical position: 1 from τ·scale up
-        amount = ad.notional + ad.socialized
-        indicator = smoothstep(amount / (tau * jnp.where(carry.adl_scale > 0, carry.adl_scale, 1.0)))
-    else:
-        indicator = ad.any_fill.astype(mark.dtype)
-    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], indicator)
+    acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)
 
     def drift(b):
         value = b.total_value() + b.insurance_fund

@@ -157,28 +157,8 @@ class Book:
           InputError: naming the field, for indices that are not whole numbers or out of range,
             lengths that differ, a repeated pair, and everything :meth:`from_accounts` refuses.
         """
-        cash = as_numbers("cash", cash)
-        check_ndim("cash", cash, 1, "[N accounts]")
+        cash, acc, mkt, size, entry, a = position_lists(account, market, size, entry, cash, n_markets)
         n = cash.shape[0]
-        acc = _indices("account", account, n, "N accounts (the length of cash)")
-        p = acc.shape[0]
-        mkt = _indices("market", market, None, "")
-        check_shape("market", mkt, (p,), "[P positions], like account")
-        if n_markets is None:
-            if p == 0:
-                raise InputError("n_markets: give the number of markets of a book without positions")
-            a = int(mkt.max()) + 1
-        else:
-            if isinstance(n_markets, bool) or not isinstance(n_markets, (int, np.integer)) or n_markets < 1:
-                raise InputError(f"n_markets: must be a whole number >= 1, got {n_markets!r}")
-            a = int(n_markets)
-            if p and int(mkt.max()) >= a:
-                k = int(np.argmax(mkt >= a))
-                raise InputError(f"market: position {k} is in market {int(mkt[k])}, but n_markets is {a}")
-        size = as_numbers("size", size).astype(np.float64)
-        entry = as_numbers("entry", entry).astype(np.float64)
-        check_shape("size", size, (p,), "[P positions], like account")
-        check_shape("entry", entry, (p,), "[P positions], like account")
         key = acc.astype(np.int64) * a + mkt
         uniq, first, counts = np.unique(key, return_index=True, return_counts=True)
         if np.any(counts > 1):
@@ -256,27 +236,8 @@ class Book:
                              f"{size[i, j]} and entry {entry[i, j]}")
         entry = np.where(open_, entry, 0.0)
 
-        def vec(name, v, default):
-            v = np.full(a, default) if v is None else as_numbers(name, v).astype(np.float64)
-            check_shape(name, v, (a,), "[A markets]")
-            check_finite(name, v)
-            return v
-
-        vault_size = vec("vault_size", vault_size, 0.0)
-        vault_entry = vec("vault_entry", vault_entry, 0.0)
-        lp_size = vec("lp_size", lp_size, 0.0)
-        lp_entry = vec("lp_entry", lp_entry, 0.0)
-        for nm, s, e in (("vault_entry", vault_size, vault_entry), ("lp_entry", lp_size, lp_entry)):
-            if np.any((s != 0) & (e <= 0)):
-                raise InputError(f"{nm}: must be > 0 where the row holds a position")
-        vault_entry = np.where(vault_size != 0, vault_entry, 0.0)
-        lp_entry = np.where(lp_size != 0, lp_entry, 0.0)
-        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund), ("lp_cash", lp_cash)):
-            check_number(nm, v)
-        vault_cash, insurance_fund, lp_cash = float(vault_cash), float(insurance_fund), float(lp_cash)
-        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund)):
-            check_positive(nm, np.asarray(v), allow_zero=True)
-        check_finite("lp_cash", np.asarray(lp_cash))
+        vault_size, vault_entry, lp_size, lp_entry, vault_cash, insurance_fund, lp_cash = system_rows(
+            a, vault_size, vault_entry, lp_size, lp_entry, vault_cash, insurance_fund, lp_cash)
 
         if isolated is None:
             iso = np.zeros(n, dtype=bool)
@@ -291,17 +252,9 @@ class Book:
                                  "position is a row with one position (split the trader into several rows)")
 
         # What the float64 values become in the engine's dtype, named as the caller wrote them.
-        for nm, v, kind in (("cash", cash, "none"), ("size", size, "nonzero"), ("entry", entry, "nonzero"),
-                            ("vault_cash", vault_cash, "none"), ("insurance_fund", insurance_fund, "none"),
-                            ("lp_cash", lp_cash, "none"), ("vault_size", vault_size, "nonzero"),
-                            ("vault_entry", vault_entry, "nonzero"), ("lp_size", lp_size, "nonzero"),
-                            ("lp_entry", lp_entry, "nonzero")):
-            check_representable(nm, np.asarray(v), dtype, positive=kind)
-        for nm, v in (("entry", entry), ("vault_entry", vault_entry), ("lp_entry", lp_entry)):
-            check_below_limit(nm, v, dtype)
-        for nm, v in (("size", size), ("entry", entry), ("vault_size", vault_size), ("vault_entry", vault_entry),
-                      ("lp_size", lp_size), ("lp_entry", lp_entry)):
-            check_above_floor(nm, v, dtype)
+        check_cast(dtype, cash=cash, size=size, entry=entry, vault_cash=vault_cash, insurance_fund=insurance_fund,
+                   lp_cash=lp_cash, vault_size=vault_size, vault_entry=vault_entry, lp_size=lp_size,
+                   lp_entry=lp_entry)
         all_cash = np.concatenate([cash, [vault_cash, lp_cash]])
         all_size = np.concatenate([size, vault_size[None], lp_size[None]], axis=0)
         all_entry = np.concatenate([entry, vault_entry[None], lp_entry[None]], axis=0)
@@ -414,6 +367,78 @@ class Book:
                                  "an isolated position is a row with one position")
         if cash is not None and size is not None and entry is not None and fund is not None:
             check_money(cash, fund, size, entry, prices, dtype)
+
+
+def position_lists(account, market, size, entry, cash, n_markets):
+    """A list of positions checked: ``(cash [N], account [P], market [P], size [P], entry [P], A)``, host float64
+    and int64; the errors name ``account``, ``market``, ``size``, ``entry``, ``cash`` and ``n_markets``."""
+    cash = as_numbers("cash", cash)
+    check_ndim("cash", cash, 1, "[N accounts]")
+    n = cash.shape[0]
+    acc = _indices("account", account, n, "N accounts (the length of cash)")
+    p = acc.shape[0]
+    mkt = _indices("market", market, None, "")
+    check_shape("market", mkt, (p,), "[P positions], like account")
+    if n_markets is None:
+        if p == 0:
+            raise InputError("n_markets: give the number of markets of a book without positions")
+        a = int(mkt.max()) + 1
+    else:
+        if isinstance(n_markets, bool) or not isinstance(n_markets, (int, np.integer)) or n_markets < 1:
+            raise InputError(f"n_markets: must be a whole number >= 1, got {n_markets!r}")
+        a = int(n_markets)
+        if p and int(mkt.max()) >= a:
+            k = int(np.argmax(mkt >= a))
+            raise InputError(f"market: position {k} is in market {int(mkt[k])}, but n_markets is {a}")
+    size = as_numbers("size", size).astype(np.float64)
+    entry = as_numbers("entry", entry).astype(np.float64)
+    check_shape("size", size, (p,), "[P positions], like account")
+    check_shape("entry", entry, (p,), "[P positions], like account")
+    return cash.astype(np.float64), acc, mkt, size, entry, a
+
+
+def system_rows(a: int, vault_size, vault_entry, lp_size, lp_entry, vault_cash, insurance_fund, lp_cash):
+    """The vault's and the liquidity providers' start, checked: ``[A]`` sizes and entries (entries 0 where
+    flat) and the cash and fund as floats; the errors name each argument."""
+    def vec(name, v, default):
+        v = np.full(a, default) if v is None else as_numbers(name, v).astype(np.float64)
+        check_shape(name, v, (a,), "[A markets]")
+        check_finite(name, v)
+        return v
+
+    vault_size, vault_entry = vec("vault_size", vault_size, 0.0), vec("vault_entry", vault_entry, 0.0)
+    lp_size, lp_entry = vec("lp_size", lp_size, 0.0), vec("lp_entry", lp_entry, 0.0)
+    for nm, s, e in (("vault_entry", vault_size, vault_entry), ("lp_entry", lp_size, lp_entry)):
+        if np.any((s != 0) & (e <= 0)):
+            raise InputError(f"{nm}: must be > 0 where the row holds a position")
+    vault_entry = np.where(vault_size != 0, vault_entry, 0.0)
+    lp_entry = np.where(lp_size != 0, lp_entry, 0.0)
+    for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund), ("lp_cash", lp_cash)):
+        check_number(nm, v)
+    vault_cash, insurance_fund, lp_cash = float(vault_cash), float(insurance_fund), float(lp_cash)
+    for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund)):
+        check_positive(nm, np.asarray(v), allow_zero=True)
+    check_finite("lp_cash", np.asarray(lp_cash))
+    return vault_size, vault_entry, lp_size, lp_entry, vault_cash, insurance_fund, lp_cash
+
+
+#: How :func:`check_cast` checks each named value: any finite value, or a nonzero one that keeps its magnitude.
+_CAST_KIND = {"size": "nonzero", "entry": "nonzero", "vault_size": "nonzero", "vault_entry": "nonzero",
+              "lp_size": "nonzero", "lp_entry": "nonzero"}
+_PRICES = ("entry", "vault_entry", "lp_entry")
+
+
+def check_cast(dtype, **values) -> None:
+    """What host float64 values become in ``dtype``, each error naming its argument: finite and not flushed to
+    zero (sizes and prices), prices below the money limit, and no nonzero size or price below the dtype's floor."""
+    for nm, v in values.items():
+        check_representable(nm, np.asarray(v), dtype, positive=_CAST_KIND.get(nm, "none"))
+    for nm in _PRICES:
+        if nm in values:
+            check_below_limit(nm, values[nm], dtype)
+    for nm, v in values.items():
+        if nm in _CAST_KIND:
+            check_above_floor(nm, v, dtype)
 
 
 def _indices(name: str, x, n: int | None, what: str) -> np.ndarray:

@@ -15,9 +15,9 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array
 
-from .book import Book, _indices, check_money, check_zero_sum
-from .errors import (InputError, as_bools, as_host, as_numbers, check_above_floor, check_below_limit, check_finite,
-                     check_ndim, check_number, check_positive, check_representable, check_shape, float_dtype)
+from .book import Book, check_cast, check_money, check_zero_sum, position_lists, system_rows
+from .errors import (InputError, as_bools, as_host, check_finite,
+                     check_positive, check_representable, check_shape, float_dtype)
 from .layout import Layout
 
 #: The most numbers (scenarios × trader rows × markets) the dense views ``size``/``entry`` of a
@@ -258,28 +258,8 @@ class PositionBook:
             pair) and :meth:`adljax.Book.from_accounts` (numbers, entries, zero sum, isolated rows, money).
         """
         dtype = jax.dtypes.canonicalize_dtype(float_dtype("dtype", dtype))
-        cash = as_numbers("cash", cash).astype(np.float64)
-        check_ndim("cash", cash, 1, "[N accounts]")
-        n = cash.shape[0]
-        acc = _indices("account", account, n, "N accounts (the length of cash)")
-        p = acc.shape[0]
-        mkt = _indices("market", market, None, "")
-        check_shape("market", mkt, (p,), "[P positions], like account")
-        if n_markets is None:
-            if p == 0:
-                raise InputError("n_markets: give the number of markets of a book without positions")
-            a = int(mkt.max()) + 1
-        else:
-            if isinstance(n_markets, bool) or not isinstance(n_markets, (int, np.integer)) or n_markets < 1:
-                raise InputError(f"n_markets: must be a whole number >= 1, got {n_markets!r}")
-            a = int(n_markets)
-            if p and int(mkt.max()) >= a:
-                k = int(np.argmax(mkt >= a))
-                raise InputError(f"market: position {k} is in market {int(mkt[k])}, but n_markets is {a}")
-        size = as_numbers("size", size).astype(np.float64)
-        entry = as_numbers("entry", entry).astype(np.float64)
-        check_shape("size", size, (p,), "[P positions], like account")
-        check_shape("entry", entry, (p,), "[P positions], like account")
+        cash, acc, mkt, size, entry, a = position_lists(account, market, size, entry, cash, n_markets)
+        n, p = cash.shape[0], acc.shape[0]
         for name, v in (("cash", cash), ("size", size), ("entry", entry)):
             check_finite(name, v)
         order = np.lexsort((mkt, acc))
@@ -296,25 +276,8 @@ class PositionBook:
                              f"market {int(mkt[k])}) has size {size[k]} and entry {entry[k]}")
         entry = np.where(open_, entry, 0.0)
 
-        def vec(name, v, default):
-            v = np.full(a, default) if v is None else as_numbers(name, v).astype(np.float64)
-            check_shape(name, v, (a,), "[A markets]")
-            check_finite(name, v)
-            return v
-
-        vault_size, vault_entry = vec("vault_size", vault_size, 0.0), vec("vault_entry", vault_entry, 0.0)
-        lp_size, lp_entry = vec("lp_size", lp_size, 0.0), vec("lp_entry", lp_entry, 0.0)
-        for nm, s, e in (("vault_entry", vault_size, vault_entry), ("lp_entry", lp_size, lp_entry)):
-            if np.any((s != 0) & (e <= 0)):
-                raise InputError(f"{nm}: must be > 0 where the row holds a position")
-        vault_entry = np.where(vault_size != 0, vault_entry, 0.0)
-        lp_entry = np.where(lp_size != 0, lp_entry, 0.0)
-        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund), ("lp_cash", lp_cash)):
-            check_number(nm, v)
-        vault_cash, insurance_fund, lp_cash = float(vault_cash), float(insurance_fund), float(lp_cash)
-        for nm, v in (("vault_cash", vault_cash), ("insurance_fund", insurance_fund)):
-            check_positive(nm, np.asarray(v), allow_zero=True)
-        check_finite("lp_cash", np.asarray(lp_cash))
+        vault_size, vault_entry, lp_size, lp_entry, vault_cash, insurance_fund, lp_cash = system_rows(
+            a, vault_size, vault_entry, lp_size, lp_entry, vault_cash, insurance_fund, lp_cash)
         if isolated is None:
             iso = np.zeros(n, dtype=bool)
         else:
@@ -326,17 +289,9 @@ class PositionBook:
                 i = int(np.argmax(bad))
                 raise InputError(f"isolated: account {i} is isolated but holds {int(npos[i])} positions; an isolated "
                                  "position is a row with one position (split the trader into several rows)")
-        for nm, v, kind in (("cash", cash, "none"), ("size", size, "nonzero"), ("entry", entry, "nonzero"),
-                            ("vault_cash", vault_cash, "none"), ("insurance_fund", insurance_fund, "none"),
-                            ("lp_cash", lp_cash, "none"), ("vault_size", vault_size, "nonzero"),
-                            ("vault_entry", vault_entry, "nonzero"), ("lp_size", lp_size, "nonzero"),
-                            ("lp_entry", lp_entry, "nonzero")):
-            check_representable(nm, np.asarray(v), dtype, positive=kind)
-        for nm, v in (("entry", entry), ("vault_entry", vault_entry), ("lp_entry", lp_entry)):
-            check_below_limit(nm, v, dtype)
-        for nm, v in (("size", size), ("entry", entry), ("vault_size", vault_size), ("vault_entry", vault_entry),
-                      ("lp_size", lp_size), ("lp_entry", lp_entry)):
-            check_above_floor(nm, v, dtype)
+        check_cast(dtype, cash=cash, size=size, entry=entry, vault_cash=vault_cash, insurance_fund=insurance_fund,
+                   lp_cash=lp_cash, vault_size=vault_size, vault_entry=vault_entry, lp_size=lp_size,
+                   lp_entry=lp_entry)
         acc, mkt, size, entry = acc[order], mkt[order], size[order], entry[order]
         layout, order = Layout.build(acc, mkt, n + 2, a)
         all_size = np.concatenate([size[order], vault_size, lp_size])

@@ -30,8 +30,8 @@ from ..config import DEFAULT, EngineConfig
 from ..market import Market
 from ..stages import adl as dense_adl
 from ..stages import backstop as dense_backstop
-from ..smooth import smoothstep, temperature_of
-from ..waterfall import _SUMS, _maybe, adl_starts, blocks, scan_remat
+from ..smooth import temperature_of
+from ..waterfall import _SUMS, _maybe, add_reports, adl_starts, blocks, scan_remat
 from . import adl, backstop, liquidation, margin
 from .accounting import account_value
 
@@ -121,26 +121,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules), lay)
     vals, ad = _maybe(need_adl, deleverage, vals, mkt, differentiable=smooth)
 
-    acc = dict(carry.acc)
-    acc["market_liquidation_notional"] += liq.filled_notional
-    acc["market_liquidation_orders"] += liq.orders
-    acc["partial_liquidation_orders"] += liq.partial_orders
-    acc["liquidation_fees"] += liq.fees
-    acc["vault_unwind_notional"] += liq.unwind_notional
-    acc["backstop_notional"] += bs.notional
-    acc["backstop_accounts"] += bs.accounts
-    acc["bad_debt_backstop"] += bs.bad_debt
-    acc["adl_notional"] += ad.notional
-    acc["adl_notional_vault"] += ad.vault_notional
-    acc["socialized_loss"] += ad.socialized
-    acc["bad_debt_adl"] += ad.bad_debt
-    acc["adl_steps"] += ad.any_fill.astype(mark.dtype)
-    if smooth:  # ADL's size in the step, in units of τ × a typical position: 1 from τ·scale up
-        amount = ad.notional + ad.socialized
-        indicator = smoothstep(amount / (tau * jnp.where(carry.adl_scale > 0, carry.adl_scale, 1.0)))
-    else:
-        indicator = ad.any_fill.astype(mark.dtype)
-    acc["adl_indicator"] = jnp.maximum(acc["adl_indicator"], indicator)
+    acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)
 
     def drift(v):
         value = _total_value(v) + v["insurance_fund"]
