@@ -20,8 +20,10 @@ from invariants import REL, check_invariants
 from strategies import RULE_SETS, SHAPES, cases, compare_outcomes
 
 FULL = os.environ.get("ADLJAX_FULL_TESTS") == "1"
-#: Hard-mode rule sets run in the suite: every ADL policy and price, each backstop (all of RULE_SETS on request).
-PAIRS = tuple(zip(SHAPES[1:] + SHAPES[:1] * 2, RULE_SETS[:1] + RULE_SETS[6:8] + RULE_SETS[1:2])) if not FULL \
+#: Rule sets run in the suite: the queue at the previous mark with the vault, the random order at bankruptcy
+#: prices with the insurance fund, the socialized loss (pro rata: tests/test_positions_adl.py, stage by stage).
+#: ADLJAX_FULL_TESTS=1: every one of RULE_SETS.
+PAIRS = tuple(zip(SHAPES[1:] + SHAPES[:1], RULE_SETS[:1] + RULE_SETS[6:8])) if not FULL \
     else tuple(zip((SHAPES * 3)[:len(RULE_SETS)], RULE_SETS))
 PER_PAIR = 12 if FULL else 4
 
