@@ -111,12 +111,25 @@ def test_a_smooth_venue_runs_a_position_book(tmp_path):
         np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-9 * scale, err_msg=k)
 
 
-def test_file_book_refuses_positions(tmp_path):
-    path = tmp_path / "file.toml"
-    path.write_text(TINY.format(positions="true", preset="hyperliquid", venue_extra="").replace(
-        "accounts = 30", 'file = "book.csv"'))
-    with pytest.raises(adljax.InputError, match=r"\[book\] positions: only a generated book"):
-        adljax.scenario.load(path)
+def test_a_file_book_loads_as_a_position_book():
+    """``[book] positions = true`` with a book file: the same rows and positions as the dense book, and the
+    same metrics (scenarios/book_from_file.toml, float64)."""
+    from pathlib import Path
+    import tomllib
+
+    shipped = Path(__file__).parent.parent / "scenarios" / "book_from_file.toml"
+    doc = tomllib.loads(shipped.read_text())
+    dense = adljax.scenario.from_dict(doc, shipped, scenarios=4, steps=40)[0]
+    doc["book"]["positions"] = True
+    pos = adljax.scenario.from_dict(doc, shipped, scenarios=4, steps=40)[0]
+    assert isinstance(pos.book, PositionBook) and not isinstance(dense.book, PositionBook)
+    for f in ("all_cash", "size_am", "entry_am", "isolated"):
+        np.testing.assert_array_equal(np.asarray(getattr(pos.book.to_book(), f)), np.asarray(getattr(dense.book, f)))
+    got = adljax.simulate(pos.venue, pos.book, pos.paths, dt=pos.dt).metrics
+    want = adljax.simulate(dense.venue, dense.book, dense.paths, dt=dense.dt).metrics
+    for k in want:
+        scale = max(1.0, float(np.max(np.abs(want[k]))))
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-9, atol=1e-9 * scale, err_msg=k)
 
 
 def test_cli_runs_a_position_book(tmp_path, monkeypatch, capsys):

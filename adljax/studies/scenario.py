@@ -103,8 +103,8 @@ MARKET = {"start", "max_leverage", "margin_tiers", "vol", "drift", "depth", "lon
 BOOK_GENERATED = {"accounts", "median_notional", "leverage_mode", "markets_per_account", "max_markets_per_account",
                   "isolated_share", "tail", "entry_spread", "vault_cash", "insurance_fund", "scale_with_accounts",
                   "positions"}
-BOOK_FILE = {"file", "balance", "vault_cash", "insurance_fund"}
-BOOK_HYPERLIQUID = {"hyperliquid", "meta", "complete", "vault_cash", "insurance_fund"}
+BOOK_FILE = {"file", "balance", "vault_cash", "insurance_fund", "positions"}
+BOOK_HYPERLIQUID = {"hyperliquid", "meta", "complete", "vault_cash", "insurance_fund", "positions"}
 PATH_MODELS = {
     "flat": set(),
     "gbm": {"corr"},
@@ -806,23 +806,21 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
     ``notional_scale`` for :func:`population` (None where no market sets them). The factor is 1 unless
     ``[book] scale_with_accounts`` is true and ``accounts`` replaces the file's: then it is given / file
     accounts, and it has already multiplied ``vault_cash`` and ``insurance_fund``. ``[book] positions = true``
-    generates a :class:`~adljax.model.position_book.PositionBook` (the position engine).
+    makes the book a :class:`~adljax.model.position_book.PositionBook` (the position engine), whatever its source.
     """
     if not isinstance(d, dict):
         raise w.error("book", f"expected a table, got {type(d).__name__}")
-    if "positions" in d and ("file" in d or "hyperliquid" in d):
-        kind = "file" if "file" in d else "hyperliquid"
-        raise w.error("book", f"positions: only a generated book (accounts = ...) can be a position book for now, "
-                              f"not a [book] {kind} book; leave positions out")
     if "file" in d:
         w.keys("book", d, BOOK_FILE)
         f = w.file("book", d, "file", path.parent)
         vault_cash = w.money("book", d, "vault_cash", 0.0, dtype)
         fund = w.money("book", d, "insurance_fund", 0.0, dtype)
         balance = w.boolean("book", d, "balance", False)
+        positions = w.boolean("book", d, "positions", False)
         try:
             book = load_book(f, markets=list(names), vault_cash=vault_cash, insurance_fund=fund,
-                             max_leverage=mcol["max_leverage"], mark=mcol["start"], balance=balance, dtype=dtype)
+                             max_leverage=mcol["max_leverage"], mark=mcol["start"], balance=balance, dtype=dtype,
+                             positions=positions)
         except InputError as err:
             msg = str(err)   # load_book calls the file `path` (e.g. an unknown extension); here it is `file`
             raise w.error("book", "file: " + msg[len("path: "):] if msg.startswith("path: ") else msg) from None
@@ -841,9 +839,10 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
         vault_cash = w.money("book", d, "vault_cash", 0.0, dtype)
         fund = w.money("book", d, "insurance_fund", 0.0, dtype)
         complete = w.boolean("book", d, "complete", False)
+        positions = w.boolean("book", d, "positions", False)
         try:
             book, _, _ = load_hyperliquid(states, meta, markets=list(names), vault_cash=vault_cash,
-                                          insurance_fund=fund, complete=complete, dtype=dtype)
+                                          insurance_fund=fund, complete=complete, dtype=dtype, positions=positions)
         except InputError as err:
             msg = str(err)   # the reader calls the [markets] names `markets`
             if msg.startswith("markets: "):
