@@ -13,11 +13,16 @@ import jax.numpy as jnp
 from jax import Array
 
 from ..accounting import dust, reduce_position, trade
+from ..config import DEFAULT, EngineConfig
 from ..market import Market
+from ..prefix import first_rows
 from ..smooth import above, ratio, temperature_of
 from ..stages.liquidation import Report, _side
+from ...model.layout import Layout
 from ...model.position_book import PositionBook
 from ...model.venue import Params, Rules
+from ..stages.margin import Margin
+from .margin import values
 
 
 def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
@@ -111,3 +116,60 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     new_book = book.replace(all_cash=cash, position_size=new_size, position_entry=new_entry, cooldown=cooldown,
                             insurance_fund=fund)
     return new_book, report
+
+
+def gathered_sizes(lay: Layout, config: EngineConfig = DEFAULT) -> tuple[int, int]:
+    """(rows, positions) that :func:`run_gathered` handles: :attr:`~adljax.engine.config.EngineConfig.gathered_rows`
+    rows (at most the book's trader rows) and four positions a row (at most the book's trader positions)."""
+    rows = max(1, min(lay.n_traders, config.gathered_rows))
+    return rows, max(1, min(lay.n_positions - 2 * lay.n_markets, 4 * rows))
+
+
+def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
+                 margin: Margin, config: EngineConfig = DEFAULT) -> tuple[PositionBook, Report, Margin]:
+    """:func:`run` on the only rows it can change, and the margin after (hard mode, one scenario).
+
+    A row that is not liquidatable sends no order and keeps its positions, cash and cooldown; so the stage
+    runs on a small position book made of the liquidatable rows' positions (found by a running count over
+    the list), the vault's and the LPs' slots, and writes them back. The margin after is the step's margin
+    with those rows revalued. The caller must see that at most :func:`gathered_sizes` rows and positions
+    are involved (the engine runs :func:`run` on the whole book otherwise).
+    """
+    lay = book.layout
+    a, r = lay.n_markets, lay.n_rows
+    k_rows, k_pos = gathered_sizes(lay, config)
+    p_tr = lay.n_positions - 2 * a
+    rows_at, rows_real, _ = first_rows(liquidatable, k_rows, config.prefix_block)          # [k_rows] ascending
+    held = lay.at_row(liquidatable) & lay.is_trader()
+    pos_at, pos_real, _ = first_rows(held, k_pos, config.prefix_block)                      # [k_pos]
+    # Each gathered position's row in the small book (the rank of its row among the liquidatable rows), in
+    # row order, as the small book's layout needs; padding: size 0 in the last row, which changes nothing.
+    sub_row = jnp.where(pos_real, jnp.searchsorted(rows_at, lay.row[pos_at]), k_rows - 1)
+    order = jnp.argsort(sub_row, stable=True)
+    pos_at, pos_real, sub_row = pos_at[order], pos_real[order], sub_row[order]
+    sys = jnp.arange(p_tr, lay.n_positions)
+    idx = jnp.concatenate([pos_at, sys])
+    real = jnp.concatenate([pos_real, jnp.ones(2 * a, bool)])
+    sub_lay = Layout(row=jnp.concatenate([sub_row, jnp.full(a, k_rows), jnp.full(a, k_rows + 1)]).astype(jnp.int32),
+                     market=jnp.where(real, lay.market[idx], 0), by_market=lay.by_market[:0],
+                     market_start=lay.market_start, n_rows=k_rows + 2, n_markets=a)
+    row_idx = jnp.concatenate([rows_at, jnp.array([r - 2, r - 1], rows_at.dtype)])
+    row_real = jnp.concatenate([rows_real, jnp.array([True, True])])
+    on_rows = lambda x: jnp.where(row_real, x[row_idx], jnp.zeros((), x.dtype))
+    on_pos = lambda x: jnp.where(real, x[idx], jnp.zeros((), x.dtype))
+    sub = PositionBook(all_cash=on_rows(book.all_cash), position_size=on_pos(book.position_size),
+                       position_entry=on_pos(book.position_entry), cooldown=on_rows(book.cooldown),
+                       isolated=on_rows(book.isolated), insurance_fund=book.insurance_fund, layout=sub_lay)
+    new_sub, report = run(sub, market, params, rules, on_rows(liquidatable), on_rows(margin.av))
+    # Padding (not real) is written to an index past the end, which drops it.
+    put_rows = lambda full, part: full.at[jnp.where(row_real, row_idx, r)].set(part, mode="drop")
+    put_pos = lambda full, part: full.at[jnp.where(real, idx, lay.n_positions)].set(part, mode="drop")
+    new_book = book.replace(all_cash=put_rows(book.all_cash, new_sub.all_cash),
+                            position_size=put_pos(book.position_size, new_sub.position_size),
+                            position_entry=put_pos(book.position_entry, new_sub.position_entry),
+                            cooldown=put_rows(book.cooldown, new_sub.cooldown),
+                            insurance_fund=new_sub.insurance_fund)
+    sub_margin = values(new_sub, market, params)
+    new_margin = Margin(av=put_rows(margin.av, sub_margin.av), mr=put_rows(margin.mr, sub_margin.mr),
+                        has_position=put_rows(margin.has_position, sub_margin.has_position))
+    return new_book, report, new_margin

@@ -30,6 +30,7 @@ from ..config import DEFAULT, EngineConfig
 from ..market import Market
 from ..stages import adl as dense_adl
 from ..stages import backstop as dense_backstop
+from ..stages import margin as dense_margin
 from ..smooth import temperature_of
 from ..waterfall import _SUMS, _maybe, add_reports, adl_starts, blocks, scan_remat
 from . import adl, backstop, liquidation, margin
@@ -63,7 +64,8 @@ def _per_scenario(fn, lay: Layout):
     return jax.vmap(one)
 
 
-def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: Layout):
+def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: Layout,
+         config: EngineConfig = DEFAULT, row_positions: Array | None = None):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
 
     ``inputs`` is ``(t, oracle [S, A], depth [S, A], funding [S, A] or None)``; ``keys`` [S].
@@ -93,8 +95,23 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
         return b, rep, margin.values(b, mk, params)
     unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, -2])
     need_liq = jnp.any(liquidatable) | unwinding
-    vals, liq, mg = _maybe(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3),
-                           differentiable=smooth)
+    k_rows, k_pos = liquidation.gathered_sizes(lay, config)
+    if smooth or row_positions is None or k_rows >= lay.n_traders:
+        vals, liq, mg = _maybe(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3),
+                               differentiable=smooth)
+    else:
+        # Only the liquidatable rows' positions, gathered, when every scenario has few enough of them
+        # (liquidation.run_gathered); the whole list otherwise. One of the two runs, or neither.
+        few = jnp.all((jnp.sum(liquidatable, axis=-1) <= k_rows)
+                      & (jnp.sum(jnp.where(liquidatable, row_positions, 0), axis=-1) <= k_pos))
+        # (`liquidatable` is taken again from the carried margin, so that XLA does not hoist the gathering
+        # out of the loop that skips it.)
+        gathered = _per_scenario(lambda b, mk, _, g: liquidation.run_gathered(
+            b, mk, params, rules, dense_margin.liquidatable(g), g, config), lay)
+        vals, liq, mg = _maybe(need_liq & few, gathered, vals, mkt, liquidatable, mg, keep=(0, 3))
+        vals, liq_whole, mg = _maybe(need_liq & ~few, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg,
+                                     keep=(0, 3))
+        liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)       # one of the two reports is zeros
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
@@ -206,7 +223,7 @@ def run(params: Params, book: PositionBook, oracle: Array, depth: Array, keys: A
     lay = book.layout
     vals = book.values()
     s = oracle.shape[0]
-    one = partial(_run, lay=lay, rules=rules, history=history)
+    one = partial(_run, lay=lay, rules=rules, history=history, config=config)
     block = config.block_size()
     if block is None or blocks(s, block)[0] == 1:
         vals, metrics, hist = one(params, vals, oracle, depth, keys, funding)
@@ -218,14 +235,16 @@ def run(params: Params, book: PositionBook, oracle: Array, depth: Array, keys: A
     return _book(vals, lay), metrics, hist
 
 
-def _run(params, vals, oracle, depth, keys, funding, *, lay: Layout, rules: Rules, history: bool):
+def _run(params, vals, oracle, depth, keys, funding, *, lay: Layout, rules: Rules, history: bool,
+         config: EngineConfig = DEFAULT):
     carry = _init(vals, lay, oracle[:, 0])
+    row_positions = lay.rows(jnp.ones(lay.n_positions, jnp.int32))      # [R] each row's slots
     vault_av0 = carry.acc["vault_equity_min"]
     time_major = lambda x: None if x is None else jnp.swapaxes(x, 0, 1)
     xs = (jnp.arange(oracle.shape[1]), time_major(oracle), time_major(depth), time_major(funding))
 
     def body(c, x):
-        c, h = step(c, x, params, rules, keys, lay)
+        c, h = step(c, x, params, rules, keys, lay, config, row_positions)
         return c, (h if history else None)
 
     if rules.smooth:   # checkpointed, for reverse-mode gradients through long horizons
