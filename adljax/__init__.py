@@ -5,9 +5,10 @@ thousands of price-path scenarios at once. See ``docs/rules.md`` for the
 exact rules and the README for a tour.
 
 The package's folders are its layers: :mod:`adljax.model` (the public
-nouns: book, paths, venue, outcome), :mod:`adljax.engine.waterfall` (the stages, the
-step that composes them, the scan over time), :mod:`adljax.reference` (the
-same rules event by event), :mod:`adljax.parallel` (devices, hosts, chunks),
+nouns: book, position book, paths, venue, outcome), :mod:`adljax.engine.waterfall`
+(the stages, the step that composes them, the scan over time;
+:mod:`adljax.engine.positions` the same on a position book), :mod:`adljax.reference`
+(the same rules event by event), :mod:`adljax.parallel` (devices, hosts, chunks),
 :mod:`adljax.studies` (studies, scenario and book files, generators, the
 results-folder runner), :mod:`adljax.analysis` (metrics, objectives,
 calibration, figures, inspection) and :mod:`adljax.cli` (one module a

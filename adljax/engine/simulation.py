@@ -70,7 +70,11 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
     Args:
       venue: rules and numbers, e.g. ``adljax.venues.hyperliquid()``.
       book: the starting :class:`Book` (one book for every scenario, or a
-        batch of books with a leading axis S).
+        batch of books with a leading axis S), run on the dense engine; or a
+        :class:`~adljax.PositionBook`, run on the position engine
+        (:mod:`adljax.engine.positions`: the same rules, work and memory growing
+        with positions rather than accounts × markets), whose final books come
+        back as position books.
       paths: :class:`Paths` with ``oracle`` and ``depth`` [S, T, A] (and
         optionally ``funding``).
       dt: seconds per step (> 0).

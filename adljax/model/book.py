@@ -150,8 +150,8 @@ class Book:
             ``vault_entry``, ``lp_cash``, ``lp_size``, ``lp_entry``, ``dtype``).
 
         A row holds at most one position a market: a pair ``(account, market)`` given twice is refused
-        (a venue's list never repeats one). The engine holds a book as [R, A] arrays, so the book takes
-        ``(N + 2)·A`` numbers an array whatever ``P`` is.
+        (a venue's list never repeats one). A ``Book`` holds [R, A] arrays, ``(N + 2)·A`` numbers an array
+        whatever ``P`` is; :meth:`adljax.PositionBook.from_positions` (same arguments) holds the list itself.
 
         Raises:
           InputError: naming the field, for indices that are not whole numbers or out of range,

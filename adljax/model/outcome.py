@@ -57,7 +57,8 @@ class Outcome:
     """Result of :func:`adljax.simulate`.
 
     Attributes:
-      book: the final :class:`Book` of every scenario (leading axis S).
+      book: the final book of every scenario (leading axis S): a :class:`Book`, or a
+        :class:`~adljax.PositionBook` when the run started from one.
       metrics: ``{name: [S] array}``, names and units in :data:`METRICS`.
       history: ``{name: array}`` per step (see :data:`HISTORY`) or ``None``.
     """
