@@ -6,6 +6,7 @@ device when there are several (:func:`adljax.parallel.sharding.scenario_map`).
 from __future__ import annotations
 
 import functools
+import hashlib
 from typing import Any
 
 import jax
@@ -172,9 +173,18 @@ def _in_chunks(one, n: int, chunk: int, wrap=lambda book: book) -> Outcome:
     return Outcome(book=wrap(final), metrics=metrics, history=hist)
 
 
-#: Compiled position engines by (layout, rules, history, devices, config); the layout is a constant of the
-#: program when it is split over devices (every device needs it whole), so the cache holds the layout itself.
+#: Compiled position engines split over devices, by (layout's contents, rules, history, devices, config): there
+#: the layout is a constant of the program (every device needs it whole), and a study's chunks, each of which
+#: builds its own layout object when idle rows are left out, share one program.
 _POSITION_ENGINES: dict = {}
+
+
+def _layout_key(layout) -> tuple:
+    """A hashable digest of a layout's contents (its index arrays and sizes)."""
+    digest = hashlib.sha1()
+    for x in (layout.row, layout.market):
+        digest.update(np.asarray(x).tobytes())
+    return layout.n_rows, layout.n_markets, layout.n_plane, digest.hexdigest()
 
 
 def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None, config: EngineConfig):
@@ -182,10 +192,9 @@ def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None,
     fn = functools.partial(positions.run, rules=rules, history=history, config=config)
     if devices is None or len(devices) == 1:
         return fn
-    key = (id(layout), rules, history, devices, config)
-    hit = _POSITION_ENGINES.get(key)
-    if hit is not None and hit[0] is layout:
-        return hit[1]
+    key = (_layout_key(layout), rules, history, devices, config)
+    if key in _POSITION_ENGINES:
+        return _POSITION_ENGINES[key]
 
     def values_only(params, values, oracle, depth, keys, funding=None):
         book, metrics, hist = fn(params, PositionBook(**values, layout=layout), oracle, depth, keys, funding)
@@ -197,7 +206,7 @@ def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None,
         return PositionBook(**values, layout=layout), metrics, hist
     if len(_POSITION_ENGINES) > 8:
         _POSITION_ENGINES.clear()
-    _POSITION_ENGINES[key] = (layout, run_split)
+    _POSITION_ENGINES[key] = run_split
     return run_split
 
 

@@ -42,8 +42,11 @@ class Layout:
     Attributes:
       row: [P] int32, each position's row (``0 .. N−1`` traders, ``N`` the vault, ``N+1`` the LPs).
       market: [P] int32, each position's market, ``0 .. A−1``.
-      by_market: [P] int32, the positions in market order (within a market, in row order).
-      market_start: [A + 1] int32, where each market's run starts in ``by_market`` (the last entry is P).
+      by_market: [P] int32, the positions in market order (within a market, in row order); None in the
+        small books of :func:`adljax.engine.positions.liquidation.run_gathered`, which need no
+        :meth:`market_cumsum`.
+      market_start: [A + 1] int32, where each market's run starts in ``by_market`` (the last entry is P);
+        None with ``by_market``.
       n_rows: R = N + 2 (static).
       n_markets: A (static).
       n_plane: N when the list starts with the plane (position ``r`` is row ``r``'s first), else 0 (static).
@@ -142,12 +145,8 @@ class Layout:
 
     def is_vault(self) -> Array:
         """[P] bool: the vault's slots."""
-        return jnp.arange(self.n_positions) >= self.vault_slots.start
-
-    def is_system(self) -> Array:
-        """[P] bool: the vault's and the LPs' slots."""
         i = jnp.arange(self.n_positions)
-        return i >= self.vault_slots.start
+        return (i >= self.vault_slots.start) & (i < self.vault_slots.stop)
 
     def is_trader(self) -> Array:
         """[P] bool: the traders' positions."""

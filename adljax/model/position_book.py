@@ -226,12 +226,9 @@ class PositionBook:
 
     def to_book(self) -> Book:
         """The dense :class:`Book` of the same positions (small books only: :data:`DENSE_VIEW_LIMIT`)."""
-        n, a = self.n_accounts, self.n_markets
-        lead = tuple(np.shape(self.all_cash))[:-1]
         dense = lambda x, name: jnp.concatenate(
             [self._dense(x, name), self.layout.vault(x)[..., None, :], self.layout.lp(x)[..., None, :]], axis=-2)
         size, entry = dense(self.position_size, "size"), dense(self.position_entry, "entry")
-        assert size.shape == lead + (n + 2, a)
         return Book.from_rows(self.all_cash, size, entry, self.cooldown, self.isolated, self.insurance_fund)
 
     @classmethod

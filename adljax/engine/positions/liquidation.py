@@ -39,7 +39,7 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     n = av.shape[-1]
     rows = jnp.arange(n)
     vault_row, lp_row = rows == n - 2, rows == n - 1
-    at_vault = lay.is_vault() & ~(jnp.arange(lay.n_positions) >= lay.lp_slots.start)
+    at_vault = lay.is_vault()
     if not rules.smooth:
         cooling = book.cooldown > 0                                        # [R]
         ready = liquidatable & ~cooling if rules.cooldown_mode == "wait" else liquidatable
@@ -151,8 +151,8 @@ def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rule
     idx = jnp.concatenate([pos_at, sys])
     real = jnp.concatenate([pos_real, jnp.ones(2 * a, bool)])
     sub_lay = Layout(row=jnp.concatenate([sub_row, jnp.full(a, k_rows), jnp.full(a, k_rows + 1)]).astype(jnp.int32),
-                     market=jnp.where(real, lay.market[idx], 0), by_market=lay.by_market[:0],
-                     market_start=lay.market_start, n_rows=k_rows + 2, n_markets=a)
+                     market=jnp.where(real, lay.market[idx], 0), by_market=None, market_start=None,
+                     n_rows=k_rows + 2, n_markets=a)
     row_idx = jnp.concatenate([rows_at, jnp.array([r - 2, r - 1], rows_at.dtype)])
     row_real = jnp.concatenate([rows_real, jnp.array([True, True])])
     on_rows = lambda x: jnp.where(row_real, x[row_idx], jnp.zeros((), x.dtype))

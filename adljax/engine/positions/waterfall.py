@@ -121,8 +121,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
         takeover = _per_scenario(lambda b, mk, g: backstop.takeover(b, mk, params, g, tau), lay)
         vals, bs, mg = _maybe(need_bs, takeover, vals, mkt, mg, keep=(0, 2), differentiable=smooth)
     elif rules.backstop == "insurance":
-        need_bs = jnp.any(jax.vmap(lambda f, g: (jnp.arange(n_rows) < n_rows - 2) & (g.av < 0) & (f > 0))(
-            vals["insurance_fund"], mg))
+        need_bs = jnp.any(jax.vmap(lambda v, g: dense_backstop.insurance_candidates(_book(v, lay), g))(vals, mg))
 
         def insure(b, mk, old_margin):
             b, rep = backstop.run_insurance(b, mk, params, old_margin)
