@@ -244,10 +244,10 @@ def test_a_preset_named_twice_is_refused_at_the_key(tmp_path):
 
 # ---- 4. studies too large for the machine or too long -----------------------------------------------------
 def test_sizes_in_the_file_are_checked_before_the_book_is_made(tmp_path, machine_of_16_gb):
-    # a generated book: 128 bytes per row·market; 1e9 rows × 1 market = 128 GB > 16 GB
+    # a generated book: 80 bytes per row·market; 1e9 rows × 1 market = 80 GB > 16 GB
     msg = refused(tmp_path, toml(accounts=10**9))
-    assert msg == ("[book] accounts: generating a book of 1,000,000,000 rows × 1 market needs about 128 GB "
-                   "(128 bytes per row·market), more than this machine's memory (16 GB)")
+    assert msg == ("[book] accounts: generating a book of 1,000,000,000 rows × 1 market needs about 80 GB "
+                   "(80 bytes per row·market), more than this machine's memory (16 GB)")
     # one scenario's paths: 4 bytes × (24·12·1 + 16·12 + 3·1e9·1) = 12.0 GB fits; 1.5e9 steps (18 GB) does not
     msg = refused(tmp_path, toml(steps=1_500_000_000))
     assert msg.startswith("steps: the smallest chunk, 1 scenario, of 10 rows × 1 market × 1,500,000,000 steps needs "
@@ -317,8 +317,8 @@ def test_calibration_sizes_in_the_file_are_checked(tmp_path, machine_of_16_gb):
 
 
 def test_a_book_too_large_refused_as_a_process(tmp_path):
-    # 1e11 accounts × 3 markets × 128 bytes = 38.4 TB: more than any machine the tests run on
+    # 1e11 accounts × 3 markets × 80 bytes = 24 TB: more than any machine the tests run on
     line = run_process("run", "--accounts", 10**11, cwd=tmp_path)
     assert line.startswith("adljax: error: --accounts: generating a book of 100,000,000,000 rows × 3 markets needs "
-                           "about 38.4 TB"), line
+                           "about 24 TB"), line
     assert not (tmp_path / "results").exists()

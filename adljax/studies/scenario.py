@@ -881,7 +881,8 @@ def _book(w: _Where, d: dict, path: Path, names, mcol, seed: int, dtype, account
     fund = w.money("book", d, "insurance_fund", 0.0, dtype) * per_accounts
     # isolated accounts are a row per position (at most k_max of them)
     rows = n + round(kw["isolated_share"] * n) * ((k_max or per) - 1)
-    sizes_fit(rows, True)
+    # (A position book's generation holds its list of positions, not rows × markets: no per-row·market bound.)
+    sizes_fit(rows, not positions)
     try:
         book = population(key, n, mcol["start"], mcol["max_leverage"], dtype=dtype, positions=positions, **kw)
         if fund:

@@ -87,10 +87,11 @@ MAX_SCENARIOS = 2**32
 #: 2e9 cells a second (calm markets, 2 CPU cores; a cascade runs 10-20 times slower), so 1e15 cells is about six
 #: days of calm markets there: larger studies are refused as mistakes (a size typed with too many zeros).
 MAX_CELLS = 1e15
-#: Bytes per trader row·market to generate a book: population() holds about 16 float64 [N, A] arrays at its
-#: peak (measured 136-163 bytes per row·market with tracemalloc; this takes a little less, to refuse only what
-#: cannot fit).
-BOOK_BYTES = 128
+#: Bytes per trader row·market to generate a dense book: population() draws and works on a list of positions,
+#: and the dense [rows, A] arrays it returns (and Book.from_accounts's copies of them) are its peak (measured 89
+#: bytes per row·market above the process's baseline for 100,000 accounts × 182 markets; this takes a little
+#: less, to refuse only what cannot fit). A position book's generation needs no such bound.
+BOOK_BYTES = 80
 #: Bytes per scenario of the results table: every metric and the scenario index, float64, held twice (the chunk
 #: tables and the table they are joined into).
 RESULT_BYTES = 2 * 8 * (len(METRICS) + 1)

@@ -10,6 +10,9 @@ from ...model.position_book import PositionBook
 from ...model.errors import InputError, as_numbers
 from .prices import check_key
 
+CHUNK_ROWS = 8192
+"""Accounts whose [rows, A] draws are held at once (any size gives the same book: only memory and speed change)."""
+
 
 def population(key, n_accounts: int, start, max_leverage, *, long_share=0.5, tail: float = 1.3,
                median_notional: float = 20_000.0, leverage_mode: float = 3.0, entry_spread: float = 0.02,
@@ -87,7 +90,10 @@ def population(key, n_accounts: int, start, max_leverage, *, long_share=0.5, tai
       dtype: float dtype of the book.
       positions: return the book as an :class:`adljax.PositionBook` (the same rows and positions, the same
         draws), which :func:`adljax.simulate` runs on the position engine; its checks and the engine's arrays
-        then grow with positions, not rows × markets (the draws themselves are still [N, A]).
+        then grow with positions, not rows × markets, and so does the generation: the [N, A] draws are taken
+        :data:`CHUNK_ROWS` accounts at a time and the book is built from its list of positions, so the memory
+        is the positions, [N] and [A] vectors and one chunk of draws (without ``positions`` the dense
+        :class:`Book` is laid out from the same list at the end).
     Returns:
       A :class:`Book` (every row with at least one position), or with ``positions`` a :class:`PositionBook`;
       it has N rows plus one extra row per isolated position beyond an isolated account's first.
@@ -105,90 +111,187 @@ def population(key, n_accounts: int, start, max_leverage, *, long_share=0.5, tai
         raise InputError(f"isolated_share: must be in [0, 1], got {isolated_share!r}")
     if n_accounts < 2:
         raise InputError(f"n_accounts: need at least 2 (a long and a short), got {n_accounts!r}")
+    if positions and not isinstance(positions, bool):
+        raise InputError(f"positions: expected True or False, got {positions!r}")
     check_key(key)
     data = jax.random.key_data(key) if jnp.issubdtype(key.dtype, jax.dtypes.prng_key) else key
     rng = np.random.default_rng([int(x) for x in np.asarray(data).ravel()])
-
-    # Every draw of the uniform choice, in its order; the options' own draws come after them.
-    pick = rng.random((n_accounts, a))
-    pareto = rng.pareto(tail, (n_accounts, a))
-    long_draw = rng.random((n_accounts, a))
-    lev_draw = rng.normal(np.log(leverage_mode), 0.8, (n_accounts, a))
-    entry_draw = rng.normal(0.0, entry_spread, (n_accounts, a))
-    iso_draw = rng.permutation(n_accounts)
+    n = n_accounts
     shaped = weights is not None or k_max is not None
 
-    # Which markets each account trades.
-    if not shaped:
-        order = np.argsort(pick, axis=1)[:, :markets_per_account]
-        trades = np.zeros((n_accounts, a), dtype=bool)
-        np.put_along_axis(trades, order, True, axis=1)
-        for j in range(a):        # both sides of every market: the first two accounts
-            if trades[:, j].sum() < 2:
-                trades[:2, j] = True
-    else:
-        if k_max is None:
-            counts = np.full(n_accounts, int(markets_per_account))
-        else:
-            counts = 1 + rng.choice(k_max, size=n_accounts, p=_count_law(float(markets_per_account), k_max))
-        w = np.ones(a) if weights is None else weights
-        with np.errstate(divide="ignore"):
-            race = -np.log1p(-pick) / w          # unit exponentials over the weights; weight 0 never wins
-        order = np.argsort(race, axis=1, kind="stable")
-        trades = np.zeros((n_accounts, a), dtype=bool)
-        np.put_along_axis(trades, order, np.arange(a)[None, :] < counts[:, None], axis=1)
-        for j in range(a):        # both sides of every market: accounts drawn among those without it
-            short = 2 - int(trades[:, j].sum())
-            if short > 0:
-                trades[rng.choice(np.flatnonzero(~trades[:, j]), size=short, replace=False), j] = True
+    # The five [N, A] families of draws (pick, pareto, long, leverage, entry), then the isolation; the options'
+    # own draws come after them. NumPy fills an array element by element in C order, so a family drawn in row
+    # chunks is the same stream as drawn whole, and no [N, A] array is held. The pick chunks give each
+    # account's candidate markets (the first of its order); the other four families are needed only at the
+    # trades, which are final only after the later draws (the counts, the thin markets' traders): so each
+    # family's start is saved, the stream is run through it, and the family is drawn again from its start once
+    # the trades are known. Running through uses a draw that takes the same numbers from the stream, element by
+    # element, at less cost: a Pareto number is expm1 of a standard exponential over the index, a normal
+    # number loc + scale times a standard normal.
+    first = k_max if k_max is not None else int(markets_per_account)
+    cand = _candidates(rng, n, a, first, weights, shaped)
+    families = ((lambda g, rows: g.pareto(tail, (rows, a)), "standard_exponential"),
+                (lambda g, rows: g.random((rows, a)), "random"),
+                (lambda g, rows: g.normal(np.log(leverage_mode), 0.8, (rows, a)), "standard_normal"),
+                (lambda g, rows: g.normal(0.0, entry_spread, (rows, a)), "standard_normal"))
+    saved = []
+    buf = np.empty((min(CHUNK_ROWS, n), a))
+    for _, run_through in families:
+        saved.append(rng.bit_generator.state)
+        for r0 in range(0, n, CHUNK_ROWS):
+            getattr(rng, run_through)(out=buf[:min(CHUNK_ROWS, n - r0)])
+    del buf
+    iso_draw = rng.permutation(n)
+    acc, mkt = _trades(rng, cand, n, a, markets_per_account, k_max, shaped)
+    del cand
+    pareto, long_draw, lev_draw, entry_draw = (_gather(rng, state, draw, acc, mkt, n)
+                                               for state, (draw, _) in zip(saved, families))
 
+    # One entry per (account, market) trade, in row order then market order, as np.nonzero of the [N, A] mask.
     notional = median_notional * (pareto + 1.0) / 2 ** (1 / tail)
     if scale is not None:
-        notional = notional * scale
-    is_long = long_draw < long_share
-    for j in range(a):  # at least one of each side
-        idx = np.flatnonzero(trades[:, j])
-        is_long[idx[0], j], is_long[idx[1], j] = True, False
-    lev = np.minimum(np.exp(lev_draw), lev_max)
+        notional = notional * scale[mkt]
+    is_long = long_draw < long_share[mkt]
+    by_mkt = np.lexsort((acc, mkt))
+    lo = np.searchsorted(mkt[by_mkt], np.arange(a))
+    is_long[by_mkt[lo]], is_long[by_mkt[lo + 1]] = True, False   # at least one of each side: the first two accounts
+    lev = np.minimum(np.exp(lev_draw), lev_max[mkt])
     lev = np.maximum(lev, 1.0)
-    entry = start * np.exp(entry_draw)
-    size = np.where(trades, np.where(is_long, 1.0, -1.0) * notional / entry, 0.0)
-    margin = np.where(trades, notional * (start / entry) / lev, 0.0)
+    entry = start[mkt] * np.exp(entry_draw)
+    size = np.where(is_long, 1.0, -1.0) * notional / entry
+    margin = notional * (start[mkt] / entry) / lev
 
     # Scale shorts so that every market is exactly zero-sum.
-    longs = np.where(size > 0, size, 0.0).sum(axis=0)
-    shorts = -np.where(size < 0, size, 0.0).sum(axis=0)
-    short_scale = np.where(size < 0, longs / shorts, 1.0)
+    longs = _axis0_sums(acc, mkt, np.where(size > 0, size, 0.0), n, a)
+    shorts = -_axis0_sums(acc, mkt, np.where(size < 0, size, 0.0), n, a)
+    short_scale = np.where(size < 0, (longs / shorts)[mkt], 1.0)
     size = size * short_scale
     margin = margin * short_scale
-    upnl = np.where(trades, size * (start - entry), 0.0)
-    # Isolation: drawn last, so that it changes only the split into rows.
-    iso_acc = np.zeros(n_accounts, dtype=bool)
-    iso_acc[iso_draw[: int(round(isolated_share * n_accounts))]] = True
-    cross_i = np.flatnonzero(~iso_acc)
-    pos_i, pos_j = np.nonzero(trades & iso_acc[:, None])
-    unit_i = np.concatenate([cross_i, pos_i])
-    unit_j = np.concatenate([np.full(cross_i.size, -1), pos_j])
-    order = np.lexsort((unit_j, unit_i))
-    unit_i, unit_j = unit_i[order], unit_j[order]
-    iso_row = unit_j >= 0
-    one = np.zeros((unit_i.size, a), dtype=bool)
-    one[np.flatnonzero(iso_row), unit_j[iso_row]] = True
-    keep = np.where(iso_row[:, None], one, True)          # the row's positions
-    row_size = np.where(keep, size[unit_i], 0.0)
-    row_entry = np.where(keep, entry[unit_i], 0.0)
-    row_cash = np.where(keep, margin[unit_i], 0.0).sum(axis=1) - np.where(keep, upnl[unit_i], 0.0).sum(axis=1)
+    upnl = size * (start[mkt] - entry)
+    # Isolation: drawn last, so that it changes only the split into rows. A cross account is one row; an
+    # isolated one is a row per position, in market order.
+    iso_acc = np.zeros(n, dtype=bool)
+    iso_acc[iso_draw[: int(round(isolated_share * n))]] = True
+    npos = np.bincount(acc, minlength=n)
+    units = np.where(iso_acc, npos, 1)
+    first_row = np.cumsum(units) - units
+    rank = np.arange(acc.size) - (np.cumsum(npos) - npos)[acc]        # the trade's place among its account's
+    row = first_row[acc] + np.where(iso_acc[acc], rank, 0)
+    n_rows = int(units.sum())
+    iso_row = np.repeat(iso_acc, units)
+    row_cash = _row_sums(row, mkt, margin, n_rows, a) - _row_sums(row, mkt, upnl, n_rows, a)
     # Zero sum: the last short row of each market takes the float remainder.
-    for j in range(a):
-        last = np.flatnonzero(row_size[:, j] < 0)[-1]
-        row_size[last, j] -= row_size[:, j].sum()
+    remainder = _column_sums(row, mkt, size, n_rows, a)
+    short_by_mkt = by_mkt[size[by_mkt] < 0]              # each market's shorts, in row order
+    last = short_by_mkt[np.searchsorted(mkt[short_by_mkt], np.arange(a), side="right") - 1]
+    size[last] -= remainder
     if positions:
-        if not isinstance(positions, bool):
-            raise InputError(f"positions: expected True or False, got {positions!r}")
-        rows, mkts = np.nonzero(row_size)
-        return PositionBook.from_positions(rows, mkts, row_size[rows, mkts], row_entry[rows, mkts], row_cash,
-                                           n_markets=a, vault_cash=vault_cash, isolated=iso_row, dtype=dtype)
+        held = size != 0
+        return PositionBook.from_positions(row[held], mkt[held], size[held], entry[held], row_cash, n_markets=a,
+                                           vault_cash=vault_cash, isolated=iso_row, dtype=dtype)
+    row_size = np.zeros((n_rows, a))                     # the dense book: the same list, laid out as [rows, A]
+    row_entry = np.zeros((n_rows, a))
+    row_size[row, mkt] = size
+    row_entry[row, mkt] = entry
     return Book.from_accounts(row_cash, row_size, row_entry, vault_cash=vault_cash, isolated=iso_row, dtype=dtype)
+
+
+def _candidates(rng, n: int, a: int, first: int, weights, shaped: bool) -> np.ndarray:
+    """[N, first] the first markets of each account's order, from the pick draws (one [N, A] family, drawn
+    in row chunks): the order of the picks (uniform choice), or with ``shaped`` the stable order of the
+    exponential race ``−log(1 − pick) / weight``."""
+    cand = np.empty((n, first), dtype=np.int16 if a < 2 ** 15 else np.int32)
+    w = np.ones(a) if weights is None else weights
+    for r0 in range(0, n, CHUNK_ROWS):
+        pick = rng.random((min(CHUNK_ROWS, n - r0), a))
+        if not shaped:
+            order = np.argsort(pick, axis=1)
+        else:
+            with np.errstate(divide="ignore"):
+                race = -np.log1p(-pick) / w          # unit exponentials over the weights; weight 0 never wins
+            order = np.argsort(race, axis=1, kind="stable")
+        cand[r0:r0 + pick.shape[0]] = order[:, :first]
+    return cand
+
+
+def _trades(rng, cand, n: int, a: int, markets_per_account, k_max, shaped: bool):
+    """The (account, market) trades, sorted by account then market: each account's first markets (how many:
+    ``markets_per_account``, or a draw from the count law), then two traders for every market that fewer than
+    two accounts chose: the first two accounts (uniform choice), or accounts drawn among those without it."""
+    if k_max is None:
+        counts = np.full(n, int(markets_per_account))
+    else:
+        counts = 1 + rng.choice(k_max, size=n, p=_count_law(float(markets_per_account), k_max))
+    acc = np.repeat(np.arange(n), counts)
+    mkt = cand[np.arange(cand.shape[1])[None, :] < counts[:, None]].astype(np.intp)
+    held = np.bincount(mkt, minlength=a)
+    cells = [acc * a + mkt]                              # a trade as one number, sorted as (account, market)
+    for j in np.flatnonzero(held < 2):                   # in market order, as the draws are taken
+        if not shaped:
+            given = np.array([0, 1])
+        else:
+            without = np.setdiff1d(np.arange(n), acc[mkt == j])      # ascending, as np.flatnonzero of the mask
+            given = rng.choice(without, size=2 - int(held[j]), replace=False)
+        cells.append(given * a + j)
+    cells = np.unique(np.concatenate(cells))             # a first account may already trade the thin market
+    return cells // a, cells % a
+
+
+def _gather(rng, state, draw, acc, mkt, n: int) -> np.ndarray:
+    """One family of [N, A] draws at the trades: drawn again in row chunks from its saved start ``state``."""
+    g = np.random.Generator(type(rng.bit_generator)())
+    g.bit_generator.state = state
+    out = np.empty(acc.size)
+    bounds = np.searchsorted(acc, np.arange(0, n + CHUNK_ROWS, CHUNK_ROWS))
+    for c, r0 in enumerate(range(0, n, CHUNK_ROWS)):
+        x = draw(g, min(CHUNK_ROWS, n - r0))
+        lo, hi = bounds[c], bounds[c + 1]
+        out[lo:hi] = x[acc[lo:hi] - r0, mkt[lo:hi]]
+    return out
+
+
+def _axis0_sums(row, mkt, values, n_rows: int, a: int) -> np.ndarray:
+    """[A] ``dense.sum(axis=0)`` of the [n_rows, A] array that holds ``values`` at (row, mkt), bit for bit, from
+    the list sorted by row: NumPy adds the rows of a C-order array one after another, as ``np.bincount`` adds
+    the list in its order; a single column (A = 1) is summed pairwise instead."""
+    if a == 1:
+        return _column_sums(row, mkt, values, n_rows, a)
+    return np.bincount(mkt, weights=values, minlength=a)
+
+
+def _row_sums(row, mkt, values, n_rows: int, a: int) -> np.ndarray:
+    """[n_rows] ``dense.sum(axis=1)`` of the [n_rows, A] array that holds ``values`` at (row, mkt), bit for bit.
+    A sum of one or two numbers does not depend on the order, so ``np.bincount`` gives those rows; NumPy sums
+    a row pairwise, where the places of the zeros matter, so rows of three positions or more are summed as
+    dense rows, ``CHUNK_ROWS`` at a time."""
+    out = np.bincount(row, weights=values, minlength=n_rows)
+    npos = np.bincount(row, minlength=n_rows)
+    many = np.flatnonzero(npos > 2)
+    sel = np.flatnonzero(npos[row] > 2)                  # their positions, in row order
+    local = np.searchsorted(many, row[sel])
+    bounds = np.searchsorted(local, np.arange(0, many.size + CHUNK_ROWS, CHUNK_ROWS))
+    for c, r0 in enumerate(range(0, many.size, CHUNK_ROWS)):
+        lo, hi = bounds[c], bounds[c + 1]
+        dense = np.zeros((min(CHUNK_ROWS, many.size - r0), a))
+        dense[local[lo:hi] - r0, mkt[sel[lo:hi]]] = values[sel[lo:hi]]
+        out[many[r0:r0 + dense.shape[0]]] = dense.sum(axis=1)
+    return out
+
+
+def _column_sums(row, mkt, values, n_rows: int, a: int) -> np.ndarray:
+    """[A] ``dense[:, j].sum()`` for each market ``j`` of the [n_rows, A] array that holds ``values`` at (row, mkt),
+    bit for bit: NumPy sums a column pairwise, where the places of the zeros matter, so each column is laid out
+    in turn in one [n_rows] buffer."""
+    out = np.zeros(a)
+    buf = np.zeros(n_rows)
+    by_mkt = np.argsort(mkt, kind="stable")
+    bounds = np.searchsorted(mkt[by_mkt], np.arange(a + 1))
+    for j in range(a):
+        k = by_mkt[bounds[j]:bounds[j + 1]]
+        buf[row[k]] = values[k]
+        out[j] = buf.sum()
+        buf[row[k]] = 0.0
+    return out
 
 
 def _per_market(name: str, v, a: int, *, positive: bool):
