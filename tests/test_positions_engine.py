@@ -141,6 +141,16 @@ def test_layout_sums_and_gathers_match_numpy(every_row_holds):
     for i in range(row.shape[0]):       # the running sum over the market's positions in row order, inclusive
         same = (mkt == mkt[i]) & ((row < row[i]) | (np.arange(row.shape[0]) == i))
         np.testing.assert_allclose(cum[i], x[same].sum(), rtol=1e-12, atol=1e-12)
+    # The positions of some rows (ascending, padded with rows that do not count), in row order then list order.
+    chosen = np.array([1, 4, 5, 8, n + 1, n + 1])
+    real = np.array([True, True, True, True, False, False])
+    want = np.concatenate([np.flatnonzero(row == r) for r in chosen[real]])
+    for k in (want.size + 3, want.size - 2):
+        index, found, which = (np.asarray(x) for x in lay.positions_of(jnp.asarray(chosen), jnp.asarray(real), k))
+        m = min(k, want.size)
+        np.testing.assert_array_equal(found, np.arange(k) < want.size)
+        np.testing.assert_array_equal(index[:m], want[:m])
+        np.testing.assert_array_equal(chosen[which[:m]], row[want[:m]])
 
 
 def test_idle_rows_stay_out_of_the_run_and_come_back_unchanged():

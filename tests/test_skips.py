@@ -14,7 +14,7 @@ import pytest
 import adljax
 from adljax import Book, Paths, venues
 from adljax.engine.config import EngineConfig
-from adljax.engine.prefix import cumsum
+from adljax.engine.prefix import cumsum, first_rows
 from adljax.engine.skip import run_if
 from adljax.engine.market import Market
 from adljax.engine.stages import adl
@@ -70,6 +70,23 @@ def test_blocked_cumsum_is_the_running_sum(n):
     # whole numbers (the backstop's count of candidates) are exact in float32
     ones = (np.arange(n) % 3 == 0).astype(np.float32)
     np.testing.assert_array_equal(np.asarray(cumsum(jnp.asarray(ones))), np.cumsum(ones))
+
+
+@pytest.mark.parametrize("n,block", [(1, 4), (5, 4), (64, 64), (130, 8), (1001, 64)])
+def test_first_rows_are_the_first_rows_where_the_mask_holds(n, block):
+    """The first k rows of a mask, with fewer (padded with the last row, not real) and more rows than k,
+    batched and alone."""
+    rng = np.random.default_rng(n)
+    masks = np.stack([rng.random(n) < p for p in (0.0, 0.05, 0.5, 1.0)])
+    for k in (1, 3, 17):
+        rows, real, count = jax.vmap(lambda m: first_rows(m, k, block))(jnp.asarray(masks))
+        for i, mask in enumerate(masks):
+            want = np.flatnonzero(mask)[:k]
+            assert int(count[i]) == mask.sum()
+            np.testing.assert_array_equal(np.asarray(real[i]), np.arange(k) < want.size)
+            np.testing.assert_array_equal(np.asarray(rows[i]), np.concatenate([want, np.full(k - want.size, n - 1)]))
+        alone = first_rows(jnp.asarray(masks[2]), k, block)
+        np.testing.assert_array_equal(np.asarray(alone[0]), np.asarray(rows[2]))
 
 
 # --- the ADL queue, batched -------------------------------------------------------------------

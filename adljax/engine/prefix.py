@@ -9,8 +9,9 @@ within blocks of 64 and a short running sum of the block totals, 0.9 ms
 running sum of at most R/64 block totals, so its rounding error is no
 larger than that of a sum taken row by row).
 
-:func:`first_rows` uses it to gather the first rows where a mask holds
-(the vault's first candidates, the liquidatable rows) without a sort.
+:func:`first_rows` gathers the first rows where a mask holds (the vault's
+first candidates, the liquidatable rows) without a sort, from counts per
+block of rows.
 """
 from __future__ import annotations
 
@@ -41,16 +42,24 @@ def cumsum(x: Array, block: int = DEFAULT.prefix_block) -> Array:
 
 
 def first_rows(mask: Array, k: int, block: int = DEFAULT.prefix_block) -> tuple[Array, Array, Array]:
-    """The first ``k`` rows where ``mask`` [R] holds, by a running count and a binary search.
+    """The first ``k`` rows where ``mask`` [R] holds, from counts per block of rows.
 
-    ``k`` and ``block`` (:func:`cumsum`'s) are static. Returns
-    ``(rows [K] int, real [K] bool, count [])``: the rows in order,
-    clamped to ``R − 1`` where fewer than ``k`` hold (``real`` False there),
-    and how many rows hold in all. The count is a float32 running sum of 0/1,
-    exact up to 2**24 rows (a longer book needs 64-bit JAX, and counts in float64).
+    ``k`` and ``block`` (rows per block, :func:`cumsum`'s) are static. The rows are counted per block
+    (one pass over the mask) and the block counts summed running (``R / block`` of them); the ``j``-th
+    row is in the first block whose running count reaches ``j``, and within it at the place where the
+    block's own running count does (``k`` blocks of ``block`` rows gathered). Integer counts: exact for
+    any length. Returns ``(rows [K] int, real [K] bool, count [])``: the rows in order, clamped to
+    ``R − 1`` where fewer than ``k`` hold (``real`` False there), and how many rows hold in all.
     """
     n = mask.shape[-1]
-    dtype = jnp.float32 if n <= 2**24 else jnp.float64
-    seen = cumsum(mask.astype(dtype), block)
-    at = jnp.searchsorted(seen, jnp.arange(1, k + 1, dtype=dtype))
-    return jnp.minimum(at, n - 1), at < n, seen[-1]
+    pad = (-n) % block
+    blocks = jnp.pad(mask, (0, pad)).reshape((n + pad) // block, block)
+    per = jnp.sum(blocks, axis=1, dtype=jnp.int32)                         # [B] rows that hold, per block
+    seen = jnp.cumsum(per)
+    j = jnp.arange(1, k + 1, dtype=jnp.int32)
+    at_block = jnp.minimum(jnp.searchsorted(seen, j), seen.shape[0] - 1)  # [K] the block of the j-th row
+    rank = j - (seen[at_block] - per[at_block])                            # its rank within the block, from 1
+    within = jnp.cumsum(blocks[at_block].astype(jnp.int32), axis=1)       # [K, block]
+    at = at_block * block + jnp.argmax(within >= rank[:, None], axis=1)
+    real = j <= seen[-1]
+    return jnp.where(real, jnp.minimum(at, n - 1), n - 1), real, seen[-1]

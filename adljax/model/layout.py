@@ -50,6 +50,9 @@ class Layout:
       n_rows: R = N + 2 (static).
       n_markets: A (static).
       n_plane: N when the list starts with the plane (position ``r`` is row ``r``'s first), else 0 (static).
+      row_start: [R + 1] int32, where each row's run of positions after the plane starts (the last entry is
+        P): row ``r`` holds position ``r`` if ``r < n_plane`` and the positions ``row_start[r] ..
+        row_start[r + 1] − 1``. None in the small books of ``run_gathered``.
     """
 
     row: Array
@@ -59,6 +62,7 @@ class Layout:
     n_rows: int
     n_markets: int
     n_plane: int = 0
+    row_start: Array | None = None
 
     @classmethod
     def build(cls, row, market, n_rows: int, n_markets: int) -> tuple["Layout", np.ndarray]:
@@ -85,9 +89,11 @@ class Layout:
         market = np.concatenate([market[order], a, a])
         by_market = np.lexsort((row, market))
         start = np.searchsorted(market[by_market], np.arange(n_markets + 1))
+        row_start = n_plane + np.searchsorted(row[n_plane:], np.arange(int(n_rows) + 1))
         layout = cls(row=jnp.asarray(row, jnp.int32), market=jnp.asarray(market, jnp.int32),
                      by_market=jnp.asarray(by_market, jnp.int32), market_start=jnp.asarray(start, jnp.int32),
-                     n_rows=int(n_rows), n_markets=int(n_markets), n_plane=n_plane)
+                     n_rows=int(n_rows), n_markets=int(n_markets), n_plane=n_plane,
+                     row_start=jnp.asarray(row_start, jnp.int32))
         return layout, order
 
     # ---- sizes -----------------------------------------------------------------------
@@ -133,6 +139,24 @@ class Layout:
     def any_markets(self, mask: Array) -> Array:
         """[P] bool → [A] bool: the market has a position where ``mask`` holds."""
         return jax.ops.segment_max(mask.astype(jnp.int8), self.market, self.n_markets) > 0
+
+    def positions_of(self, rows: Array, real: Array, k: int) -> tuple[Array, Array, Array]:
+        """The first ``k`` (static) positions of ``rows`` [K] (ascending; ``real`` [K] bool marks the rows
+        that count), in row order, found from :attr:`row_start` without a pass over the list.
+
+        Returns ``(index [k], real [k] bool, which [k])``: each one's place in the list, whether it is one
+        (False past the rows' positions), and the index into ``rows`` of its row. ``O(k + K)``.
+        """
+        first = self.row_start[rows]
+        count = jnp.where(real, self.row_start[rows + 1] - first + (rows < self.n_plane), 0)       # [K]
+        end = jnp.cumsum(count)
+        j = jnp.arange(k, dtype=end.dtype)
+        which = jnp.minimum(jnp.searchsorted(end, j, side="right"), rows.shape[-1] - 1)            # [k]
+        offset = j - (end[which] - count[which])
+        r = rows[which]
+        in_plane = r < self.n_plane
+        index = jnp.where(in_plane & (offset == 0), r, first[which] + offset - in_plane)
+        return index, j < end[-1], which
 
     def at_row(self, v: Array) -> Array:
         """A row's value at each of its positions: [R] → [P]."""
@@ -187,11 +211,15 @@ class Layout:
 
 
 def _flatten(lay: Layout):
-    return (lay.row, lay.market, lay.by_market, lay.market_start), (lay.n_rows, lay.n_markets, lay.n_plane)
+    return ((lay.row, lay.market, lay.by_market, lay.market_start, lay.row_start),
+            (lay.n_rows, lay.n_markets, lay.n_plane))
 
 
 def _unflatten(meta, children):
-    return Layout(*children, *meta)
+    row, market, by_market, market_start, row_start = children
+    n_rows, n_markets, n_plane = meta
+    return Layout(row=row, market=market, by_market=by_market, market_start=market_start, n_rows=n_rows,
+                  n_markets=n_markets, n_plane=n_plane, row_start=row_start)
 
 
 jax.tree_util.register_pytree_node(Layout, _flatten, _unflatten)

@@ -130,8 +130,9 @@ def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rule
     """:func:`run` on the only rows it can change, and the margin after (hard mode, one scenario).
 
     A row that is not liquidatable sends no order and keeps its positions, cash and cooldown; so the stage
-    runs on a small position book made of the liquidatable rows' positions (found by a running count over
-    the list), the vault's and the LPs' slots, and writes them back. The margin after is the step's margin
+    runs on a small position book made of the liquidatable rows' positions (the rows found by a running count,
+    their positions from each row's run in the list, :meth:`~adljax.model.layout.Layout.positions_of`), the
+    vault's and the LPs' slots, and writes them back. The margin after is the step's margin
     with those rows revalued. The caller must see that at most :func:`gathered_sizes` rows and positions
     are involved (the engine runs :func:`run` on the whole book otherwise).
     """
@@ -140,13 +141,11 @@ def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rule
     k_rows, k_pos = gathered_sizes(lay, config)
     p_tr = lay.n_positions - 2 * a
     rows_at, rows_real, _ = first_rows(liquidatable, k_rows, config.prefix_block)          # [k_rows] ascending
-    held = lay.at_row(liquidatable) & lay.is_trader()
-    pos_at, pos_real, _ = first_rows(held, k_pos, config.prefix_block)                      # [k_pos]
-    # Each gathered position's row in the small book (the rank of its row among the liquidatable rows), in
-    # row order, as the small book's layout needs; padding: size 0 in the last row, which changes nothing.
-    sub_row = jnp.where(pos_real, jnp.searchsorted(rows_at, lay.row[pos_at]), k_rows - 1)
-    order = jnp.argsort(sub_row, stable=True)
-    pos_at, pos_real, sub_row = pos_at[order], pos_real[order], sub_row[order]
+    # Their positions in row order, found from each row's run in the list (no pass over the list). Each one's
+    # row in the small book is the rank of its row among the liquidatable rows; padding: size 0 in the last
+    # row, which changes nothing.
+    pos_at, pos_real, sub_row = lay.positions_of(rows_at, rows_real, k_pos)                # [k_pos]
+    sub_row = jnp.where(pos_real, sub_row, k_rows - 1)
     sys = jnp.arange(p_tr, lay.n_positions)
     idx = jnp.concatenate([pos_at, sys])
     real = jnp.concatenate([pos_real, jnp.ones(2 * a, bool)])
