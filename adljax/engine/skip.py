@@ -31,8 +31,12 @@ def run_if(pred: Array, fn, default, *operands):
         leaves = [x if b else jnp.broadcast_to(x, (axis_size,) + x.shape) for x, b in zip(leaves, l_b)]
         axes = jax.tree_util.tree_map(lambda b: 0 if b else None, o_b)
         each = jax.vmap(lambda *ops: tree.flatten_up_to(fn(*ops)), in_axes=tuple(axes), axis_size=axis_size)
-        out = lax.cond(jnp.any(pred), lambda ops: each(*ops), lambda ops: leaves, operands)
-        chosen = [jnp.where(pred.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, d) for o, d in zip(out, leaves)]
-        return chosen, [True] * len(chosen)
+
+        def chosen(ops):
+            # (Selected inside the branch, so that a step in which no member runs `fn` copies nothing.)
+            out = each(*ops)
+            return [jnp.where(pred.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, d) for o, d in zip(out, leaves)]
+        out = lax.cond(jnp.any(pred), chosen, lambda ops: leaves, operands)
+        return out, [True] * len(out)
 
     return jax.tree_util.tree_unflatten(tree, branch(jnp.asarray(pred), leaves, tuple(operands)))

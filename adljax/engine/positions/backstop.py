@@ -74,13 +74,26 @@ def takeover(book: PositionBook, market: Market, params: Params, margin: Margin,
     """
     if not hard(temperature):
         return _takeover_smooth(book, market, params, margin, temperature)
-    lay, m = book.layout, market.mark
+    lay = book.layout
+    cand = candidates(margin, params)                                      # [R]
+    take = _vault_takes(lay, cand, margin.av, margin.mr, book.position_size, market.mark, params)   # [R] bool
+    # In most steps of a crash the vault takes no one (it refuses its first candidate): the move, a few
+    # passes over the list, runs only where some scenario of the batch takes a row.
+    zero = jnp.zeros((), market.mark.dtype)
+    skipped = (book.values(), Report(notional=zero, accounts=zero, bad_debt=zero), margin)
+    values, report, after = run_if(jnp.any(take), _move, skipped, lay, book.values(), market.mark, params, margin,
+                                   take)
+    return PositionBook(**values, layout=lay), report, after
+
+
+def _move(lay: Layout, values: dict, m: Array, params: Params, margin: Margin,
+          take: Array) -> tuple[dict, Report, Margin]:
+    """The hard takeover of the rows ``take`` [R]: the book's values, the report and the margin after."""
+    book = PositionBook(**values, layout=lay)
     size, entry = book.position_size, book.position_entry                  # [P]
-    cand, av = candidates(margin, params), margin.av                       # [R]
+    av = margin.av
     n = av.shape[-1]
     is_vault = jnp.arange(n) == n - 2
-    take = _vault_takes(lay, cand, av, margin.mr, size, m, params)         # [R] bool
-
     taken_size = jnp.where(lay.at_row(take), size, 0.0)                   # [P]
     v_size, v_entry, v_dcash = trade(lay.vault(size), lay.vault(entry), lay.markets(taken_size), m)
     cash = book.all_cash - jnp.where(take, book.all_cash, 0.0)
@@ -97,8 +110,8 @@ def takeover(book: PositionBook, market: Market, params: Params, margin: Margin,
     v_av = cash[-2] + jnp.sum(v_size * (m - v_entry))
     v_mr = jnp.sum(market_requirement(v_size, m, params))
     after = lambda old, gone, vault: jnp.where(is_vault, vault, jnp.where(take, gone, old))
-    return new_book, report, Margin(av=after(margin.av, 0.0, v_av), mr=after(margin.mr, 0.0, v_mr),
-                                    has_position=after(margin.has_position, False, jnp.any(v_size != 0)))
+    return new_book.values(), report, Margin(av=after(margin.av, 0.0, v_av), mr=after(margin.mr, 0.0, v_mr),
+                                             has_position=after(margin.has_position, False, jnp.any(v_size != 0)))
 
 
 def _takeover_smooth(book: PositionBook, market: Market, params: Params, margin: Margin,
@@ -159,16 +172,29 @@ def _vault_takes(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m:
     """[R] bool: the rows the vault takes over, deciding cheaply where it can (as the dense stage does).
 
     Most steps need no walk: the vault refuses its first candidate (so takes nothing), or carries them all
-    even if every loss came first and no position netted (so takes every one). Only a scenario in between
-    walks (and a batch walks if any of its scenarios must). The dense stage's walk over the first
+    even if every loss came first and no position netted (so takes every one). The first candidate's
+    positions are gathered from its run in the list (at most one a market); the bound for carrying them
+    all (a few passes over the list) is taken only where some scenario's vault accepts its first candidate,
+    and the walk only where some scenario is left undecided. The dense stage's walk over the first
     candidates gathered is not ported: the whole walk here costs ``O(P + R)``.
     """
     n = av.shape[-1]
+    a = lay.n_markets
     rows = jnp.arange(n)
     v_size = lay.vault(size)                                                # [A]
-    first = jnp.minimum(jnp.min(jnp.where(cand, rows, n)), n - 1)
-    first_size = lay.markets(jnp.where(lay.row == first, size, 0.0))        # [A] the first candidate's positions
-    refuses_first = av[-2] + av[first] < jnp.sum(market_requirement(v_size + first_size, m, params))
+    first = jnp.min(jnp.where(cand, rows, n))
+    some = first < n
+    first = jnp.minimum(first, n - 1)
+    at, real, _ = lay.positions_of(first[None], some[None], min(a, lay.n_positions - 2 * a))
+    first_size = jnp.zeros(a, size.dtype).at[lay.market[at]].add(jnp.where(real, size[at], 0.0))   # [A]
+    accepts_first = some & (av[-2] + av[first] >= jnp.sum(market_requirement(v_size + first_size, m, params)))
+    return run_if(accepts_first, _past_the_first, jnp.zeros(n, bool), lay, cand, av, mr, size, m, params)
+
+
+def _past_the_first(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Array, params: Params) -> Array:
+    """:func:`_vault_takes` once the vault accepts its first candidate: every candidate where it carries them
+    all, else the walk."""
+    v_size = lay.vault(size)
     worst_av = av[-2] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
     if params.tier_rates.shape[-1] == 0:
         worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
@@ -179,5 +205,4 @@ def _vault_takes(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m:
         worst_mr = jnp.sum(market_requirement(gross, m, params))
     scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
     carries_all = worst_av - worst_mr > dust(scale) * scale
-    decided = ~jnp.any(cand) | refuses_first | carries_all
-    return run_if(~decided, _walk, cand & ~refuses_first & carries_all, lay, cand, av, mr, size, m, params)
+    return run_if(~carries_all, _walk, cand, lay, cand, av, mr, size, m, params)
