@@ -8,10 +8,11 @@ market. The dense stage's rules, with its [A, R] sums over rows written as sums 
 positions (:meth:`~adljax.model.layout.Layout.markets`) and its sums over markets as sums over each
 row's positions (:meth:`~adljax.model.layout.Layout.rows`): work and memory grow with P + R + A.
 
-The queue's cut-off is found as the dense one is (:mod:`adljax.engine.stages.queue`): by bisection
-over the bits of an order-preserving integer image of the score, each bit's test a per-market sum,
-so nothing is sorted. The smooth mode's queue (:func:`take_soft`) bisects each market's cut-off of a
-ramp the same way, with per-market sums over the positions.
+The queue's cut-off is the dense one's (:mod:`adljax.engine.stages.queue`: the largest value of an
+order-preserving integer image of the score that still holds the need), found 8 bits at a time from
+per-market histograms of the positions (:func:`_bisect`), so nothing is sorted. The smooth mode's
+queue (:func:`take_soft`) bisects each market's cut-off of a ramp, with per-market sums over the
+positions.
 """
 from __future__ import annotations
 
@@ -96,23 +97,45 @@ def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Arra
     return jnp.where(lay.at_market(need > 0), taken, 0.0)
 
 
-def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
-    """[A] the largest key ``c`` with ``Σ weight[key ≥ c] ≥ need`` in each market, bit by bit.
+#: Bits of the key decided per pass of :func:`_bisect` (a histogram of 2**8 buckets per market).
+DIGIT_BITS = 8
 
-    Each bit's test is one masked per-market sum over the positions, ``O(P)``; 32 or 64 of them.
+
+def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
+    """[A] the largest key ``c`` with ``Σ weight[key ≥ c] ≥ need`` in each market, a digit at a time.
+
+    The answer of a bisection over the key's bits (:mod:`adljax.engine.stages.queue`), found
+    :data:`DIGIT_BITS` bits per pass: with the higher digits fixed (``prefix``), one per-market histogram
+    of the weights by the next digit (positions whose higher digits equal the prefix; those above it in one
+    more bucket) gives ``Σ weight[key ≥ prefix | d·2^s]`` for every digit ``d`` at once, and the largest
+    ``d`` that still holds ``need`` is kept. Each pass is one scatter over the positions, ``O(P)``; 4 of them
+    for a 32-bit key, 8 for a 64-bit one (a bisection takes 32 or 64).
     """
     utype = key.dtype
     bits = jnp.iinfo(utype).bits
+    nb = 1 << DIGIT_BITS
     total = lay.markets(weight)
 
     def search(lay, key, weight, need):
-        def body(i, cutoff):
-            trial = cutoff | (jnp.asarray(1, utype) << (jnp.asarray(bits - 1, utype) - jnp.asarray(i, utype)))
-            above = lay.markets(jnp.where(key >= lay.at_market(trial), weight, 0.0))
-            return jnp.where(above >= need, trial, cutoff)
-        return lax.fori_loop(0, bits, body, jnp.zeros(need.shape, utype))
+        a = lay.n_markets
+        base = lay.market * (nb + 2)                                        # [P] each market's buckets
+        digits = jnp.arange(nb)
+        prefix = jnp.zeros(need.shape, utype)
+        for shift in range(bits - DIGIT_BITS, -1, -DIGIT_BITS):
+            digit = ((key >> jnp.asarray(shift, utype)) & jnp.asarray(nb - 1, utype)).astype(jnp.int32)
+            if shift + DIGIT_BITS < bits:
+                high = key >> jnp.asarray(shift + DIGIT_BITS, utype)
+                fixed = lay.at_market(prefix >> jnp.asarray(shift + DIGIT_BITS, utype))
+                # bucket nb: the higher digits above the prefix (every one of them counts); nb + 1: below it
+                digit = jnp.where(high == fixed, digit, jnp.where(high > fixed, nb, nb + 1))
+            hist = jax.ops.segment_sum(weight, base + digit, a * (nb + 2)).reshape(a, nb + 2)
+            # Σ weight[key ≥ prefix | d·2^shift] for each digit d: those above the prefix, and the digits ≥ d.
+            held = hist[:, nb:nb + 1] + jnp.flip(jnp.cumsum(jnp.flip(hist[:, :nb], axis=1), axis=1), axis=1)
+            best = jnp.max(jnp.where(held >= need[:, None], digits, 0), axis=1)
+            prefix = prefix | (best.astype(utype) << jnp.asarray(shift, utype))
+        return prefix
 
-    # The bisection is the stage's cost; a queue with nothing to cut (no need, or a need that
+    # The search is the stage's cost; a queue with nothing to cut (no need, or a need that
     # takes every candidate) skips it. The layout travels as an operand: it is unbatched under vmap.
     return run_if(jnp.any((need > 0) & (need < total)), search, jnp.zeros(need.shape, utype), lay, key, weight, need)
 
