@@ -32,11 +32,10 @@ def run_if(pred: Array, fn, default, *operands):
         axes = jax.tree_util.tree_map(lambda b: 0 if b else None, o_b)
         each = jax.vmap(lambda *ops: tree.flatten_up_to(fn(*ops)), in_axes=tuple(axes), axis_size=axis_size)
 
-        def chosen(ops):
-            # (Selected inside the branch, so that a step in which no member runs `fn` copies nothing.)
-            out = each(*ops)
-            return [jnp.where(pred.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, d) for o, d in zip(out, leaves)]
-        out = lax.cond(jnp.any(pred), chosen, lambda ops: leaves, operands)
-        return out, [True] * len(out)
+        out = lax.cond(jnp.any(pred), lambda ops: each(*ops), lambda ops: leaves, operands)
+        # (Selected outside the cond: a select fused into the branch changes how XLA fuses `fn`'s arithmetic with
+        # the batch size, and a run split over devices must give the bits of one device.)
+        chosen = [jnp.where(pred.reshape((axis_size,) + (1,) * (o.ndim - 1)), o, d) for o, d in zip(out, leaves)]
+        return chosen, [True] * len(chosen)
 
     return jax.tree_util.tree_unflatten(tree, branch(jnp.asarray(pred), leaves, tuple(operands)))
