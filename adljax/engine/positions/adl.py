@@ -9,7 +9,7 @@ positions (:meth:`~adljax.model.layout.Layout.markets`) and its sums over market
 row's positions (:meth:`~adljax.model.layout.Layout.rows`): work and memory grow with P + R + A.
 
 The queue's cut-off is the dense one's (:mod:`adljax.engine.stages.queue`: the largest value of an
-order-preserving integer image of the score that still holds the need), found 8 bits at a time from
+order-preserving integer image of the score that still holds the need), found 4 bits at a time from
 per-market histograms of the positions (:func:`_bisect`), so nothing is sorted. The smooth mode's
 queue (:func:`take_soft`) bisects each market's cut-off of a ramp, with per-market sums over the
 positions.
@@ -97,8 +97,10 @@ def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Arra
     return jnp.where(lay.at_market(need > 0), taken, 0.0)
 
 
-#: Bits of the key decided per pass of :func:`_bisect` (a histogram of 2**8 buckets per market).
-DIGIT_BITS = 8
+#: Bits of the key decided per pass of :func:`_bisect`: a histogram of 2**4 + 2 buckets a market. (8 bits
+#: halve the passes, but their [A, 258] histograms grew the venue book's compiled memory by 14 % at 720
+#: markets, where the program's memory is to stay flat in markets.)
+DIGIT_BITS = 4
 
 
 def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
@@ -108,8 +110,8 @@ def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
     :data:`DIGIT_BITS` bits per pass: with the higher digits fixed (``prefix``), one per-market histogram
     of the weights by the next digit (positions whose higher digits equal the prefix; those above it in one
     more bucket) gives ``Σ weight[key ≥ prefix | d·2^s]`` for every digit ``d`` at once, and the largest
-    ``d`` that still holds ``need`` is kept. Each pass is one scatter over the positions, ``O(P)``; 4 of them
-    for a 32-bit key, 8 for a 64-bit one (a bisection takes 32 or 64).
+    ``d`` that still holds ``need`` is kept. Each pass is one scatter over the positions, ``O(P)``; 8 of them
+    for a 32-bit key, 16 for a 64-bit one (a bisection takes 32 or 64).
     """
     utype = key.dtype
     bits = jnp.iinfo(utype).bits
