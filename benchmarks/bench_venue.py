@@ -10,13 +10,15 @@ hold most positions), about 300,000 positions; Hyperliquid's rules with a $300M 
 
 It reports, per run: position·steps per second (P × S × T / wall time, P counting the system slots),
 compile time, the compiled program's memory (XLA's ``memory_analysis``), and for the crash the share of
-steps in which each stage acted in some scenario (from the history) and the cost per position·step
-against the calm run's. Memory flatness: the compiled program's temporaries at the same positions with
-4× the markets and with 4× accounts that hold nothing.
+steps in which each stage acted in some scenario (from the history), the cost per position·step
+against the calm run's, and where the crash's time goes (:func:`where_time_goes`: the crash's scenarios
+for one device, timed a step at a time, by what acted in each step). Memory flatness: the compiled
+program's temporaries at the same positions with 4× the markets and with 4× accounts that hold nothing.
 
     python benchmarks/bench_venue.py                       # 64 scenarios calm, 16 crash (~15 min on 2 cores)
     python benchmarks/bench_venue.py --quick               # 20,000 accounts, 8 scenarios × 120 steps
     python benchmarks/bench_venue.py --side-by-side        # the position engine against the dense one (~5 min)
+    python benchmarks/bench_venue.py --where-only          # the crash's step-by-step timing alone (~2 min)
 
 ``--side-by-side`` runs the same books as dense books (``adljax.Book``, the dense engine, which is the engine
 as it was before position books) and as position books (``PositionBook.from_book``) in one process, each
@@ -134,6 +136,75 @@ def memory_flatness(venue, book: PositionBook, start, n: int, a: int) -> dict:
     return mem
 
 
+def where_time_goes(venue, book: PositionBook, paths: Paths) -> dict:
+    """The crash timed one step at a time on one device, each step put in a class by what acted in it.
+
+    The scan's body (``engine.positions.waterfall.step``) is compiled alone and called once per step on the
+    whole batch of scenarios, the carry staying on the device; each step's time (after
+    ``block_until_ready``) goes to its class: nothing beyond the margin check; liquidation alone on at most
+    ``EngineConfig.gathered_rows`` liquidatable rows in every scenario (the gathered path) or on more (the
+    whole list); backstop (with or without liquidation); ADL (with or without the rest). The liquidatable
+    rows are counted at the step's mark before the step runs. A call per step adds a dispatch and a copy of
+    the history that the scan does not pay (about 1 ms a step), so the total is a little above the scan's.
+    """
+    from adljax.engine.config import DEFAULT
+    from adljax.engine.market import Market
+    from adljax.engine.positions import margin, waterfall
+    b = book.without_idle_rows()[0]
+    lay = b.layout
+    s, t_n = paths.n_scenarios, paths.n_steps
+    params = venue.params(b.n_markets, dt=1.0, dtype=jnp.float32)
+    rules = venue.rules.compiled()
+    keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(s))
+    row_positions = jax.jit(lambda: lay.rows(jnp.ones(lay.n_positions, jnp.int32)))()
+    carry = jax.jit(lambda v, o: waterfall._init(v, lay, o))(b.batched(s).values(), paths.oracle[:, 0])
+
+    @jax.jit
+    def one(c, t, o, d):
+        return waterfall.step(c, (t, o, d, None), params, rules, keys, lay, DEFAULT, row_positions)
+
+    @jax.jit
+    def liquidatable(c, o):          # [S] liquidatable rows at this step's mark, as the step's margin check sees
+        mark = o * jnp.exp(c.impact * jnp.exp2(-params.dt / params.impact_half_life))
+
+        def count(v, mk):
+            v = {**v, "cooldown": jnp.maximum(v["cooldown"] - params.dt, 0.0)}
+            liq, _ = margin.run(PositionBook(**v, layout=lay), Market(mk, mk, mk, 0), params)
+            return jnp.sum(liq)
+        return jax.vmap(count)(c.values, mark)
+
+    t0 = time.perf_counter()
+    jax.block_until_ready(one(carry, 0, paths.oracle[:, 0], paths.depth[:, 0]))
+    jax.block_until_ready(liquidatable(carry, paths.oracle[:, 0]))
+    compile_s = time.perf_counter() - t0
+    times, many, acted = [], [], []
+    for t in range(t_n):
+        o, d = paths.oracle[:, t], paths.depth[:, t]
+        many.append(int(jnp.max(liquidatable(carry, o))) > DEFAULT.gathered_rows)
+        t0 = time.perf_counter()
+        carry, h = one(carry, t, o, d)
+        jax.block_until_ready(carry)
+        times.append(time.perf_counter() - t0)
+        acted.append([bool(np.any(np.asarray(h[k]) > 0))
+                      for k in ("market_liquidation_notional", "backstop_notional", "adl_notional")])
+    tm, many = np.array(times), np.array(many)
+    liq, bs, adl = np.array(acted).T
+    classes = {"margin check only": ~liq & ~bs & ~adl,
+               "liquidation, gathered rows": liq & ~many & ~bs & ~adl,
+               "liquidation, whole list": liq & many & ~bs & ~adl,
+               "backstop, no ADL": bs & ~adl,
+               "ADL": adl}
+    total = float(tm.sum())
+    out = {"scenarios": s, "steps": t_n, "devices": 1, "step_compile_s": round(compile_s, 2),
+           "total_s": round(total, 2), "classes": {}}
+    for name, m in classes.items():
+        if m.any():
+            out["classes"][name] = {"steps": int(m.sum()), "ms_per_step": round(float(tm[m].mean()) * 1e3, 2),
+                                    "total_s": round(float(tm[m].sum()), 2),
+                                    "share_of_time": round(float(tm[m].sum()) / total, 3)}
+    return out
+
+
 def _timed(venue, book, paths, repeats: int = 3) -> float:
     jax.block_until_ready(adljax.simulate(venue, book, paths).metrics)          # warm-up (compiles)
     times = []
@@ -184,6 +255,8 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--side-by-side", action="store_true")
     ap.add_argument("--memory-only", action="store_true", help="only the memory part, into an existing results file")
+    ap.add_argument("--where-only", action="store_true",
+                    help="only the crash's step-by-step timing, into an existing results file")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     adljax.use_cpu_cores()
@@ -209,17 +282,22 @@ def main() -> None:
            "book": {"accounts": n, "rows": book.layout.n_rows, "markets": a, "positions": book.n_positions,
                     "list_length": book.layout.n_positions, "build_s": round(build_s, 2)}}
     print(json.dumps(res["book"]), flush=True)
-    if args.memory_only:      # the memory part alone, into the results file of a full run
+    where_paths = lambda: paths_for(start, max(crash_s // jax.local_device_count(), 1), steps, True, n)
+    if args.memory_only or args.where_only:      # one part alone, into the results file of a full run
         out = Path(args.out or Path(__file__).parent / "results" / "venue.json")
-        res = {**json.loads(out.read_text()), "memory": memory_flatness(venue, book, start, n, a)}
+        key, part = (("memory", memory_flatness(venue, book, start, n, a)) if args.memory_only
+                     else ("crash_where", where_time_goes(venue, book, where_paths())))
+        res = {**json.loads(out.read_text()), key: part}
         out.write_text(json.dumps(res, indent=2) + "\n")
-        print("memory", json.dumps(res["memory"]), f"\nwrote {out}")
+        print(key, json.dumps(part), f"\nwrote {out}")
         return
     res["calm"] = run_one(venue, book, paths_for(start, calm_s, steps, False, n))
     print("calm", json.dumps(res["calm"]), flush=True)
     res["crash"] = run_one(venue, book, paths_for(start, crash_s, steps, True, n))
     print("crash", json.dumps(res["crash"]), flush=True)
     res["crash_over_calm_cost"] = res["crash"]["ns_per_position_step"] / res["calm"]["ns_per_position_step"]
+    res["crash_where"] = where_time_goes(venue, book, where_paths())
+    print("crash_where", json.dumps(res["crash_where"]), flush=True)
     res["memory"] = memory_flatness(venue, book, start, n, a)
     print("memory", json.dumps(res["memory"]), flush=True)
     out = Path(args.out or Path(__file__).parent / "results" / ("venue_quick.json" if args.quick else "venue.json"))
