@@ -122,19 +122,24 @@ def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
         a = lay.n_markets
         base = lay.market * (nb + 2)                                        # [P] each market's buckets
         digits = jnp.arange(nb)
-        prefix = jnp.zeros(need.shape, utype)
-        for shift in range(bits - DIGIT_BITS, -1, -DIGIT_BITS):
-            digit = ((key >> jnp.asarray(shift, utype)) & jnp.asarray(nb - 1, utype)).astype(jnp.int32)
-            if shift + DIGIT_BITS < bits:
-                high = key >> jnp.asarray(shift + DIGIT_BITS, utype)
-                fixed = lay.at_market(prefix >> jnp.asarray(shift + DIGIT_BITS, utype))
-                # bucket nb: the higher digits above the prefix (every one of them counts); nb + 1: below it
-                digit = jnp.where(high == fixed, digit, jnp.where(high > fixed, nb, nb + 1))
+        d = jnp.asarray(DIGIT_BITS, utype)
+
+        def one_pass(i, prefix):
+            shift = jnp.asarray(bits - DIGIT_BITS * (i + 1), utype)
+            digit = ((key >> shift) & jnp.asarray(nb - 1, utype)).astype(jnp.int32)
+            # The higher digits (two shifts, each less than the key's width; 0 in the first pass).
+            high = (key >> shift) >> d
+            fixed = lay.at_market((prefix >> shift) >> d)
+            # bucket nb: the higher digits above the prefix (every one of them counts); nb + 1: below it
+            digit = jnp.where(high == fixed, digit, jnp.where(high > fixed, nb, nb + 1))
             hist = jax.ops.segment_sum(weight, base + digit, a * (nb + 2)).reshape(a, nb + 2)
             # Σ weight[key ≥ prefix | d·2^shift] for each digit d: those above the prefix, and the digits ≥ d.
             held = hist[:, nb:nb + 1] + jnp.flip(jnp.cumsum(jnp.flip(hist[:, :nb], axis=1), axis=1), axis=1)
             best = jnp.max(jnp.where(held >= need[:, None], digits, 0), axis=1)
-            prefix = prefix | (best.astype(utype) << jnp.asarray(shift, utype))
+            return prefix | (best.astype(utype) << shift)
+
+        # A loop rather than the passes written out: one pass compiled, not 8 or 16.
+        prefix = lax.fori_loop(0, bits // DIGIT_BITS, one_pass, jnp.zeros(need.shape, utype))
         return prefix
 
     # The search is the stage's cost; a queue with nothing to cut (no need, or a need that
