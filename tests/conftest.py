@@ -47,9 +47,9 @@ jax.config.update("jax_enable_x64", True)
 LONGEST_FIRST = ("test_calibration.py", "test_sharding.py", "test_positions_engine.py", "test_notebooks.py",
                  "test_smooth.py", "test_differential.py", "test_skips.py", "test_cli.py", "test_handworked.py",
                  "test_positions_adl.py", "test_policies.py", "test_scenarios.py", "test_properties.py",
-                 "test_positions_smooth.py", "test_cpu.py", "test_split_independence.py",
-                 "test_scenario_positions.py", "test_tiers.py", "test_smooth_parameters.py", "test_blocks.py",
-                 "test_positions_backstop.py")
+                 "test_positions_smooth.py", "test_calibration_positions.py", "test_cpu.py",
+                 "test_split_independence.py", "test_scenario_positions.py", "test_tiers.py",
+                 "test_smooth_parameters.py", "test_blocks.py", "test_positions_backstop.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

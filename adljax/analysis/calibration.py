@@ -26,11 +26,13 @@ import numpy as np
 import optax
 
 from . import objectives
-from ..model.book import Book
+from ..model.book import Book, check_inputs
+from ..model.position_book import PositionBook
+from ..engine.config import EngineConfig
 from ..engine.waterfall import batch_book, prepare, run, scenario_keys
 from ..model.errors import InputError
 from ..parallel.sharding import scenario_map
-from ..engine.simulation import simulate
+from ..engine.simulation import _position_engine, simulate
 from ..studies.study import Study
 from ..model import tiers
 from ..model.venue import Params, Venue
@@ -87,7 +89,32 @@ class Calibration:
         return res
 
 
-def assess(study: Study, venue: Venue | None = None, book: Book | None = None, *, n_scenarios: int | None = None,
+def _prepare(venue: Venue, book: Book | PositionBook, paths, dt: float, *, batch: bool):
+    """``(params, book, paths)`` checked and in the book's dtype, as :func:`adljax.engine.waterfall.prepare`
+    gives them for a dense book; a position book the same way (``batch``: repeated for the paths' scenarios)."""
+    if not isinstance(book, PositionBook):
+        return prepare(venue, book, paths, dt, batch=batch)
+    if not isinstance(venue, Venue):
+        raise InputError(f"venue: expected an adljax.Venue (e.g. adljax.venues.hyperliquid()), "
+                         f"got {type(venue).__name__}")
+    check_inputs(book, paths)
+    dtype = book.checked_dtype()
+    params = venue.params(book.n_markets, dt=dt, dtype=dtype)
+    return params, (book.batched(paths.n_scenarios) if batch else book), paths.astype(dtype)
+
+
+def _engine(book: Book | PositionBook, rules):
+    """``(engine, batch)``: the batched engine for ``book``'s form, its scenarios split over the local devices
+    when there are several (:mod:`adljax.parallel.sharding`), and ``batch(book, S)``, the book repeated."""
+    if isinstance(book, PositionBook):
+        local = tuple(jax.local_devices())
+        engine = _position_engine(book.layout, rules, False, local if len(local) > 1 else None, EngineConfig())
+        return engine, lambda b, s: b.batched(s)
+    return scenario_map(partial(run, rules=rules, history=False)), batch_book
+
+
+def assess(study: Study, venue: Venue | None = None, book: Book | PositionBook | None = None, *,
+           n_scenarios: int | None = None,
            first: int = 0, level: float = 0.99) -> dict[str, float]:
     """Every objective of :data:`adljax.objectives.OBJECTIVES` with the *hard* engine.
 
@@ -101,7 +128,7 @@ def assess(study: Study, venue: Venue | None = None, book: Book | None = None, *
     n = study.n_scenarios if n_scenarios is None else n_scenarios
     paths = study.make_paths(first, n)
     out = simulate(venue, book, paths, dt=study.dt, key=study.key, first_scenario=first)
-    params, batched, _ = prepare(venue, book, paths, study.dt, batch=True)
+    params, batched, _ = _prepare(venue, book, paths, study.dt, batch=True)
     mark0 = jnp.asarray(paths.oracle)[:, 0]
     return {name: float(objectives.evaluate(name, out.metrics, params, batched, mark0, level))
             for name in objectives.OBJECTIVES}
@@ -151,7 +178,7 @@ def _as_constraints(constraints) -> dict[str, float]:
     return {k: float(c) for k, c in constraints.items()}
 
 
-def start_values(venue: Venue, book: Book, n_markets: int, names) -> dict[str, np.ndarray]:
+def start_values(venue: Venue, book: Book | PositionBook, n_markets: int, names) -> dict[str, np.ndarray]:
     """The current value of each field of ``names`` (from :data:`FIELDS`) in ``venue`` and ``book``, float64.
 
     ``maintenance_margin`` is per market [``n_markets``]; ``vault_capital`` is
@@ -179,8 +206,10 @@ def start_values(venue: Venue, book: Book, n_markets: int, names) -> dict[str, n
 
 
 
-def apply(params: Params, book: Book, values: Mapping[str, jnp.ndarray]) -> tuple[Params, Book]:
-    """``params`` and the (unbatched) ``book`` with the fields of ``values`` set (traceable)."""
+def apply(params: Params, book: Book | PositionBook,
+          values: Mapping[str, jnp.ndarray]) -> tuple[Params, Book | PositionBook]:
+    """``params`` and the (unbatched) ``book``, dense or position form, with the fields of ``values`` set
+    (traceable)."""
     p = {k: values[k].astype(params.dt.dtype) for k in _PARAM_FIELDS if k in values}
     if "maintenance_margin" in p:
         p["maintenance_margin"] = jnp.broadcast_to(p["maintenance_margin"], params.maintenance_margin.shape)
@@ -216,7 +245,9 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
 
     Args:
       study: the venue, start book and scenario generator (:class:`adljax.study.Study`,
-        e.g. from :func:`adljax.scenario.load`).
+        e.g. from :func:`adljax.scenario.load`). A dense :class:`adljax.Book` runs on the dense
+        engine, a :class:`adljax.PositionBook` on the position engine (the same answer; work and
+        memory grow with its positions).
       fields: what to move: names from :data:`FIELDS` (``maintenance_margin``
         per market [A]; ``backstop_ratio``, ``partial_fraction`` fractions;
         ``vault_capital``, ``insurance_fund`` USD), or ``{name: (lo, hi)}``
@@ -295,14 +326,14 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
         return paths, (paths.oracle, paths.depth, paths.funding, scenario_keys(study.key, scenarios, first))
 
     paths0, batch0 = batch_for(0)
-    params0, _, _ = prepare(venue, study.book, paths0, study.dt, batch=False)
+    params0, _, _ = _prepare(venue, study.book, paths0, study.dt, batch=False)
     rules = venue.rules.compiled()          # the temperature's value travels in the params
-    # Scenarios split over the local devices when there are several (adljax.parallel.sharding).
-    engine = scenario_map(partial(run, rules=rules, history=False))
+    # The dense engine for a Book, the position engine for a PositionBook.
+    engine, batched = _engine(study.book, rules)
 
     def measure(u_, oracle, depth, funding, keys):
         p, b = apply(params0, study.book, values_of(u_))
-        bb = batch_book(b, oracle.shape[0])
+        bb = batched(b, oracle.shape[0])
         _, metrics, _ = engine(p, bb, oracle, depth, keys, funding)
         return {n: objectives.evaluate(n, metrics, p, bb, oracle[:, 0], level) for n in names}
 
@@ -359,7 +390,8 @@ def _host(v):
     return a.tolist() if a.ndim else float(a)
 
 
-def _apply_to_venue(venue: Venue, book: Book, values: Mapping[str, np.ndarray]) -> tuple[Venue, Book]:
+def _apply_to_venue(venue: Venue, book: Book | PositionBook,
+                    values: Mapping[str, np.ndarray]) -> tuple[Venue, Book | PositionBook]:
     """The venue (hard rules) and start book carrying calibrated values."""
     changes = {}
     for k in ("backstop_ratio", "partial_fraction"):

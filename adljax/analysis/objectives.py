@@ -37,8 +37,10 @@ import jax.numpy as jnp
 from jax import Array
 
 from ..engine.accounting import requirement
+from ..engine.positions.accounting import requirement as position_requirement
 from .metrics import ADL_ACTED, tail_weights
 from ..model.book import Book
+from ..model.position_book import PositionBook
 from ..model.errors import InputError
 from ..model.venue import Params
 
@@ -83,22 +85,29 @@ def vault_loss_es(metrics: Mapping[str, Array], level: float = 0.99) -> Array:
     return expected_shortfall(-metrics["vault_pnl"], level)
 
 
-def margin_locked(params: Params, book: Book, mark: Array) -> Array:
+def margin_locked(params: Params, book: Book | PositionBook, mark: Array) -> Array:
     """Traders' maintenance requirement ``Σ_traders Σ_a`` each position's requirement, USD.
 
     ``|size|·mark·mm`` in a one-rate market, the tiered requirement in a tiered one
     (:func:`adljax.engine.accounting.requirement`). ``book`` one scenario's or a batch's
-    (then the mean over scenarios); ``mark`` [A] or [S, A].
+    (then the mean over scenarios), dense or position form; ``mark`` [A] or [S, A].
     """
-    size = book.size_am[..., :, :-2]                                    # [..., A, N]
-    per_row = lambda s, m: jnp.sum(requirement(s, m, params))
-    lead = size.shape[:-2]
-    flat = size.reshape((-1,) + size.shape[-2:])
+    if isinstance(book, PositionBook):                                  # the traders' positions [..., P]
+        lay, size = book.layout, book.position_size
+        traders = lay.is_trader()
+        per_row = lambda s, m: jnp.sum(jnp.where(traders, position_requirement(lay, s, m, params), 0.0))
+        lead = size.shape[:-1]
+        flat = size.reshape((-1,) + size.shape[-1:])
+    else:
+        size = book.size_am[..., :, :-2]                                # [..., A, N]
+        per_row = lambda s, m: jnp.sum(requirement(s, m, params))
+        lead = size.shape[:-2]
+        flat = size.reshape((-1,) + size.shape[-2:])
     marks = jnp.broadcast_to(mark, lead + mark.shape[-1:]).reshape(-1, mark.shape[-1])
     return jnp.mean(jax.vmap(per_row)(flat, marks))
 
 
-def vault_capital(book: Book) -> Array:
+def vault_capital(book: Book | PositionBook) -> Array:
     """The vault's cash, USD (the mean over a batch)."""
     return jnp.mean(book.all_cash[..., -2])
 
@@ -114,7 +123,7 @@ OBJECTIVES: dict[str, str] = {
 }
 
 
-def evaluate(name: str, metrics: Mapping[str, Array], params: Params, book: Book, mark0: Array,
+def evaluate(name: str, metrics: Mapping[str, Array], params: Params, book: Book | PositionBook, mark0: Array,
              level: float = 0.99) -> Array:
     """The objective ``name`` (one of :data:`OBJECTIVES`) of a simulated batch.
 

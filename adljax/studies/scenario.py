@@ -311,9 +311,6 @@ def load_calibration(path, **sizes) -> tuple[Study, dict[str, Any]]:
     studies = from_dict({k: v for k, v in doc.items() if k != "calibrate"}, path, **sizes)
     if len(studies) != 1:
         raise w.error("venue", "a calibration study has one venue (preset a name, not a list)")
-    if isinstance(studies[0].book, PositionBook):    # adljax.calibrate takes dense books
-        raise w.error("book", "positions: a calibration runs on a dense book (adljax.calibrate takes an "
-                              "adljax.Book); leave [book] positions out (or false)")
     kw: dict[str, Any] = {"fields": _calibrate_fields(w, cal["fields"], studies[0])}
     if "minimize" in cal:
         kw["minimize"] = _calibrate_weights(w, cal["minimize"])
