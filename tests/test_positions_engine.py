@@ -25,7 +25,7 @@ FULL = os.environ.get("ADLJAX_FULL_TESTS") == "1"
 #: ADLJAX_FULL_TESTS=1: every one of RULE_SETS.
 PAIRS = tuple(zip(SHAPES[1:] + SHAPES[:1], RULE_SETS[:1] + RULE_SETS[6:8])) if not FULL \
     else tuple(zip((SHAPES * 3)[:len(RULE_SETS)], RULE_SETS))
-PER_PAIR = 12 if FULL else 4
+PER_PAIR = 12 if FULL else 3
 
 
 #: The drawn books are small: with liquidation's gathered rows below their rows, steps with few liquidatable rows

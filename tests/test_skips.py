@@ -78,7 +78,7 @@ def test_first_rows_are_the_first_rows_where_the_mask_holds(n, block):
     batched and alone."""
     rng = np.random.default_rng(n)
     masks = np.stack([rng.random(n) < p for p in (0.0, 0.05, 0.5, 1.0)])
-    for k in (1, 3, 17):
+    for k in (1, 17):
         rows, real, count = jax.vmap(lambda m: first_rows(m, k, block))(jnp.asarray(masks))
         for i, mask in enumerate(masks):
             want = np.flatnonzero(mask)[:k]
