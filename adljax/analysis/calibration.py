@@ -32,7 +32,7 @@ from ..engine.config import EngineConfig
 from ..engine.waterfall import batch_book, prepare, run, scenario_keys
 from ..model.errors import InputError
 from ..parallel.sharding import scenario_map
-from ..engine.simulation import _position_engine, simulate
+from ..engine.simulation import position_engine, simulate
 from ..studies.study import Study
 from ..model import tiers
 from ..model.venue import Params, Venue
@@ -108,7 +108,7 @@ def _engine(book: Book | PositionBook, rules):
     when there are several (:mod:`adljax.parallel.sharding`), and ``batch(book, S)``, the book repeated."""
     if isinstance(book, PositionBook):
         local = tuple(jax.local_devices())
-        engine = _position_engine(book.layout, rules, False, local if len(local) > 1 else None, EngineConfig())
+        engine = position_engine(book.layout, rules, False, local if len(local) > 1 else None, EngineConfig())
         return engine, lambda b, s: b.batched(s)
     return scenario_map(partial(run, rules=rules, history=False)), batch_book
 

@@ -187,8 +187,12 @@ def _layout_key(layout) -> tuple:
     return layout.n_rows, layout.n_markets, layout.n_plane, digest.hexdigest()
 
 
-def _position_engine(layout, rules: Rules, history: bool, devices: tuple | None, config: EngineConfig):
-    """The compiled position engine ``f(params, book, oracle, depth, keys, funding)``, split over ``devices``."""
+def position_engine(layout, rules: Rules, history: bool, devices: tuple | None, config: EngineConfig):
+    """The compiled position engine ``f(params, book, oracle, depth, keys, funding)``, split over ``devices``.
+
+    ``book`` a batched :class:`~adljax.model.position_book.PositionBook` on ``layout``; ``devices`` None (or one)
+    runs it on the default device. Differentiable in ``params`` and the book's floats (:func:`adljax.calibrate`
+    uses it for position books)."""
     fn = functools.partial(positions.run, rules=rules, history=history, config=config)
     if devices is None or len(devices) == 1:
         return fn
@@ -235,7 +239,7 @@ def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, k
                                     history=history, n_devices=devices, n_positions=lay.n_positions)
     elif isinstance(chunk, bool) or not isinstance(chunk, int) or chunk < 1:
         raise InputError(f"chunk: must be a whole number of scenarios >= 1 (or None: sized to memory), got {chunk!r}")
-    engine = _position_engine(lay, venue.rules.compiled(), history,
+    engine = position_engine(lay, venue.rules.compiled(), history,
                               tuple(local[:devices]) if devices > 1 else None, config)
 
     def one(first: int, size: int):
