@@ -26,7 +26,7 @@ import numpy as np
 import optax
 
 from . import objectives
-from ..model.book import Book, check_inputs
+from ..model.book import Book
 from ..model.position_book import PositionBook
 from ..engine.config import EngineConfig
 from ..engine.waterfall import batch_book, prepare, run, scenario_keys
@@ -89,28 +89,14 @@ class Calibration:
         return res
 
 
-def _prepare(venue: Venue, book: Book | PositionBook, paths, dt: float, *, batch: bool):
-    """``(params, book, paths)`` checked and in the book's dtype, as :func:`adljax.engine.waterfall.prepare`
-    gives them for a dense book; a position book the same way (``batch``: repeated for the paths' scenarios)."""
-    if not isinstance(book, PositionBook):
-        return prepare(venue, book, paths, dt, batch=batch)
-    if not isinstance(venue, Venue):
-        raise InputError(f"venue: expected an adljax.Venue (e.g. adljax.venues.hyperliquid()), "
-                         f"got {type(venue).__name__}")
-    check_inputs(book, paths)
-    dtype = book.checked_dtype()
-    params = venue.params(book.n_markets, dt=dt, dtype=dtype)
-    return params, (book.batched(paths.n_scenarios) if batch else book), paths.astype(dtype)
-
-
 def _engine(book: Book | PositionBook, rules):
-    """``(engine, batch)``: the batched engine for ``book``'s form, its scenarios split over the local devices
-    when there are several (:mod:`adljax.parallel.sharding`), and ``batch(book, S)``, the book repeated."""
+    """The batched engine for ``book``'s form, its scenarios split over the local devices when there are
+    several (:mod:`adljax.parallel.sharding`): the dense engine for a Book, the position engine for a
+    PositionBook."""
     if isinstance(book, PositionBook):
         local = tuple(jax.local_devices())
-        engine = position_engine(book.layout, rules, False, local if len(local) > 1 else None, EngineConfig())
-        return engine, lambda b, s: b.batched(s)
-    return scenario_map(partial(run, rules=rules, history=False)), batch_book
+        return position_engine(book.layout, rules, False, local if len(local) > 1 else None, EngineConfig())
+    return scenario_map(partial(run, rules=rules, history=False))
 
 
 def assess(study: Study, venue: Venue | None = None, book: Book | PositionBook | None = None, *,
@@ -128,7 +114,7 @@ def assess(study: Study, venue: Venue | None = None, book: Book | PositionBook |
     n = study.n_scenarios if n_scenarios is None else n_scenarios
     paths = study.make_paths(first, n)
     out = simulate(venue, book, paths, dt=study.dt, key=study.key, first_scenario=first)
-    params, batched, _ = _prepare(venue, book, paths, study.dt, batch=True)
+    params, batched, _ = prepare(venue, book, paths, study.dt, batch=True)
     mark0 = jnp.asarray(paths.oracle)[:, 0]
     return {name: float(objectives.evaluate(name, out.metrics, params, batched, mark0, level))
             for name in objectives.OBJECTIVES}
@@ -326,14 +312,13 @@ def calibrate(study: Study, fields: Sequence[str] | Mapping[str, tuple[float, fl
         return paths, (paths.oracle, paths.depth, paths.funding, scenario_keys(study.key, scenarios, first))
 
     paths0, batch0 = batch_for(0)
-    params0, _, _ = _prepare(venue, study.book, paths0, study.dt, batch=False)
+    params0, _, _ = prepare(venue, study.book, paths0, study.dt, batch=False)
     rules = venue.rules.compiled()          # the temperature's value travels in the params
-    # The dense engine for a Book, the position engine for a PositionBook.
-    engine, batched = _engine(study.book, rules)
+    engine = _engine(study.book, rules)
 
     def measure(u_, oracle, depth, funding, keys):
         p, b = apply(params0, study.book, values_of(u_))
-        bb = batched(b, oracle.shape[0])
+        bb = batch_book(b, oracle.shape[0])
         _, metrics, _ = engine(p, bb, oracle, depth, keys, funding)
         return {n: objectives.evaluate(n, metrics, p, bb, oracle[:, 0], level) for n in names}
 

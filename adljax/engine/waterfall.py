@@ -24,6 +24,7 @@ from ..model.pytree import pytree
 from .accounting import account_value
 from .config import DEFAULT, EngineConfig
 from ..model.book import Book, check_inputs
+from ..model.position_book import PositionBook
 from ..model.errors import InputError
 from .market import Market
 from ..model.outcome import METRICS
@@ -389,31 +390,29 @@ def _run(params: Params, book: Book, oracle: Array, depth: Array, keys: Array, f
     return carry.book, _finish(carry, vault_av0, config), hist
 
 
-def prepare(venue: Venue, book: Book, paths: Paths, dt: float, *, batch: bool = True):
-    """Check the inputs and bring them to one dtype (and, with ``batch``, a book batched like ``paths``)."""
+def prepare(venue: Venue, book: Book | PositionBook, paths: Paths, dt: float, *, batch: bool = True):
+    """Check the inputs and bring them to one dtype (and, with ``batch``, a book batched like ``paths``).
+
+    ``book`` a dense :class:`Book` or a :class:`~adljax.model.position_book.PositionBook`.
+    """
     if not isinstance(venue, Venue):
         raise InputError(f"venue: expected an adljax.Venue (e.g. adljax.venues.hyperliquid()), "
                          f"got {type(venue).__name__}")
-    if not isinstance(book, Book):
-        raise InputError(f"book: expected an adljax.Book (build one with Book.from_accounts), "
-                         f"got {type(book).__name__}")
-    if not isinstance(paths, Paths):
-        raise InputError(f"paths: expected an adljax.Paths(oracle, depth), got {type(paths).__name__}")
-    a = book.n_markets
-    check_inputs(book, paths)        # every entry point's checks (calibration calls prepare directly)
+    dtype = check_inputs(book, paths)        # every entry point's checks (calibration calls prepare directly)
     s = paths.n_scenarios
-    dtype = book.all_cash.dtype
-    if book.all_cash.ndim not in (1, 2) or (book.all_cash.ndim == 2 and book.all_cash.shape[0] != s):
+    if np.ndim(book.all_cash) not in (1, 2) or (np.ndim(book.all_cash) == 2 and np.shape(book.all_cash)[0] != s):
         raise InputError(f"book: a batched book needs a leading axis of {s} scenarios (as paths), "
-                         f"got cash shape {tuple(book.all_cash.shape)}")
-    params = venue.params(a, dt=dt, dtype=dtype)
+                         f"got cash shape {tuple(np.shape(book.all_cash))}")
+    params = venue.params(book.n_markets, dt=dt, dtype=dtype)
     if batch:
         book = batch_book(book, s)
     return params, book, paths.astype(dtype)
 
 
-def batch_book(book: Book, n_scenarios: int, first: int = 0) -> Book:
+def batch_book(book: Book | PositionBook, n_scenarios: int, first: int = 0) -> Book | PositionBook:
     """The book of scenarios ``[first, first + n)``: a single book repeated, or a batched one sliced."""
+    if isinstance(book, PositionBook):       # (its layout is one for the batch)
+        return book.scenarios(first, n_scenarios)
     if book.all_cash.ndim == 1:
         return jax.tree_util.tree_map(lambda x: jnp.broadcast_to(x, (n_scenarios,) + x.shape), book)
     return jax.tree_util.tree_map(lambda x: x[first:first + n_scenarios], book)
