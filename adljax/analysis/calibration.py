@@ -28,6 +28,7 @@ import optax
 from . import objectives
 from ..model.book import Book
 from ..model.position_book import PositionBook
+from ..model.rows import VAULT
 from ..engine.config import EngineConfig
 from ..engine.waterfall import batch_book, prepare, run, scenario_keys
 from ..model.errors import InputError
@@ -208,7 +209,8 @@ def apply(params: Params, book: Book | PositionBook,
         rates = jnp.concatenate([params.maintenance_margin[:, None], params.tier_rates], axis=1)
         params = dataclasses.replace(params, tier_rates=jax.lax.cummax(rates, axis=1)[:, 1:])
     if "vault_capital" in values:
-        book = book.replace(all_cash=book.all_cash.at[-2].set(values["vault_capital"].astype(book.all_cash.dtype)))
+        capital = values["vault_capital"].astype(book.all_cash.dtype)
+        book = book.replace(all_cash=book.all_cash.at[..., VAULT].set(capital))
     if "insurance_fund" in values:
         book = book.replace(insurance_fund=values["insurance_fund"].astype(book.insurance_fund.dtype))
     return params, book
@@ -388,7 +390,7 @@ def _apply_to_venue(venue: Venue, book: Book | PositionBook,
         changes["maintenance_margin"] = tuple(float(x) for x in np.asarray(values["maintenance_margin"], np.float64))
     venue = venue.replace(**changes) if changes else venue
     if "vault_capital" in values:
-        book = book.replace(all_cash=book.all_cash.at[-2].set(float(values["vault_capital"])))
+        book = book.replace(all_cash=book.all_cash.at[..., VAULT].set(float(values["vault_capital"])))
     if "insurance_fund" in values:
         book = book.replace(insurance_fund=jnp.asarray(float(values["insurance_fund"]), book.insurance_fund.dtype))
     return venue, book

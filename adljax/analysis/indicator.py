@@ -13,6 +13,7 @@ from ..model.book import Book
 from ..model.errors import InputError, check_positive
 from ..engine.stages.adl import score
 from ..model.position_book import PositionBook
+from ..model.rows import TRADERS
 from ..model.venue import Venue
 
 
@@ -106,4 +107,4 @@ def adl_queue(venue: Venue, book: Book | PositionBook, mark) -> np.ndarray:
     if isinstance(book, PositionBook):
         return _position_fifths(venue.rules, book, m)[:book.n_positions]
     f = jax.jit(_fifths, static_argnums=4)(book.size_am, book.entry_am, book.all_cash, m, venue.rules)
-    return np.asarray(f).T[:-2]
+    return np.asarray(f).T[TRADERS]

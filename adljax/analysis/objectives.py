@@ -41,6 +41,7 @@ from ..engine.positions.accounting import requirement as position_requirement
 from .metrics import ADL_ACTED, tail_weights
 from ..model.book import Book
 from ..model.position_book import PositionBook
+from ..model.rows import TRADERS, VAULT
 from ..model.errors import InputError
 from ..model.venue import Params
 
@@ -99,7 +100,7 @@ def margin_locked(params: Params, book: Book | PositionBook, mark: Array) -> Arr
         lead = size.shape[:-1]
         flat = size.reshape((-1,) + size.shape[-1:])
     else:
-        size = book.size_am[..., :, :-2]                                # [..., A, N]
+        size = book.size_am[..., :, TRADERS]                            # [..., A, N]
         per_row = lambda s, m: jnp.sum(requirement(s, m, params))
         lead = size.shape[:-2]
         flat = size.reshape((-1,) + size.shape[-2:])
@@ -109,7 +110,7 @@ def margin_locked(params: Params, book: Book | PositionBook, mark: Array) -> Arr
 
 def vault_capital(book: Book | PositionBook) -> Array:
     """The vault's cash, USD (the mean over a batch)."""
-    return jnp.mean(book.all_cash[..., -2])
+    return jnp.mean(book.all_cash[..., VAULT])
 
 
 #: The objective names :func:`adljax.calibrate` takes, and their units.

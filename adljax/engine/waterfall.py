@@ -25,6 +25,7 @@ from .accounting import account_value
 from .config import DEFAULT, EngineConfig
 from ..model.book import Book, check_inputs
 from ..model.position_book import PositionBook
+from ..model.rows import BUT_LP, SYSTEM, TRADERS, VAULT
 from ..model.errors import InputError
 from .market import Market
 from ..model.outcome import METRICS
@@ -168,7 +169,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     def liquidate(b, mk, p, liq, old_margin):
         b, rep = liquidation.run(b, mk, p, rules, liq, old_margin.av)
         return b, rep, margin.values(b, mk, p, config)
-    unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, -2])
+    unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, VAULT])
     need_liq = jnp.any(liquidatable) | unwinding
     liq_fn = jax.vmap(liquidate, in_axes=(0, 0, None, 0, 0))
     if smooth:
@@ -180,7 +181,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
         # A book whose trader rows all fit in the gathered run has only the whole-book path:
         # gathering them all would be the whole book, compiled twice.
         k = liquidation.gathered_rows(n_rows, config)
-        if k < n_rows - 2:
+        if k < n_rows - SYSTEM:
             few = jnp.all(jnp.sum(liquidatable, axis=-1) <= k)
             # (`liquidatable` is taken again from the margin, which the loop carries: XLA hoists work
             # on values from outside a while loop out of it, and would run the gathering every step.)
@@ -231,8 +232,8 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     err_value, err_size = lax.cond(moved, drift, lambda b: (zeros, zeros), book)
     acc["conservation_error"] = jnp.maximum(acc["conservation_error"], err_value)
     acc["zero_sum_error"] = jnp.maximum(acc["zero_sum_error"], err_size)
-    v = book.size_am[:, :, -2]
-    vault_av = book.all_cash[:, -2] + jnp.sum(v * (mark - book.entry_am[:, :, -2]), axis=-1)
+    v = book.size_am[:, :, VAULT]
+    vault_av = book.all_cash[:, VAULT] + jnp.sum(v * (mark - book.entry_am[:, :, VAULT]), axis=-1)
     acc["vault_equity_min"] = jnp.minimum(acc["vault_equity_min"], vault_av)
 
     new = Carry(book=book, impact=impact, prev_mark=mark, acc=acc,
@@ -256,9 +257,9 @@ def _init(book: Book, oracle0: Array, config: EngineConfig) -> Carry:
     value = partial(account_value, unrolled=config.unrolled_markets)
     av0 = jax.vmap(value)(book.all_cash, book.size_am, book.entry_am, oracle0)
     acc = {k: jnp.zeros(s, dtype) for k in _SUMS}
-    acc["vault_equity_min"] = av0[:, -2]
+    acc["vault_equity_min"] = av0[:, VAULT]
     acc["zero_sum_error"] = jnp.max(jnp.abs(jnp.sum(book.size_am, axis=-1)), axis=-1)
-    traders = book.size_am[..., :-2]
+    traders = book.size_am[..., TRADERS]
     n_pos = jnp.sum(traders != 0, axis=(-2, -1))
     adl_scale = jnp.sum(jnp.abs(traders) * oracle0[:, :, None], axis=(-2, -1)) / jnp.maximum(n_pos, 1)
     return Carry(book=book, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
@@ -272,9 +273,9 @@ def _finish(carry: Carry, vault_av0: Array, config: EngineConfig) -> dict[str, A
     value = partial(account_value, unrolled=config.unrolled_markets)
     av = jax.vmap(value)(book.all_cash, book.size_am, book.entry_am, carry.prev_mark)
     m = dict(carry.acc)
-    m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, :-1], 0.0), axis=-1)
+    m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, BUT_LP], 0.0), axis=-1)
     m["bad_debt"] = m["bad_debt_backstop"] + m["bad_debt_adl"] + m["bad_debt_residual"]
-    m["vault_pnl"] = av[:, -2] - vault_av0
+    m["vault_pnl"] = av[:, VAULT] - vault_av0
     m["n_adl_accounts"] = jnp.sum(carry.deleveraged, axis=-1).astype(dtype)
     m["n_bankrupt_accounts"] = jnp.sum(carry.bankrupt, axis=-1).astype(dtype)
     m["adl_markets"] = jnp.sum(carry.adl_markets, axis=-1).astype(dtype)

@@ -2,7 +2,8 @@
 
 Rows are margin units. Rows ``0..N-1`` are the traders, row ``N`` is the
 backstop vault (e.g. Hyperliquid's HLP liquidator), row ``N+1`` is the
-liquidity providers who absorb market-liquidation fills. Keeping the two
+liquidity providers who absorb market-liquidation fills (named in
+:mod:`adljax.model.rows`: ``VAULT``, ``LP``). Keeping the two
 system rows in the same arrays is what lets every stage keep each market
 zero-sum (``Σ_rows size[:, a] = 0``) and total value conserved.
 
@@ -20,6 +21,7 @@ from jax import Array
 
 from .paths import Paths
 from .pytree import pytree, replace
+from .rows import LP, SYSTEM, TRADERS, VAULT
 from ..engine.accounting import sum_markets
 from .errors import (FLOAT_DTYPES, InputError, arrays_from_lists, as_bools, as_host, as_numbers, check_above_floor,
                      check_below_limit, check_finite, check_ndim, check_number, check_numeric, check_positive,
@@ -69,7 +71,7 @@ class Book:
     @property
     def n_accounts(self) -> int:
         """N, the number of trader rows."""
-        return self.all_cash.shape[-1] - 2
+        return self.all_cash.shape[-1] - SYSTEM
 
     @property
     def n_markets(self) -> int:
@@ -78,41 +80,41 @@ class Book:
     @property
     def cash(self) -> Array:
         """Traders' collateral, [..., N] USD."""
-        return self.all_cash[..., :-2]
+        return self.all_cash[..., TRADERS]
 
     @property
     def size(self) -> Array:
         """Traders' signed positions, [..., N, A] base units (+long, -short)."""
-        return self.all_size[..., :-2, :]
+        return self.all_size[..., TRADERS, :]
 
     @property
     def entry(self) -> Array:
         """Traders' average entry prices, [..., N, A] USD (0 where flat)."""
-        return self.all_entry[..., :-2, :]
+        return self.all_entry[..., TRADERS, :]
 
     @property
     def vault_cash(self) -> Array:
-        return self.all_cash[..., -2]
+        return self.all_cash[..., VAULT]
 
     @property
     def vault_size(self) -> Array:
-        return self.all_size[..., -2, :]
+        return self.all_size[..., VAULT, :]
 
     @property
     def vault_entry(self) -> Array:
-        return self.all_entry[..., -2, :]
+        return self.all_entry[..., VAULT, :]
 
     @property
     def lp_cash(self) -> Array:
-        return self.all_cash[..., -1]
+        return self.all_cash[..., LP]
 
     @property
     def lp_size(self) -> Array:
-        return self.all_size[..., -1, :]
+        return self.all_size[..., LP, :]
 
     @property
     def lp_entry(self) -> Array:
-        return self.all_entry[..., -1, :]
+        return self.all_entry[..., LP, :]
 
     def account_value(self, mark: Array) -> Array:
         """``cash + Σ_a size·(mark − entry)`` for every row, [..., R] USD; ``mark`` [..., A]."""

@@ -34,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax import Array, lax
 
+from .rows import SYSTEM, lp_row, vault_row
+
 
 @dataclasses.dataclass(frozen=True)
 class Layout:
@@ -74,7 +76,7 @@ class Layout:
         """
         row = np.asarray(row, np.int64)
         market = np.asarray(market, np.int64)
-        n = int(n_rows) - 2
+        n = int(n_rows) - SYSTEM
         p = row.shape[0]
         first = np.ones(p, bool)
         first[1:] = row[1:] != row[:-1]
@@ -85,7 +87,7 @@ class Layout:
             order = np.arange(p)
             n_plane = 0
         a = np.arange(n_markets)
-        row = np.concatenate([row[order], np.full(n_markets, n_rows - 2), np.full(n_markets, n_rows - 1)])
+        row = np.concatenate([row[order], np.full(n_markets, vault_row(n_rows)), np.full(n_markets, lp_row(n_rows))])
         market = np.concatenate([market[order], a, a])
         by_market = np.lexsort((row, market))
         start = np.searchsorted(market[by_market], np.arange(n_markets + 1))
@@ -105,13 +107,18 @@ class Layout:
     @property
     def n_traders(self) -> int:
         """N: trader rows."""
-        return self.n_rows - 2
+        return self.n_rows - SYSTEM
+
+    @property
+    def n_trader_positions(self) -> int:
+        """The traders' positions: the list without the vault's and the LPs' ``2A`` slots."""
+        return self.n_positions - SYSTEM * self.n_markets
 
     @property
     def vault_slots(self) -> slice:
         """The vault's ``A`` positions (market order) in the list."""
-        p, a = self.n_positions, self.n_markets
-        return slice(p - 2 * a, p - a)
+        p, a = self.n_trader_positions, self.n_markets
+        return slice(p, p + a)
 
     @property
     def lp_slots(self) -> slice:

@@ -19,6 +19,7 @@ from .book import Book, check_cast, check_money, check_zero_sum, position_lists,
 from .errors import (InputError, as_bools, as_host, check_finite,
                      check_positive, check_representable, check_shape, float_dtype)
 from .layout import Layout
+from .rows import LP, SYSTEM, TRADERS, VAULT
 
 #: The most numbers (scenarios × trader rows × markets) the dense views ``size``/``entry`` of a
 #: position book build; above it they refuse, pointing to ``position_size``/``position_entry``.
@@ -65,7 +66,7 @@ class PositionBook:
     @property
     def n_positions(self) -> int:
         """P, the traders' positions (the list without the vault's and LPs' slots)."""
-        return self.layout.n_positions - 2 * self.layout.n_markets
+        return self.layout.n_trader_positions
 
     @property
     def account(self) -> Array:
@@ -80,15 +81,15 @@ class PositionBook:
     @property
     def cash(self) -> Array:
         """Traders' collateral, [..., N] USD."""
-        return self.all_cash[..., :-2]
+        return self.all_cash[..., TRADERS]
 
     @property
     def vault_cash(self) -> Array:
-        return self.all_cash[..., -2]
+        return self.all_cash[..., VAULT]
 
     @property
     def lp_cash(self) -> Array:
-        return self.all_cash[..., -1]
+        return self.all_cash[..., LP]
 
     @property
     def vault_size(self) -> Array:
@@ -179,13 +180,13 @@ class PositionBook:
         cash = np.asarray(self.all_cash).reshape(-1, r)
         cooldown = np.asarray(self.cooldown).reshape(-1, r)
         busy |= np.any(cash < 0, axis=0) | np.any(cooldown > 0, axis=0)
-        busy[-2:] = True
+        busy[VAULT] = busy[LP] = True
         if busy.all():
             return self, lambda final: final
         keep = np.flatnonzero(busy)
         remap = np.full(r, -1, np.int64)
         remap[keep] = np.arange(keep.size)
-        p_tr = lay.n_positions - 2 * a
+        p_tr = lay.n_trader_positions
         rows, mkts = np.asarray(lay.row)[:p_tr], np.asarray(lay.market)[:p_tr]
         first = np.lexsort((mkts, rows))
         layout, order = Layout.build(remap[rows[first]], mkts[first], keep.size, a)
@@ -215,11 +216,11 @@ class PositionBook:
             raise InputError(f"book: expected an adljax.Book, got {type(book).__name__}")
         size = np.asarray(book.size_am)                                       # [..., A, R]
         a, r = size.shape[-2:]
-        held = np.any(size.reshape((-1, a, r))[..., :r - 2] != 0, axis=0).T   # [N, A]
+        held = np.any(size.reshape((-1, a, r))[..., TRADERS] != 0, axis=0).T  # [N, A]
         rows, mkts = np.nonzero(held)
         layout, order = Layout.build(rows, mkts, r, a)
         rows, mkts = rows[order], mkts[order]
-        take = lambda x: np.concatenate([x[..., mkts, rows], x[..., :, r - 2], x[..., :, r - 1]], axis=-1)
+        take = lambda x: np.concatenate([x[..., mkts, rows], x[..., :, VAULT], x[..., :, LP]], axis=-1)
         return cls(all_cash=book.all_cash, position_size=jnp.asarray(take(size)),
                    position_entry=jnp.asarray(take(np.asarray(book.entry_am))), cooldown=book.cooldown,
                    isolated=book.isolated, insurance_fund=book.insurance_fund, layout=layout)
@@ -290,14 +291,14 @@ class PositionBook:
                    lp_cash=lp_cash, vault_size=vault_size, vault_entry=vault_entry, lp_size=lp_size,
                    lp_entry=lp_entry)
         acc, mkt, size, entry = acc[order], mkt[order], size[order], entry[order]
-        layout, order = Layout.build(acc, mkt, n + 2, a)
+        layout, order = Layout.build(acc, mkt, n + SYSTEM, a)
         all_size = np.concatenate([size[order], vault_size, lp_size])
         all_entry = np.concatenate([entry[order], vault_entry, lp_entry])
         all_cash = np.concatenate([cash, [vault_cash, lp_cash]])
         _check_values(layout, all_cash, all_size, all_entry, np.asarray(insurance_fund), dtype,
                       ("cash", "size", "entry"))
         return cls(all_cash=jnp.asarray(all_cash, dtype), position_size=jnp.asarray(all_size, dtype),
-                   position_entry=jnp.asarray(all_entry, dtype), cooldown=jnp.zeros(n + 2, dtype),
+                   position_entry=jnp.asarray(all_entry, dtype), cooldown=jnp.zeros(n + SYSTEM, dtype),
                    isolated=jnp.asarray(np.concatenate([iso, [False, False]])),
                    insurance_fund=jnp.asarray(insurance_fund, dtype), layout=layout)
 

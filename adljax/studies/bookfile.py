@@ -46,6 +46,7 @@ import numpy as np
 from ..model.book import Book
 from ..model.errors import InputError
 from ..model.position_book import PositionBook
+from ..model.rows import TRADERS
 
 REQUIRED = ("account", "market", "size", "entry", "cash")
 OPTIONAL = ("isolated",)
@@ -410,7 +411,7 @@ def save_book(book: Book, path, markets: Sequence[str]) -> None:
     cash = np.asarray(book.cash, dtype=np.float64)
     size = np.asarray(book.size, dtype=np.float64)
     entry = np.asarray(book.entry, dtype=np.float64)
-    iso = np.asarray(book.isolated)[:-2]
+    iso = np.asarray(book.isolated)[TRADERS]
     rows = []
     for r in range(cash.shape[0]):
         held = np.flatnonzero(size[r] != 0)

@@ -22,6 +22,7 @@ from jax import Array, lax
 
 from ...model.layout import Layout
 from ...model.position_book import PositionBook
+from ...model.rows import VAULT, lp_row
 from ...model.venue import Params, Rules
 from ..accounting import reduce_position
 from ..market import Market
@@ -48,7 +49,7 @@ def bankrupt_rows(book: PositionBook, market: Market, params: Params | None = No
     lay, size, entry, cash = book.layout, book.position_size, book.position_entry, book.all_cash
     av = account_value(lay, cash, size, entry, market.mark)
     n = av.shape[-1]
-    rows = (jnp.arange(n) < n - 1) & has_position(lay, size)
+    rows = (jnp.arange(n) < lp_row(n)) & has_position(lay, size)
     if not hard(temperature):
         negative = above(ratio(-av, maintenance(lay, size, market.mark, params), -1.0), temperature)
         return jnp.where(rows, negative, 0.0), av, 1.0 - negative
@@ -359,5 +360,5 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tup
     if rules.smooth:
         vault_units = jnp.abs(lay.vault(closed_b))
     else:
-        vault_units = jnp.where(bankrupt[-2], jnp.abs(lay.vault(size) - lay.vault(new_size)), 0.0)
+        vault_units = jnp.where(bankrupt[VAULT], jnp.abs(lay.vault(size) - lay.vault(new_size)), 0.0)
     return new_book, _report(new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size), vault_units)

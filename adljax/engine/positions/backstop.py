@@ -20,6 +20,7 @@ from jax import Array
 
 from ...model.layout import Layout
 from ...model.position_book import PositionBook
+from ...model.rows import VAULT, vault_row
 from ...model.venue import Params
 from ..accounting import dust, trade
 from ..market import Market
@@ -93,7 +94,7 @@ def _move(lay: Layout, values: dict, m: Array, params: Params, margin: Margin,
     size, entry = book.position_size, book.position_entry                  # [P]
     av = margin.av
     n = av.shape[-1]
-    is_vault = jnp.arange(n) == n - 2
+    is_vault = jnp.arange(n) == vault_row(n)
     taken_size = jnp.where(lay.at_row(take), size, 0.0)                   # [P]
     v_size, v_entry, v_dcash = trade(lay.vault(size), lay.vault(entry), lay.markets(taken_size), m)
     cash = book.all_cash - jnp.where(take, book.all_cash, 0.0)
@@ -107,7 +108,7 @@ def _move(lay: Layout, values: dict, m: Array, params: Params, margin: Margin,
                     bad_debt=jnp.sum(jnp.where(take, jnp.maximum(-av, 0.0), 0.0)))
     new_book = book.replace(all_cash=cash, position_size=new_size, position_entry=new_entry, cooldown=cooldown)
 
-    v_av = cash[-2] + jnp.sum(v_size * (m - v_entry))
+    v_av = cash[VAULT] + jnp.sum(v_size * (m - v_entry))
     v_mr = jnp.sum(market_requirement(v_size, m, params))
     after = lambda old, gone, vault: jnp.where(is_vault, vault, jnp.where(take, gone, old))
     return new_book.values(), report, Margin(av=after(margin.av, 0.0, v_av), mr=after(margin.mr, 0.0, v_mr),
@@ -121,7 +122,7 @@ def _takeover_smooth(book: PositionBook, market: Market, params: Params, margin:
     size, entry = book.position_size, book.position_entry                  # [P]
     cand, av = candidates(margin, params, temperature), margin.av          # [R] weights, USD
     n = av.shape[-1]
-    is_vault = jnp.arange(n) == n - 2
+    is_vault = jnp.arange(n) == vault_row(n)
     cum_av, cum_mr = _running(lay, cand, av, margin.mr, size, m, params)
     carries = above(ratio(cum_av, cum_mr, jnp.where(cum_av >= 0, 2.0, -2.0)) - 1.0, temperature)
     take = cand * jnp.cumprod(1.0 - cand * (1.0 - carries))                # [R] share of each row taken
@@ -155,8 +156,8 @@ def _running(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m: Arr
     cum = lay.market_cumsum(x)
     v = lay.at_market(lay.vault(size))
     delta = jnp.where(x != 0, requirement(lay, v + cum, m, params) - requirement(lay, v + cum - x, m, params), 0.0)
-    cum_av = av[-2] + cumsum(jnp.where(cand, av, 0.0) if cand.dtype == jnp.bool_ else cand * av)
-    cum_mr = mr[-2] + cumsum(lay.rows(delta))
+    cum_av = av[VAULT] + cumsum(jnp.where(cand, av, 0.0) if cand.dtype == jnp.bool_ else cand * av)
+    cum_mr = mr[VAULT] + cumsum(lay.rows(delta))
     return cum_av, cum_mr
 
 
@@ -185,9 +186,9 @@ def _vault_takes(lay: Layout, cand: Array, av: Array, mr: Array, size: Array, m:
     first = jnp.min(jnp.where(cand, rows, n))
     some = first < n
     first = jnp.minimum(first, n - 1)
-    at, real, _ = lay.positions_of(first[None], some[None], min(a, lay.n_positions - 2 * a))
+    at, real, _ = lay.positions_of(first[None], some[None], min(a, lay.n_trader_positions))
     first_size = jnp.zeros(a, size.dtype).at[lay.market[at]].add(jnp.where(real, size[at], 0.0))   # [A]
-    accepts_first = some & (av[-2] + av[first] >= jnp.sum(market_requirement(v_size + first_size, m, params)))
+    accepts_first = some & (av[VAULT] + av[first] >= jnp.sum(market_requirement(v_size + first_size, m, params)))
     return run_if(accepts_first, _past_the_first, jnp.zeros(n, bool), lay, cand, av, mr, size, m, params)
 
 
@@ -195,14 +196,14 @@ def _past_the_first(lay: Layout, cand: Array, av: Array, mr: Array, size: Array,
     """:func:`_vault_takes` once the vault accepts its first candidate: every candidate where it carries them
     all, else the walk."""
     v_size = lay.vault(size)
-    worst_av = av[-2] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
+    worst_av = av[VAULT] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
     if params.tier_rates.shape[-1] == 0:
-        worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
+        worst_mr = mr[VAULT] + jnp.sum(jnp.where(cand, mr, 0.0))
     else:
         # A tiered requirement grows faster than the notional, so the candidates' own requirements do not
         # bound the vault's after it takes them; every position on one side of each market does.
         gross = jnp.abs(v_size) + lay.markets(jnp.where(lay.at_row(cand), jnp.abs(size), 0.0))
         worst_mr = jnp.sum(market_requirement(gross, m, params))
-    scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
+    scale = jnp.abs(av[VAULT]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
     carries_all = worst_av - worst_mr > dust(scale) * scale
     return run_if(~carries_all, _walk, cand, lay, cand, av, mr, size, m, params)

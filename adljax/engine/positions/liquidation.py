@@ -20,6 +20,7 @@ from ..smooth import above, ratio, temperature_of
 from ..stages.liquidation import Report, _side
 from ...model.layout import Layout
 from ...model.position_book import PositionBook
+from ...model.rows import SYSTEM, lp_row, vault_row
 from ...model.venue import Params, Rules
 from ..stages.margin import Margin
 from .margin import values
@@ -38,7 +39,7 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     mc = lay.at_market(m)
     n = av.shape[-1]
     rows = jnp.arange(n)
-    vault_row, lp_row = rows == n - 2, rows == n - 1
+    is_vault, is_lp = rows == vault_row(n), rows == lp_row(n)
     at_vault = lay.is_vault()
     if not rules.smooth:
         cooling = book.cooldown > 0                                        # [R]
@@ -72,7 +73,7 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     # Fees, from what the liquidated row has left (its value moved by fill·(price − mark)).
     fill_ntl = jnp.abs(fill) * mc
     av_after = av + lay.rows(fill * (price - mc))
-    fee = jnp.where(vault_row, 0.0,
+    fee = jnp.where(is_vault, 0.0,
                     jnp.minimum(params.liquidation_fee * lay.rows(fill_ntl), jnp.maximum(av_after, 0.0)))
     fees = jnp.sum(fee)
     cash = cash - fee
@@ -81,11 +82,11 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     cash = jnp.where((av_after > 0) & (fee == av_after) & flat, 0.0, cash)
     # A close that leaves a trader row flat at cash 0 but for the close's own rounding leaves it at exactly 0.
     scale = jnp.abs(book.all_cash) + lay.rows(jnp.abs(fill) * (price + jnp.abs(entry)))
-    closed_flat = flat & lay.any_rows(fill != 0) & ~vault_row & ~lp_row
+    closed_flat = flat & lay.any_rows(fill != 0) & ~is_vault & ~is_lp
     cash = jnp.where(closed_flat & (jnp.abs(cash) <= dust(cash) * scale), 0.0, cash)
     fund = book.insurance_fund
     if rules.backstop == "vault":
-        cash = cash + jnp.where(vault_row, fees, 0.0)
+        cash = cash + jnp.where(is_vault, fees, 0.0)
     else:
         fund = fund + fees
 
@@ -93,7 +94,7 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules, liquid
     lp_size, lp_entry = lay.lp(new_size), lay.lp(new_entry)
     lp_size, lp_entry, c1 = trade(lp_size, lp_entry, lay.markets(jnp.where(sell, fill, 0.0)), p_sell)
     lp_size, lp_entry, c2 = trade(lp_size, lp_entry, lay.markets(jnp.where(buy, fill, 0.0)), p_buy)
-    cash = cash + jnp.where(lp_row, jnp.sum(c1) + jnp.sum(c2), 0.0)
+    cash = cash + jnp.where(is_lp, jnp.sum(c1) + jnp.sum(c2), 0.0)
     new_size = lay.with_system(new_size, lp=lp_size)
     new_entry = lay.with_system(new_entry, lp=lp_entry)
 
@@ -122,7 +123,7 @@ def gathered_sizes(lay: Layout, config: EngineConfig = DEFAULT) -> tuple[int, in
     """(rows, positions) that :func:`run_gathered` handles: :attr:`~adljax.engine.config.EngineConfig.gathered_rows`
     rows (at most the book's trader rows) and four positions a row (at most the book's trader positions)."""
     rows = max(1, min(lay.n_traders, config.gathered_rows))
-    return rows, max(1, min(lay.n_positions - 2 * lay.n_markets, 4 * rows))
+    return rows, max(1, min(lay.n_trader_positions, 4 * rows))
 
 
 def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
@@ -139,7 +140,7 @@ def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rule
     lay = book.layout
     a, r = lay.n_markets, lay.n_rows
     k_rows, k_pos = gathered_sizes(lay, config)
-    p_tr = lay.n_positions - 2 * a
+    p_tr = lay.n_trader_positions
     rows_at, rows_real, _ = first_rows(liquidatable, k_rows, config.prefix_block)          # [k_rows] ascending
     # Their positions in row order, found from each row's run in the list (no pass over the list). Each one's
     # row in the small book is the rank of its row among the liquidatable rows; padding: size 0 in the last
@@ -148,11 +149,11 @@ def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rule
     sub_row = jnp.where(pos_real, sub_row, k_rows - 1)
     sys = jnp.arange(p_tr, lay.n_positions)
     idx = jnp.concatenate([pos_at, sys])
-    real = jnp.concatenate([pos_real, jnp.ones(2 * a, bool)])
+    real = jnp.concatenate([pos_real, jnp.ones(SYSTEM * a, bool)])
     sub_lay = Layout(row=jnp.concatenate([sub_row, jnp.full(a, k_rows), jnp.full(a, k_rows + 1)]).astype(jnp.int32),
                      market=jnp.where(real, lay.market[idx], 0), by_market=None, market_start=None,
-                     n_rows=k_rows + 2, n_markets=a)
-    row_idx = jnp.concatenate([rows_at, jnp.array([r - 2, r - 1], rows_at.dtype)])
+                     n_rows=k_rows + SYSTEM, n_markets=a)
+    row_idx = jnp.concatenate([rows_at, jnp.array([vault_row(r), lp_row(r)], rows_at.dtype)])
     row_real = jnp.concatenate([rows_real, jnp.array([True, True])])
     on_rows = lambda x: jnp.where(row_real, x[row_idx], jnp.zeros((), x.dtype))
     on_pos = lambda x: jnp.where(real, x[idx], jnp.zeros((), x.dtype))

@@ -24,6 +24,7 @@ from ...model.layout import Layout
 from ...model.outcome import METRICS
 from ...model.position_book import PositionBook
 from ...model.pytree import pytree
+from ...model.rows import BUT_LP, VAULT
 from ...model.venue import Params, Rules
 from ...parallel.sharding import pad_scenarios
 from ..config import DEFAULT, EngineConfig
@@ -93,7 +94,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     def liquidate(b, mk, liq, old_margin):
         b, rep = liquidation.run(b, mk, params, rules, liq, old_margin.av)
         return b, rep, margin.values(b, mk, params)
-    unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, -2])
+    unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, VAULT])
     need_liq = jnp.any(liquidatable) | unwinding
     k_rows, k_pos = liquidation.gathered_sizes(lay, config)
     if smooth or row_positions is None or k_rows >= lay.n_traders:
@@ -172,7 +173,7 @@ def _total_value(v: dict) -> Array:
 def _vault_value(v: dict, lay: Layout, mark: Array) -> Array:
     """[S] the vault's account value at ``mark`` [S, A]."""
     size, entry = lay.vault(v["position_size"]), lay.vault(v["position_entry"])
-    return v["all_cash"][:, -2] + jnp.sum(size * (mark - entry), axis=-1)
+    return v["all_cash"][:, VAULT] + jnp.sum(size * (mark - entry), axis=-1)
 
 
 def _init(vals: dict, lay: Layout, oracle0: Array) -> Carry:
@@ -199,9 +200,9 @@ def _finish(carry: Carry, lay: Layout, vault_av0: Array) -> dict[str, Array]:
         v["all_cash"], v["position_size"], v["position_entry"], carry.prev_mark)
     m = dict(carry.acc)
     dtype = av.dtype
-    m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, :-1], 0.0), axis=-1)
+    m["bad_debt_residual"] = jnp.sum(jnp.maximum(-av[:, BUT_LP], 0.0), axis=-1)
     m["bad_debt"] = m["bad_debt_backstop"] + m["bad_debt_adl"] + m["bad_debt_residual"]
-    m["vault_pnl"] = av[:, -2] - vault_av0
+    m["vault_pnl"] = av[:, VAULT] - vault_av0
     m["n_adl_accounts"] = jnp.sum(carry.deleveraged, axis=-1).astype(dtype)
     m["n_bankrupt_accounts"] = jnp.sum(carry.bankrupt, axis=-1).astype(dtype)
     m["adl_markets"] = jnp.sum(carry.adl_markets, axis=-1).astype(dtype)

@@ -19,6 +19,7 @@ from ...model.pytree import pytree
 from ..accounting import account_value, any_markets, below_zero, maintenance, notional, reduce_position, sum_markets
 from ..config import DEFAULT, EngineConfig
 from ...model.book import Book
+from ...model.rows import TRADERS, VAULT, lp_row, vault_row
 from ..market import Market
 from ...model.venue import Params, Rules
 from .margin import has_position
@@ -79,7 +80,7 @@ def needed(margin, params: Params, temperature: float = 0.0) -> Array:
     (the cheap test that decides whether the stage runs at all): a position and
     ``AV < 0``, or in the smooth mode a bankruptcy weight above 0."""
     n = margin.av.shape[-1]
-    rows = (jnp.arange(n) < n - 1) & margin.has_position
+    rows = (jnp.arange(n) < lp_row(n)) & margin.has_position
     if hard(temperature):
         return rows & (margin.av < 0)
     return rows & (ratio(-margin.av, margin.mr, -1.0) > -0.5 * temperature)
@@ -125,7 +126,7 @@ def queue_sizes(size: Array, round_to: int = DEFAULT.queue_rows_round) -> tuple[
     """
     size = np.asarray(size)
     r = size.shape[-1]
-    traders = size.reshape((-1,) + size.shape[-2:])[..., :-2]
+    traders = size.reshape((-1,) + size.shape[-2:])[..., TRADERS]
 
     def k(mask):
         most = int(mask.any(axis=0).sum(axis=-1).max(initial=0)) + 2
@@ -145,7 +146,7 @@ def queue_rows(size: Array, sizes: tuple[int | None, int | None]):
     a scenario has no weight there.
     """
     size = size.reshape((-1,) + size.shape[-2:])
-    system = jnp.arange(size.shape[-1]) >= size.shape[-1] - 2      # the vault and LP rows
+    system = jnp.arange(size.shape[-1]) >= vault_row(size.shape[-1])      # the vault and LP rows
     side = lambda mask, k: None if k is None else rows_of(jnp.any(mask, axis=0) | system, k)
     return side(size < 0, sizes[0]), side(size > 0, sizes[1])
 
@@ -316,14 +317,14 @@ def run(book: Book, market: Market, params: Params, rules: Rules, rows=None,
         cash = jnp.where(flat, 0.0, cash)
     new_book = book.replace(all_cash=cash, size_am=new_size, entry_am=new_entry)
 
-    # The vault (row R−2)'s bankrupt closes, |closed_b[:, R−2]|: counterparties close exactly the bankrupt
+    # The vault's (row VAULT) bankrupt closes, |closed_b[:, VAULT]|: counterparties close exactly the bankrupt
     # side's units, so these are the units closed against the vault. A bankrupt row is no candidate in the
     # hard mode (AV < 0), so there they are the vault's change of size, taken from the book: reading
     # closed_b's column there changes how XLA fuses the closes, and with it the last bits of bad_debt_adl,
     # differently for different batch shapes (tests/test_sharding.py compares 1 and 4 devices bitwise).
     if rules.smooth:
-        vault_units = jnp.abs(closed_b[:, -2])
+        vault_units = jnp.abs(closed_b[:, VAULT])
     else:
-        vault_units = jnp.where(bankrupt[-2], jnp.abs(size[:, -2] - new_size[:, -2]), 0.0)
+        vault_units = jnp.where(bankrupt[VAULT], jnp.abs(size[:, VAULT] - new_size[:, VAULT]), 0.0)
     return new_book, _report(new_book, m, bankrupt, av, closed_c, closed_b, jnp.zeros_like(size), config,
                              vault_units)

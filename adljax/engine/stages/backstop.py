@@ -20,6 +20,7 @@ from ...model.pytree import pytree
 from ..accounting import account_value, any_markets, below_zero, dust, maintenance, notional, requirement, trade
 from ..config import DEFAULT, EngineConfig
 from ...model.book import Book
+from ...model.rows import VAULT, VAULT_AXIS, vault_row
 from ..market import Market
 from ..prefix import cumsum, first_rows
 from ..skip import run_if
@@ -109,7 +110,7 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     cand, av = candidates(margin, params, temperature), margin.av
     n = av.shape[-1]
     rows = jnp.arange(n)
-    is_vault = rows == n - 2
+    is_vault = rows == vault_row(n)
     if hard(temperature):
         take = _vault_takes(cand, av, margin.mr, size, m, params, config)
     else:
@@ -118,7 +119,7 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
         take = cand * jnp.cumprod(1.0 - cand * (1.0 - carries))
 
     taken_size = weigh(take, size)
-    v_size, v_entry, v_dcash = trade(size[:, -2], book.entry_am[:, -2], jnp.sum(taken_size, axis=1), m)
+    v_size, v_entry, v_dcash = trade(size[:, VAULT], book.entry_am[:, VAULT], jnp.sum(taken_size, axis=1), m)
     cash = book.all_cash - weigh(take, book.all_cash)
     cash = cash + jnp.where(is_vault, jnp.sum(weigh(take, av)) + jnp.sum(v_dcash), 0.0)
     kept = size - taken_size
@@ -134,9 +135,9 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
     u = config.unrolled_markets
     if not hard(temperature):
         return new_book, report, values(new_book, market, params, config)
-    vs, ve = new_size[:, -2:-1], new_entry[:, -2:-1]
+    vs, ve = new_size[:, VAULT_AXIS], new_entry[:, VAULT_AXIS]
     after = lambda old, gone, vault: jnp.where(is_vault, vault[0], jnp.where(take, gone, old))
-    return new_book, report, Margin(av=after(margin.av, 0.0, account_value(cash[-2:-1], vs, ve, m, unrolled=u)),
+    return new_book, report, Margin(av=after(margin.av, 0.0, account_value(cash[VAULT_AXIS], vs, ve, m, unrolled=u)),
                                     mr=after(margin.mr, 0.0, maintenance(vs, m, params, unrolled=u)),
                                     has_position=after(margin.has_position, False, any_markets(vs != 0, unrolled=u)))
 
@@ -144,8 +145,8 @@ def takeover(book: Book, market: Market, params: Params, margin: Margin,
 def _running(cand: Array, av: Array, size: Array, m: Array, params: Params,
              config: EngineConfig) -> tuple[Array, Array]:
     """([R], [R]) the vault's value and requirement after taking every candidate up to each row."""
-    cum_av = av[-2] + cumsum(weigh(cand, av), config.prefix_block)
-    cum_mr = maintenance(size[:, -2:-1] + cumsum(weigh(cand, size), config.prefix_block), m, params,
+    cum_av = av[VAULT] + cumsum(weigh(cand, av), config.prefix_block)
+    cum_mr = maintenance(size[:, VAULT_AXIS] + cumsum(weigh(cand, size), config.prefix_block), m, params,
                          unrolled=config.unrolled_markets)
     return cum_av, cum_mr
 
@@ -166,8 +167,8 @@ def _walk_first(cand: Array, av: Array, size: Array, m: Array, params: Params, c
     rows = jnp.arange(n)
     k = min(n, config.first_candidates)
     at, real, count = first_rows(cand, k, config.prefix_block)           # [K] row of the j-th candidate
-    k_av = av[-2] + jnp.cumsum(jnp.where(real, av[at], 0.0))
-    k_mr = maintenance(size[:, -2:-1] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, params,
+    k_av = av[VAULT] + jnp.cumsum(jnp.where(real, av[at], 0.0))
+    k_mr = maintenance(size[:, VAULT_AXIS] + jnp.cumsum(jnp.where(real, size[:, at], 0.0), axis=1), m, params,
                        unrolled=config.unrolled_markets)
     refused = real & (k_av < k_mr)
     take = cand & (rows < jnp.min(jnp.where(refused, at, n)))
@@ -186,17 +187,17 @@ def _vault_takes(cand: Array, av: Array, mr: Array, size: Array, m: Array, param
     n = av.shape[-1]
     rows = jnp.arange(n)
     first = jnp.minimum(jnp.min(jnp.where(cand, rows, n)), n - 1)
-    refuses_first = av[-2] + av[first] < maintenance(size[:, -2:-1] + size[:, first][:, None], m, params,
+    refuses_first = av[VAULT] + av[first] < maintenance(size[:, VAULT_AXIS] + size[:, first][:, None], m, params,
                                                      unrolled=config.unrolled_markets)[0]
-    worst_av = av[-2] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
+    worst_av = av[VAULT] + jnp.sum(jnp.where(cand, jnp.minimum(av, 0.0), 0.0))
     if params.tier_rates.shape[-1] == 0:
-        worst_mr = mr[-2] + jnp.sum(jnp.where(cand, mr, 0.0))
+        worst_mr = mr[VAULT] + jnp.sum(jnp.where(cand, mr, 0.0))
     else:
         # A tiered requirement grows faster than the notional, so the candidates' own requirements do not
         # bound the vault's after it takes them; every position on one side of each market does.
-        gross = jnp.abs(size[:, -2]) + jnp.sum(jnp.where(cand, jnp.abs(size), 0.0), axis=1)
+        gross = jnp.abs(size[:, VAULT]) + jnp.sum(jnp.where(cand, jnp.abs(size), 0.0), axis=1)
         worst_mr = jnp.sum(requirement(gross[:, None], m, params))
-    scale = jnp.abs(av[-2]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
+    scale = jnp.abs(av[VAULT]) + jnp.sum(jnp.where(cand, jnp.abs(av), 0.0)) + worst_mr
     carries_all = worst_av - worst_mr > dust(scale) * scale
     decided = ~jnp.any(cand) | refuses_first | carries_all
     # (A book no longer than first_candidates rows walks whole: gathering every row is the whole book.)

@@ -21,6 +21,7 @@ from ...model.pytree import pytree
 from ..accounting import dust, reduce_position, trade
 from ..config import DEFAULT, EngineConfig
 from ...model.book import Book
+from ...model.rows import LP, SYSTEM, VAULT, lp_row, vault_row
 from ..prefix import first_rows
 from ..smooth import above, ratio, temperature_of
 from ..market import Market
@@ -60,7 +61,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     mc = m[:, None]
     n = av.shape[-1]
     rows = jnp.arange(n)
-    is_vault, is_lp = rows == n - 2, rows == n - 1
+    is_vault, is_lp = rows == vault_row(n), rows == lp_row(n)
     tau = temperature_of(params, rules)
     if not rules.smooth:
         cooling = book.cooldown > 0
@@ -75,7 +76,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
         over = above(ratio(jnp.abs(size) * mc, params.partial_threshold, 2.0) - 1.0, tau) * (1.0 - cooling)
         big = jnp.where(size != 0, over * ready, 0.0)
         q = ready * size * (1.0 - over * (1.0 - params.partial_fraction))
-    v_size = size[:, -2]
+    v_size = size[:, VAULT]
     unwind = jnp.sign(v_size) * jnp.minimum(jnp.abs(v_size), params.vault_unwind * depth / m)
     q = jnp.where(is_vault, unwind[:, None], q)
     sell, buy = q > 0, q < 0
@@ -112,8 +113,8 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     else:
         fund = fund + fees
 
-    # The liquidity providers (last row) take the fills: the sell side first, then the buy side.
-    lp_size, lp_entry = new_size[:, -1], new_entry[:, -1]
+    # The liquidity providers (row LP) take the fills: the sell side first, then the buy side.
+    lp_size, lp_entry = new_size[:, LP], new_entry[:, LP]
     lp_size, lp_entry, c1 = trade(lp_size, lp_entry, jnp.sum(jnp.where(sell, fill, 0.0), axis=1), p_sell)
     lp_size, lp_entry, c2 = trade(lp_size, lp_entry, jnp.sum(jnp.where(buy, fill, 0.0), axis=1), p_buy)
     cash = cash + jnp.where(is_lp, jnp.sum(c1) + jnp.sum(c2), 0.0)
@@ -126,7 +127,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
     else:
         cooldown = jnp.maximum(book.cooldown, jnp.max(big, axis=0) * params.cooldown)
         trader_order = jnp.where((size != 0) & ~is_vault, ready, 0.0)
-    vault_ntl = jnp.sum(fill_ntl[:, -2])
+    vault_ntl = jnp.sum(fill_ntl[:, VAULT])
     report = Report(
         filled_notional=jnp.sum(jnp.where(is_vault, 0.0, fill_ntl)),   # traders' fills (not the vault's unwind)
         orders=jnp.sum(trader_order.astype(m.dtype)),
@@ -142,7 +143,7 @@ def run(book: Book, market: Market, params: Params, rules: Rules, liquidatable: 
 def gathered_rows(n_rows: int, config: EngineConfig = DEFAULT) -> int:
     """How many liquidatable rows :func:`run_gathered` handles in a book of ``n_rows`` rows:
     :attr:`~adljax.engine.config.EngineConfig.gathered_rows`, at most the book's trader rows."""
-    return max(1, min(n_rows - 2, config.gathered_rows))
+    return max(1, min(n_rows - SYSTEM, config.gathered_rows))
 
 
 def run_gathered(book: Book, market: Market, params: Params, rules: Rules, liquidatable: Array,
@@ -163,7 +164,7 @@ def run_gathered(book: Book, market: Market, params: Params, rules: Rules, liqui
     """
     n = margin.av.shape[-1]
     at, real, _ = first_rows(liquidatable, gathered_rows(n, config), config.prefix_block)   # [K] liquidatable rows
-    g = jnp.concatenate([at, jnp.array([n - 2, n - 1], at.dtype)])           # ... then the vault and the LPs
+    g = jnp.concatenate([at, jnp.array([vault_row(n), lp_row(n)], at.dtype)])           # ... then the vault and the LPs
     real = jnp.concatenate([real, jnp.array([True, True])])
     sel = jnp.where(real, g, n)                                              # padding: row n, dropped on write
     pick = lambda x: jnp.where(real, x[..., g], jnp.zeros((), x.dtype))

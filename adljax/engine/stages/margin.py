@@ -8,6 +8,7 @@ from ...model.pytree import pytree
 from ..accounting import account_value, any_markets, maintenance
 from ..config import DEFAULT, EngineConfig
 from ...model.book import Book
+from ...model.rows import vault_row
 from ..market import Market
 from ..smooth import above, both, hard, ratio
 from ...model.venue import Params
@@ -28,7 +29,7 @@ class Margin:
 
 def trader_rows(n_rows: int) -> Array:
     """[R] bool: True for trader rows (all but the vault and the LP rows)."""
-    return jnp.arange(n_rows) < n_rows - 2
+    return jnp.arange(n_rows) < vault_row(n_rows)
 
 
 def has_position(book: Book, config: EngineConfig = DEFAULT) -> Array:
