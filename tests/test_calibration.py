@@ -59,7 +59,7 @@ def test_calibrated_margin_agrees_with_grid_search_and_holds_on_fresh_scenarios(
     grid_answer = grid[np.argmax(curve <= bound)]
 
     cal = adljax.calibrate(study, ["maintenance_margin"], minimize="margin_locked",
-                           constraints={"bad_debt": bound}, temperature=0.2, scenarios=32, iterations=150)
+                           constraints={"bad_debt": bound}, temperature=0.2, scenarios=32, iterations=100)
     mm = float(cal.values["maintenance_margin"][0])
     assert abs(mm - grid_answer) <= 0.05 * grid_answer, (mm, grid_answer)
 
@@ -68,7 +68,7 @@ def test_calibrated_margin_agrees_with_grid_search_and_holds_on_fresh_scenarios(
     assert check["bad_debt"] <= 1.1 * bound, check
     assert hard_bad_debt(0.02) > 1.5 * bound                           # the venue's own margin did not
     # The history is what the optimiser saw, every iterate in range.
-    assert len(cal.history) == 150
+    assert len(cal.history) == 100
     assert all(1e-4 <= h["maintenance_margin"][0] <= 0.5 for h in cal.history)
     assert cal.venue.rules.temperature == 0.0 and cal.venue.maintenance(1)[0] == pytest.approx(mm)
 
