@@ -50,7 +50,7 @@ def test_run_names_a_bad_block(study, bad):
 
 @pytest.mark.parametrize("field, bad", [("block", 0), ("block", "fast"), ("cpu_block", 0), ("gathered_rows", 2.5),
                                         ("first_candidates", True), ("unrolled_markets", -1), ("prefix_block", None),
-                                        ("queue_rows_round", 0)])
+                                        ("queue_rows_round", 0), ("adl_digit_bits", 3), ("adl_digit_bits", True)])
 def test_bad_config_is_named(field, bad):
     with pytest.raises(InputError, match=f"config.{field}"):
         EngineConfig(**{field: bad})

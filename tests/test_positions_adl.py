@@ -13,6 +13,7 @@ import pytest
 
 import adljax
 from adljax import Book
+from adljax.engine.config import EngineConfig
 from adljax.engine.market import Market
 from adljax.engine.positions import adl as padl
 from adljax.engine.positions import margin as pmargin
@@ -193,14 +194,15 @@ def _take_cases():
     score = rng.integers(0, 5, (a, r)).astype(np.float64)             # a coarse grid: many ties
     score[1, :6] = np.inf
     score[2, :10] = np.where(np.arange(10) % 2, -0.0, 0.0)
+    score[0, 10:20] = 2.0 + np.arange(10) * np.spacing(2.0)          # scores that differ in their last bits
     weight = np.where(held & (rng.random((a, r)) < 0.8), rng.uniform(0.5, 3.0, (a, r)), 0.0)
     return lay, score, weight
 
 
-@jax.jit
-def _takes(lay, score, weight, needs):
+@functools.partial(jax.jit, static_argnums=4)
+def _takes(lay, score, weight, needs, config=EngineConfig()):
     pick = lambda x: x[lay.market, lay.row]
-    pos = jax.vmap(lambda n: padl.take_from_top(lay, pick(score), pick(weight), n))(needs)
+    pos = jax.vmap(lambda n: padl.take_from_top(lay, pick(score), pick(weight), n, config))(needs)
     den = jax.vmap(lambda n: dense_take(score, weight, n))(needs)
     return pos, jax.vmap(pick)(den)
 
@@ -212,10 +214,19 @@ def test_queue_cut_off_matches_the_dense_queue():
     # and more, and a batch in which no market needs a cut (the bisection is skipped).
     sorted_groups = [np.sort(np.unique(score[k][weight[k] > 0]))[::-1] for k in range(3)]
     exact = [weight[k][score[k] >= sorted_groups[k][1]].sum() for k in range(3)]
+    # A cut inside market 0's run of scores a bit apart: all above the middle one, half of its weight.
+    ulps = [i for i in range(10, 20) if weight[0, i] > 0]
+    mid = ulps[len(ulps) // 2]
+    fine = weight[0][score[0] > score[0, mid]].sum() + 0.5 * weight[0, mid]
     needs = np.array([[0.3 * t for t in total], exact, [0.0, 0.0, 0.0], total + 1.0, [total[0], 0.0, 2.5],
-                      [0.5 * t for t in total]])
+                      [0.5 * t for t in total], [fine, 0.0, 0.0]])
     pos, den = _takes(lay, jnp.asarray(score), jnp.asarray(weight), jnp.asarray(needs))
     np.testing.assert_allclose(pos, den, rtol=1e-12, atol=1e-12)
+    # The cut-off search a bit and a byte a pass finds the same cut-offs (a float64 key: 64 and 8 passes).
+    for bits in (1, 8):
+        config = EngineConfig(adl_digit_bits=bits)
+        other, _ = _takes(lay, jnp.asarray(score), jnp.asarray(weight), jnp.asarray(needs), config)
+        np.testing.assert_array_equal(other, pos)
     sums = np.stack([np.bincount(np.asarray(lay.market), p, minlength=3) for p in np.asarray(pos)])
     np.testing.assert_allclose(sums, np.minimum(needs, total), rtol=1e-12)
     # The first need cuts inside a tied group somewhere: some candidate closes part of its weight.

@@ -50,6 +50,12 @@ class EngineConfig:
       queue_rows_round: the ADL queue sides' row sets (:func:`adljax.engine.stages.adl.queue_sizes`,
         found on the host from the starting book) are rounded up to a multiple of this many rows,
         so that books of similar shape share one program. Rows. 8.
+      adl_digit_bits: bits of the ADL queue's sort key that each pass of the position engine's
+        cut-off search decides (:func:`adljax.engine.positions.adl.take_from_top`): one per-market
+        histogram of ``2**bits + 2`` buckets a pass, ``32/bits`` passes for a float32 key, ``64/bits``
+        for a float64 one. 1, 2, 4 or 8. 4: 8-bit digits halve the passes but their [A, 258]
+        histograms grew the venue book's compiled memory by 13.6 % at 720 markets, where it is to stay
+        flat in markets (docs/performance.md).
     """
 
     block: int | None | str = "auto"
@@ -59,11 +65,15 @@ class EngineConfig:
     unrolled_markets: int = 8
     prefix_block: int = 64
     queue_rows_round: int = 8
+    adl_digit_bits: int = 4
 
     def __post_init__(self):
         for name in ("cpu_block", "gathered_rows", "first_candidates", "prefix_block", "queue_rows_round"):
             _whole(name, getattr(self, name), 1)
         _whole("unrolled_markets", self.unrolled_markets, 0)
+        if isinstance(self.adl_digit_bits, bool) or self.adl_digit_bits not in (1, 2, 4, 8):
+            raise InputError(f"config.adl_digit_bits: must be 1, 2, 4 or 8 (a key's 32 or 64 bits in whole "
+                             f"passes), got {self.adl_digit_bits!r}")
         if self.block is not None and not (isinstance(self.block, str) and self.block == "auto"):
             _whole("block", self.block, 1, "a whole number of scenarios >= 1, None (the whole batch) or 'auto'")
 

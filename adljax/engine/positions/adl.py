@@ -25,6 +25,7 @@ from ...model.position_book import PositionBook
 from ...model.rows import VAULT, lp_row
 from ...model.venue import Params, Rules
 from ..accounting import reduce_position
+from ..config import DEFAULT, EngineConfig
 from ..market import Market
 from ..skip import run_if
 from ..smooth import above, hard, negate, ratio, smoothstep, temperature_of, weigh
@@ -68,7 +69,8 @@ def score(rules: Rules, lay: Layout, size: Array, entry: Array, av: Array, mark:
     return dense_score(rules, col(size), col(entry), col(lay.at_row(av)), lay.at_market(mark))[:, 0]
 
 
-def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Array:
+def take_from_top(lay: Layout, score: Array, weight: Array, need: Array,
+                  config: EngineConfig = DEFAULT) -> Array:
     """Units each candidate closes when ``need`` units are taken from the top of each market's queue.
 
     The position form of :func:`adljax.engine.stages.queue.take_from_top`: candidates above the
@@ -79,6 +81,8 @@ def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Arra
       score: [P] ranking (higher goes first), finite or ±inf.
       weight: [P] units each position can give (0 for non-candidates).
       need: [A] units to take per market.
+      config: (static) the :class:`~adljax.engine.config.EngineConfig`; its ``adl_digit_bits`` sets the
+        cut-off search's passes (every value gives the same cut-off).
     Returns:
       [P] units taken from each position; per market they sum to ``min(need, Σ weight)``.
     """
@@ -86,7 +90,7 @@ def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Arra
     total = lay.markets(weight)
     # The cut-off is piecewise constant in every input: no gradient flows through it (smooth mode,
     # random_order).
-    cut = lay.at_market(_bisect(lay, key, lax.stop_gradient(weight), lax.stop_gradient(need)))
+    cut = lay.at_market(_bisect(lay, key, lax.stop_gradient(weight), lax.stop_gradient(need), config.adl_digit_bits))
     full = jnp.where(key > cut, weight, 0.0)
     tied = jnp.where(key == cut, weight, 0.0)
     rest = need - lay.markets(full)
@@ -98,35 +102,29 @@ def take_from_top(lay: Layout, score: Array, weight: Array, need: Array) -> Arra
     return jnp.where(lay.at_market(need > 0), taken, 0.0)
 
 
-#: Bits of the key decided per pass of :func:`_bisect`: a histogram of 2**4 + 2 buckets a market. (8 bits
-#: halve the passes, but their [A, 258] histograms grew the venue book's compiled memory by 14 % at 720
-#: markets, where the program's memory is to stay flat in markets.)
-DIGIT_BITS = 4
-
-
-def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
+def _bisect(lay: Layout, key: Array, weight: Array, need: Array, digit_bits: int) -> Array:
     """[A] the largest key ``c`` with ``Σ weight[key ≥ c] ≥ need`` in each market, a digit at a time.
 
     The answer of a bisection over the key's bits (:mod:`adljax.engine.stages.queue`), found
-    :data:`DIGIT_BITS` bits per pass: with the higher digits fixed (``prefix``), one per-market histogram
+    ``digit_bits`` (static) bits per pass: with the higher digits fixed (``prefix``), one per-market histogram
     of the weights by the next digit (positions whose higher digits equal the prefix; those above it in one
     more bucket) gives ``Σ weight[key ≥ prefix | d·2^s]`` for every digit ``d`` at once, and the largest
-    ``d`` that still holds ``need`` is kept. Each pass is one scatter over the positions, ``O(P)``; 8 of them
-    for a 32-bit key, 16 for a 64-bit one (a bisection takes 32 or 64).
+    ``d`` that still holds ``need`` is kept. Each pass is one scatter over the positions, ``O(P)``; with
+    4-bit digits, 8 of them for a 32-bit key, 16 for a 64-bit one (a bisection takes 32 or 64).
     """
     utype = key.dtype
     bits = jnp.iinfo(utype).bits
-    nb = 1 << DIGIT_BITS
+    nb = 1 << digit_bits
     total = lay.markets(weight)
 
     def search(lay, key, weight, need):
         a = lay.n_markets
         base = lay.market * (nb + 2)                                        # [P] each market's buckets
         digits = jnp.arange(nb)
-        d = jnp.asarray(DIGIT_BITS, utype)
+        d = jnp.asarray(digit_bits, utype)
 
         def one_pass(i, prefix):
-            shift = jnp.asarray(bits - DIGIT_BITS * (i + 1), utype)
+            shift = jnp.asarray(bits - digit_bits * (i + 1), utype)
             digit = ((key >> shift) & jnp.asarray(nb - 1, utype)).astype(jnp.int32)
             # The higher digits (two shifts, each less than the key's width; 0 in the first pass).
             high = (key >> shift) >> d
@@ -140,7 +138,7 @@ def _bisect(lay: Layout, key: Array, weight: Array, need: Array) -> Array:
             return prefix | (best.astype(utype) << shift)
 
         # A loop rather than the passes written out: one pass compiled, not 8 or 16.
-        prefix = lax.fori_loop(0, bits // DIGIT_BITS, one_pass, jnp.zeros(need.shape, utype))
+        prefix = lax.fori_loop(0, bits // digit_bits, one_pass, jnp.zeros(need.shape, utype))
         return prefix
 
     # The search is the stage's cost; a queue with nothing to cut (no need, or a need that
@@ -194,10 +192,11 @@ def take_soft(lay: Layout, score: Array, weight: Array, need: Array, temperature
     return jnp.where(lay.at_market(need > 0), taken, 0.0)
 
 
-def _allocate(rules: Rules, lay: Layout, scores: Array | None, capacity: Array, need: Array) -> Array:
+def _allocate(rules: Rules, lay: Layout, scores: Array | None, capacity: Array, need: Array,
+              config: EngineConfig) -> Array:
     """Units each candidate position closes, [P], from capacity [P] and need [A]."""
     if rules.adl_policy in ("queue", "random_order"):
-        return take_from_top(lay, scores, capacity, need)
+        return take_from_top(lay, scores, capacity, need, config)
     if rules.adl_policy == "pro_rata":
         total = lay.markets(capacity)
         frac = jnp.where(total > 0, jnp.minimum(need, total) / jnp.where(total > 0, total, 1.0), 0.0)
@@ -260,10 +259,12 @@ def socialize(book: PositionBook, market: Market, params: Params | None = None,
     return new_book, _report(new_book, m, bankrupt, av, zero, zero, charged)
 
 
-def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tuple[PositionBook, Report]:
+def run(book: PositionBook, market: Market, params: Params, rules: Rules,
+        config: EngineConfig = DEFAULT) -> tuple[PositionBook, Report]:
     """Deleverage every bankrupt row of one scenario (all markets at once).
 
-    ``rules`` (static) picks the policy, the queue's score, the ADL price and the mode; ``params`` gives
+    ``rules`` (static) picks the policy, the queue's score, the ADL price and the mode; ``config`` (static) the
+    queue's cut-off search (:func:`take_from_top`); ``params`` gives
     the smooth mode's temperature and requirements (unused in the hard mode). In the smooth mode the
     bankrupt rows and the candidates are weights, the queue is :func:`take_soft`, and a row that closes
     both ways closes at the average of its two prices (:func:`adljax.engine.stages.adl.run`). Returns the
@@ -315,12 +316,12 @@ def run(book: PositionBook, market: Market, params: Params, rules: Rules) -> tup
     if rules.smooth:
         # (No skip: run_if is not differentiable, and the smooth mode is for gradients.)
         allocate = lambda cap, need: (take_soft(lay, scores, cap, need, tau) if rules.adl_policy == "queue"
-                                      else _allocate(rules, lay, scores, cap, need))
+                                      else _allocate(rules, lay, scores, cap, need, config))
     else:
         # A side of the book that no scenario of the batch asks anything of (in a crash, the
         # candidates of bankrupt shorts) skips the queue: its allocation is zero.
-        allocate = lambda cap, need: run_if(jnp.any(need > 0), lambda ly, s, cp, n: _allocate(rules, ly, s, cp, n),
-                                            jnp.zeros_like(cap), lay, scores, cap, need)
+        queue = lambda ly, s, cp, n: _allocate(rules, ly, s, cp, n, config)
+        allocate = lambda cap, need: run_if(jnp.any(need > 0), queue, jnp.zeros_like(cap), lay, scores, cap, need)
     # (A pool matched whole asks the queue for nothing: its allocation is its capacity.)
     take_short = jnp.where(lay.at_market(whole_long), cap_short,
                            allocate(cap_short, jnp.where(whole_long, 0.0, matched_long)))

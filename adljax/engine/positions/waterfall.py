@@ -135,7 +135,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params, tau))(mg))
-    deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules), lay)
+    deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules, config), lay)
     vals, ad = _maybe(need_adl, deleverage, vals, mkt, differentiable=smooth)
 
     acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)
