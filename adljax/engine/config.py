@@ -56,6 +56,12 @@ class EngineConfig:
         for a float64 one. 1, 2, 4 or 8. 4: 8-bit digits halve the passes but their [A, 258]
         histograms grew the venue book's compiled memory by 13.6 % at 720 markets, where it is to stay
         flat in markets (docs/performance.md).
+      capacity_bits: a position book's trader rows and trader positions run padded up to a capacity
+        (:meth:`capacity`), so that books of similar size share one compiled program: a count pads to
+        the next multiple of ``2**capacity_bits`` or of ``2**(b − capacity_bits)`` (``b`` its bit length),
+        whichever is larger: for 6, of 64 up to 4,096, above that at most 3 % (``2**(1 − capacity_bits)``)
+        more. Small books' programs cost about the same at any of these sizes; a venue's pays at most 3 %.
+        0: no padding.
     """
 
     block: int | None | str = "auto"
@@ -66,11 +72,13 @@ class EngineConfig:
     prefix_block: int = 64
     queue_rows_round: int = 8
     adl_digit_bits: int = 4
+    capacity_bits: int = 6
 
     def __post_init__(self):
         for name in ("cpu_block", "gathered_rows", "first_candidates", "prefix_block", "queue_rows_round"):
             _whole(name, getattr(self, name), 1)
         _whole("unrolled_markets", self.unrolled_markets, 0)
+        _whole("capacity_bits", self.capacity_bits, 0)
         if isinstance(self.adl_digit_bits, bool) or self.adl_digit_bits not in (1, 2, 4, 8):
             raise InputError(f"config.adl_digit_bits: must be 1, 2, 4 or 8 (a key's 32 or 64 bits in whole "
                              f"passes), got {self.adl_digit_bits!r}")
@@ -83,6 +91,16 @@ class EngineConfig:
             return self.block
         backend = jax.default_backend() if backend is None else backend
         return self.cpu_block if backend == "cpu" else None
+
+    def capacity(self, count: int) -> int:
+        """The padded size of ``count`` rows or positions (:attr:`capacity_bits`): ``count`` itself when
+        padding is off."""
+        count = int(count)
+        bits = self.capacity_bits
+        if bits == 0:
+            return count
+        step = 1 << max(bits, count.bit_length() - bits)
+        return max(1, -(-count // step)) * step
 
     def replace(self, **changes) -> EngineConfig:
         """A copy with ``changes`` (checked like the constructor's arguments)."""

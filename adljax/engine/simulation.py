@@ -214,6 +214,21 @@ def position_engine(layout, rules: Rules, history: bool, devices: tuple | None, 
     return run_split
 
 
+def capacities(lay, config: EngineConfig) -> tuple[int, int]:
+    """``(trader rows, trader positions)`` a position book on ``lay`` runs padded to
+    (:meth:`~adljax.model.position_book.PositionBook.padded`): each count's
+    :meth:`~adljax.engine.config.EngineConfig.capacity`, with rows enough to hold the pad positions (at most
+    one a market a row) and, where the list starts with the plane, a pad position for every pad row."""
+    n, p, a = lay.n_traders, lay.n_trader_positions, lay.n_markets
+    rows, positions = config.capacity(n), config.capacity(p)
+    while True:
+        if lay.n_plane:
+            positions = max(positions, config.capacity(p + rows - n))
+        if (rows - n) * a >= positions - p:
+            return rows, positions
+        rows = config.capacity(n - (-(positions - p) // a))
+
+
 def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, key, history, first_scenario, chunk,
                         devices, config) -> Outcome:
     """:func:`simulate` of a :class:`~adljax.model.position_book.PositionBook` on the position engine."""
@@ -229,8 +244,12 @@ def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, k
     # Rows no stage can change (no position, cash >= 0) stay out of the compiled run, so that its work and memory
     # do not grow with a venue's idle accounts. (Not in the smooth mode, where a weight is never exactly 0, nor
     # under random_order, whose draws number the rows.)
+    # The rest run padded to a capacity (EngineConfig.capacity), so that books of similar size share one
+    # compiled program.
     if not venue.rules.smooth and venue.rules.adl_policy != "random_order":
-        book, expand = book.without_idle_rows()
+        book, expand_idle = book.without_idle_rows()
+        book, unpad = book.padded(*capacities(book.layout, config))
+        expand = lambda final: expand_idle(unpad(final))
     else:
         expand = lambda final: final
     lay = book.layout

@@ -207,6 +207,57 @@ class PositionBook:
                                 insurance_fund=final.insurance_fund, layout=lay)
         return compact, expand
 
+    def padded(self, n_traders: int, n_positions: int):
+        """The book padded to ``n_traders`` trader rows and ``n_positions`` trader positions (at least its
+        own), and the map back to this book's shape.
+
+        The pad rows follow the traders (before the vault and the LPs) with no cash, cooldown or isolation;
+        the pad positions, of size 0, are theirs, one a market a row, handed out in turn (so every pad row
+        holds one when the list starts with the plane, which needs ``n_positions − P >= n_traders − N``;
+        and ``(n_traders − N)·A >= n_positions − P``). A position of size 0 on a row of value 0 is never
+        liquidated, taken over, deleveraged or charged, so the run's numbers are this book's, but for the
+        order of sums of zeros. Padding books to a few sizes lets books of similar size share one compiled
+        program (:meth:`adljax.engine.config.EngineConfig.capacity`).
+
+        Returns ``(book, unpad)``: the padded book (this book itself when nothing is to add), and
+        ``unpad(final)``, which takes a final book of the padded one (batched, [S, ...]) back to this
+        book's rows and position order.
+        """
+        lay = self.layout
+        n, p, a = lay.n_traders, lay.n_trader_positions, lay.n_markets
+        extra_rows, extra = int(n_traders) - n, int(n_positions) - p
+        plane = lay.n_plane > 0
+        if extra_rows < 0 or extra < 0 or extra > extra_rows * a or (plane and extra < extra_rows):
+            raise InputError(f"padded: cannot pad {n} trader rows and {p} positions over {a} markets to "
+                             f"{n_traders} rows and {n_positions} positions")
+        if extra_rows == 0 and extra == 0:
+            return self, lambda final: final
+        j = np.arange(extra)
+        rows = np.concatenate([np.asarray(lay.row)[:p], n + j % max(extra_rows, 1)])
+        mkts = np.concatenate([np.asarray(lay.market)[:p], j // max(extra_rows, 1)])
+        first = np.lexsort((mkts, rows))
+        layout, order = Layout.build(rows[first], mkts[first], n_traders + SYSTEM, a)
+        src = first[order]                                     # each new trader slot's index in [this list, pads]
+        perm = np.concatenate([src, np.arange(p, p + 2 * a) + extra])
+        back = np.argsort(perm)[np.concatenate([np.arange(p), np.arange(p, p + 2 * a) + extra])]
+        lead = tuple(np.shape(self.position_size))[:-1]
+        pad_values = lambda x: jnp.concatenate([x[..., :p], jnp.zeros(lead + (extra,), x.dtype), x[..., p:]],
+                                               axis=-1)[..., perm]
+        lead_r = tuple(np.shape(self.all_cash))[:-1]
+        pad_rows = lambda x: jnp.concatenate([x[..., TRADERS], jnp.zeros(lead_r + (extra_rows,), x.dtype),
+                                              x[..., VAULT:]], axis=-1)
+        book = PositionBook(all_cash=pad_rows(self.all_cash), position_size=pad_values(self.position_size),
+                            position_entry=pad_values(self.position_entry), cooldown=pad_rows(self.cooldown),
+                            isolated=pad_rows(self.isolated), insurance_fund=self.insurance_fund, layout=layout)
+        keep_rows = np.concatenate([np.arange(n), n_traders + np.arange(SYSTEM)])
+
+        def unpad(final: "PositionBook") -> "PositionBook":
+            return PositionBook(all_cash=final.all_cash[..., keep_rows], position_size=final.position_size[..., back],
+                                position_entry=final.position_entry[..., back], cooldown=final.cooldown[..., keep_rows],
+                                isolated=final.isolated[..., keep_rows], insurance_fund=final.insurance_fund,
+                                layout=lay)
+        return book, unpad
+
     # ---- conversion -------------------------------------------------------------------
     @classmethod
     def from_book(cls, book: Book) -> "PositionBook":
