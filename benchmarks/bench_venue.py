@@ -72,11 +72,15 @@ def paths_for(start, n_scenarios: int, n_steps: int, crash: bool, n_accounts: in
 
 def memory_of(venue, book: PositionBook, paths: Paths) -> dict:
     """XLA's memory analysis of the compiled position engine for this book (one device), as ``simulate`` runs
-    it: without the idle rows (``PositionBook.without_idle_rows``)."""
+    it: without the idle rows (``PositionBook.without_idle_rows``), padded to the engine's capacity
+    (``PositionBook.padded``)."""
     from adljax.engine import positions
+    from adljax.engine.config import EngineConfig
+    from adljax.engine.simulation import capacities
     params = venue.params(book.n_markets, dt=1.0, dtype=jnp.float32)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(paths.n_scenarios))
-    b = book.without_idle_rows()[0].batched(paths.n_scenarios)
+    compact = book.without_idle_rows()[0]
+    b = compact.padded(*capacities(compact.layout, EngineConfig()))[0].batched(paths.n_scenarios)
     t0 = time.perf_counter()
     compiled = positions.run.lower(params, b, paths.oracle, paths.depth, keys, None, rules=venue.rules.compiled(),
                                    history=True).compile()

@@ -108,8 +108,11 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
         liquidation and the vault's walk gather before they fall back on the whole
         book (``gathered_rows``, ``first_candidates``; 256 rows each), the markets
         up to which sums over markets are unrolled (``unrolled_markets``, 8), the
-        rows per block of running sums (``prefix_block``, 64) and the rounding of
-        the ADL queue's row sets (``queue_rows_round``, 8 rows). Any config gives
+        rows per block of running sums (``prefix_block``, 64), the rounding of
+        the ADL queue's row sets (``queue_rows_round``, 8 rows), and for a
+        position book the bits of the ADL cut-off's search a pass
+        (``adl_digit_bits``, 4) and the capacity its rows and positions are
+        padded to (``capacity_bits``, 6: :func:`capacities`). Any config gives
         the same numbers up to the rounding of sums; a new one compiles again.
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of
