@@ -31,6 +31,7 @@ from .market import Market
 from ..model.outcome import METRICS
 from ..model.paths import Paths
 from ..parallel.sharding import pad_scenarios
+from .skip import stage_if, zeros_like_output
 from .smooth import smoothstep, temperature_of
 from .stages import adl, backstop, liquidation, margin
 from ..model.venue import Params, Rules, Venue
@@ -55,48 +56,6 @@ _SUMS = ("market_liquidation_notional", "market_liquidation_orders", "partial_li
          "liquidation_fees", "vault_unwind_notional", "backstop_notional", "backstop_accounts",
          "adl_notional", "adl_notional_vault", "socialized_loss", "adl_steps", "adl_indicator", "bad_debt_backstop",
          "bad_debt_adl", "conservation_error", "zero_sum_error", "vault_equity_min")
-
-
-def _zeros_like_output(fn, *args):
-    return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *args))
-
-
-def _maybe(pred: Array, fn, *args, keep=(0,), differentiable: bool = False):
-    """``fn(*args)`` if ``pred`` (a batch-level scalar), else its outputs with zero reports.
-
-    ``fn`` returns ``(book, report[, margin])``; when skipped, the book (and the
-    margin) are the arguments at the positions ``keep`` names, unchanged.
-    ``differentiable`` (the smooth mode) uses ``lax.cond``, which reverse-mode
-    differentiation supports and a while loop does not.
-    """
-    # ``fn`` is jitted so that it is traced once: the report's shapes (for the zeros of a skipped
-    # stage) come from the same trace as the branch that runs, where ``jax.eval_shape`` of a plain
-    # ``fn`` and the loop's own trace would trace every stage twice. XLA inlines the nested jit:
-    # the compiled program is the same (docs/performance.md).
-    fn = jax.jit(fn)
-    zeros = _zeros_like_output(fn, *args)
-    if differentiable:
-        def skip(*a):
-            return (a[keep[0]], zeros[1], *(a[i] for i in keep[1:]))
-
-        out = lax.cond(pred, fn, skip, *args)
-        return out
-    # A while loop that runs once or not at all: its state is updated in place, where a
-    # lax.cond copies the whole book into and out of its branches in every step (calm
-    # study 64 x 4098 x 4 x 100 steps on the 2-core CPU: 0.70 s -> 0.44 s, 1.5e8 -> 2.4e8
-    # account·market·steps/s).
-    init = (pred, tuple(args[i] for i in keep), zeros[1])
-
-    def body(state):
-        _, kept, _ = state
-        full = list(args)
-        for i, x in zip(keep, kept):
-            full[i] = x
-        out = fn(*full)
-        return (jnp.asarray(False), (out[0], *out[2:]), out[1])
-
-    _, kept, report = lax.while_loop(lambda st: st[0], body, init)
-    return (kept[0], report, *kept[1:])
 
 
 def adl_starts(keys: Array, t: Array, n_rows: int) -> Array:
@@ -173,7 +132,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     need_liq = jnp.any(liquidatable) | unwinding
     liq_fn = jax.vmap(liquidate, in_axes=(0, 0, None, 0, 0))
     if smooth:
-        book, liq, mg = _maybe(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4),
+        book, liq, mg = stage_if(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4),
                                differentiable=True)
     else:
         # Only the rows the stage can change, gathered, when every scenario has few enough
@@ -188,11 +147,11 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
             gathered = jax.vmap(lambda b, mk, p, _, g: liquidation.run_gathered(b, mk, p, rules, margin.liquidatable(g),
                                                                                 g, config),
                                 in_axes=(0, 0, None, 0, 0))
-            book, liq, mg = _maybe(need_liq & few, gathered, book, mkt, params, liquidatable, mg, keep=(0, 4))
-            book, liq_whole, mg = _maybe(need_liq & ~few, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
+            book, liq, mg = stage_if(need_liq & few, gathered, book, mkt, params, liquidatable, mg, keep=(0, 4))
+            book, liq_whole, mg = stage_if(need_liq & ~few, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
             liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)   # one of the two reports is zeros
         else:
-            book, liq, mg = _maybe(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
+            book, liq, mg = stage_if(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
@@ -200,23 +159,23 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     if rules.backstop == "vault":
         need_bs = jnp.any(jax.vmap(lambda g, p: backstop.candidates(g, p, tau), in_axes=(0, None))(mg, params))
         takeover = jax.vmap(lambda b, mk, p, g: backstop.takeover(b, mk, p, g, tau, config), in_axes=(0, 0, None, 0))
-        book, bs, mg = _maybe(need_bs, takeover, book, mkt, params, mg, keep=(0, 3), differentiable=smooth)
+        book, bs, mg = stage_if(need_bs, takeover, book, mkt, params, mg, keep=(0, 3), differentiable=smooth)
     elif rules.backstop == "insurance":
         need_bs = jnp.any(jax.vmap(backstop.insurance_candidates)(book, mg))
         def insure(b, mk, p, old_margin):
             b, rep = backstop.run_insurance(b, mk, p, old_margin, config)
             return b, rep, margin.values(b, mk, p, config)     # paid rows' values, recomputed from the book
-        book, bs, mg = _maybe(need_bs, jax.vmap(insure, in_axes=(0, 0, None, 0)), book, mkt, params, mg,
+        book, bs, mg = stage_if(need_bs, jax.vmap(insure, in_axes=(0, 0, None, 0)), book, mkt, params, mg,
                               keep=(0, 3), differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
-        bs = _zeros_like_output(vmap(partial(backstop.run, config=config)), book, mkt, params)[1]
+        bs = zeros_like_output(vmap(partial(backstop.run, config=config)), book, mkt, params)[1]
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(mg))
     # (Vmapped; on CPU the queue's bisection loops over scenarios inside: stages/queue.py.)
     deleverage = jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw, config), in_axes=(0, 0, None))
-    book, ad = _maybe(need_adl, deleverage, book, mkt, rows, differentiable=smooth)
+    book, ad = stage_if(need_adl, deleverage, book, mkt, rows, differentiable=smooth)
 
     # Report.
     acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)

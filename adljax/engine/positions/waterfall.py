@@ -33,7 +33,8 @@ from ..stages import adl as dense_adl
 from ..stages import backstop as dense_backstop
 from ..stages import margin as dense_margin
 from ..smooth import temperature_of
-from ..waterfall import _SUMS, _maybe, add_reports, adl_starts, blocks, scan_remat
+from ..skip import stage_if
+from ..waterfall import _SUMS, add_reports, adl_starts, blocks, scan_remat
 from . import adl, backstop, liquidation, margin
 from .accounting import account_value
 
@@ -98,7 +99,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     need_liq = jnp.any(liquidatable) | unwinding
     k_rows, k_pos = liquidation.gathered_sizes(lay, config)
     if smooth or row_positions is None or k_rows >= lay.n_traders:
-        vals, liq, mg = _maybe(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3),
+        vals, liq, mg = stage_if(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3),
                                differentiable=smooth)
     else:
         # Only the liquidatable rows' positions, gathered, when every scenario has few enough of them
@@ -109,8 +110,8 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
         # out of the loop that skips it.)
         gathered = _per_scenario(lambda b, mk, _, g: liquidation.run_gathered(
             b, mk, params, rules, dense_margin.liquidatable(g), g, config), lay)
-        vals, liq, mg = _maybe(need_liq & few, gathered, vals, mkt, liquidatable, mg, keep=(0, 3))
-        vals, liq_whole, mg = _maybe(need_liq & ~few, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg,
+        vals, liq, mg = stage_if(need_liq & few, gathered, vals, mkt, liquidatable, mg, keep=(0, 3))
+        vals, liq_whole, mg = stage_if(need_liq & ~few, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg,
                                      keep=(0, 3))
         liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)       # one of the two reports is zeros
     safe_depth = jnp.where(depth > 0, depth, 1.0)
@@ -120,14 +121,14 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     if rules.backstop == "vault":
         need_bs = jnp.any(jax.vmap(lambda g: dense_backstop.candidates(g, params, tau))(mg))
         takeover = _per_scenario(lambda b, mk, g: backstop.takeover(b, mk, params, g, tau), lay)
-        vals, bs, mg = _maybe(need_bs, takeover, vals, mkt, mg, keep=(0, 2), differentiable=smooth)
+        vals, bs, mg = stage_if(need_bs, takeover, vals, mkt, mg, keep=(0, 2), differentiable=smooth)
     elif rules.backstop == "insurance":
         need_bs = jnp.any(jax.vmap(lambda v, g: dense_backstop.insurance_candidates(_book(v, lay), g))(vals, mg))
 
         def insure(b, mk, old_margin):
             b, rep = backstop.run_insurance(b, mk, params, old_margin)
             return b, rep, margin.values(b, mk, params)
-        vals, bs, mg = _maybe(need_bs, _per_scenario(insure, lay), vals, mkt, mg, keep=(0, 2), differentiable=smooth)
+        vals, bs, mg = stage_if(need_bs, _per_scenario(insure, lay), vals, mkt, mg, keep=(0, 2), differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
         zero = jnp.zeros(oracle.shape[0], mark.dtype)
@@ -136,7 +137,7 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params, tau))(mg))
     deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules, config), lay)
-    vals, ad = _maybe(need_adl, deleverage, vals, mkt, differentiable=smooth)
+    vals, ad = stage_if(need_adl, deleverage, vals, mkt, differentiable=smooth)
 
     acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)
 
