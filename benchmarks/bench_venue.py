@@ -76,7 +76,7 @@ def memory_of(venue, book: PositionBook, paths: Paths) -> dict:
     (``PositionBook.padded``)."""
     from adljax.engine import positions
     from adljax.engine.config import EngineConfig
-    from adljax.engine.simulation import capacities
+    from adljax.chunking import capacities
     params = venue.params(book.n_markets, dt=1.0, dtype=jnp.float32)
     keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(0), i))(jnp.arange(paths.n_scenarios))
     compact = book.without_idle_rows()[0]

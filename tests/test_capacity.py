@@ -9,7 +9,7 @@ import pytest
 
 import adljax
 from adljax import EngineConfig, InputError, Paths, PositionBook, venues
-from adljax.engine.simulation import capacities
+from adljax.chunking import capacities
 
 from compiles import lowerings
 

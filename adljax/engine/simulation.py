@@ -13,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from ..parallel.chunking import scenarios_per_chunk
+from ..parallel.chunking import capacities, scenarios_per_chunk
 from ..model.book import Book, check_inputs
 from .config import EngineConfig
 from .waterfall import batch_book, prepare, run, scenario_keys
@@ -112,7 +112,8 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
         the ADL queue's row sets (``queue_rows_round``, 8 rows), and for a
         position book the bits of the ADL cut-off's search a pass
         (``adl_digit_bits``, 4) and the capacity its rows and positions are
-        padded to (``capacity_bits``, 6: :func:`capacities`). Any config gives
+        padded to (``capacity_bits``, 6:
+        :func:`adljax.parallel.chunking.capacities`). Any config gives
         the same numbers up to the rounding of sums; a new one compiles again.
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of
@@ -215,21 +216,6 @@ def position_engine(layout, rules: Rules, history: bool, devices: tuple | None, 
         _POSITION_ENGINES.clear()
     _POSITION_ENGINES[key] = run_split
     return run_split
-
-
-def capacities(lay, config: EngineConfig) -> tuple[int, int]:
-    """``(trader rows, trader positions)`` a position book on ``lay`` runs padded to
-    (:meth:`~adljax.model.position_book.PositionBook.padded`): each count's
-    :meth:`~adljax.engine.config.EngineConfig.capacity`, with rows enough to hold the pad positions (at most
-    one a market a row) and, where the list starts with the plane, a pad position for every pad row."""
-    n, p, a = lay.n_traders, lay.n_trader_positions, lay.n_markets
-    rows, positions = config.capacity(n), config.capacity(p)
-    while True:
-        if lay.n_plane:
-            positions = max(positions, config.capacity(p + rows - n))
-        if (rows - n) * a >= positions - p:
-            return rows, positions
-        rows = config.capacity(n - (-(positions - p) // a))
 
 
 def _simulate_positions(venue: Venue, book: PositionBook, paths: Paths, *, dt, key, history, first_scenario, chunk,

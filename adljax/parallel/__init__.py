@@ -1,2 +1,3 @@
 """The parallel plumbing: CPU devices (:mod:`.cpu`), scenarios over devices and hosts (:mod:`.sharding`), and
-how many scenarios a device's memory holds at once (:mod:`.chunking`)."""
+a run's plan (:mod:`.chunking`: how many scenarios a device's memory holds at once, blocks, a position
+book's capacity)."""

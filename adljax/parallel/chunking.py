@@ -1,4 +1,5 @@
-"""How many scenarios fit in one run on a device: studies larger than that run in chunks.
+"""A run's plan: how many scenarios fit in one run on a device (studies larger than that run in chunks),
+the blocks a chunk runs in, and the capacity a position book is padded to.
 
 The engine's memory is flat in the number of steps (the time loop is a
 ``lax.scan`` that keeps only the current state) and linear in
@@ -40,6 +41,11 @@ of ``block`` scenarios, whatever the chunk and however many devices.
 the liquidation's gathered rows cut to 1 so that neighbours switch it to the
 whole book; fixed blocks make that hold whatever the engine's batch-level
 choices.)
+
+**Capacity.** A position book runs padded (:meth:`adljax.PositionBook.padded`) to the
+trader rows and positions :func:`capacities` gives, each rounded up by
+:meth:`adljax.engine.config.EngineConfig.capacity`, so that books of similar size
+share one compiled program.
 """
 from __future__ import annotations
 
@@ -132,6 +138,24 @@ def scenarios_per_chunk(n_rows: int, n_markets: int, n_steps: int, itemsize: int
     if shared_memory:
         return max(n_devices, fits // n_devices * n_devices)
     return fits * n_devices
+
+
+def capacities(lay, config) -> tuple[int, int]:
+    """``(trader rows, trader positions)`` a position book on ``lay`` runs padded to
+    (:meth:`~adljax.model.position_book.PositionBook.padded`): each count's
+    :meth:`~adljax.engine.config.EngineConfig.capacity`, with rows enough to hold the pad positions (at most
+    one a market a row) and, where the list starts with the plane, a pad position for every pad row.
+
+    ``lay`` a :class:`~adljax.model.layout.Layout`, ``config`` an :class:`~adljax.engine.config.EngineConfig`.
+    """
+    n, p, a = lay.n_traders, lay.n_trader_positions, lay.n_markets
+    rows, positions = config.capacity(n), config.capacity(p)
+    while True:
+        if lay.n_plane:
+            positions = max(positions, config.capacity(p + rows - n))
+        if (rows - n) * a >= positions - p:
+            return rows, positions
+        rows = config.capacity(n - (-(positions - p) // a))
 
 
 def block_span(first: int, n: int, block: int) -> tuple[int, int]:
