@@ -62,6 +62,12 @@ class EngineConfig:
         whichever is larger: for 6, of 64 up to 4,096, above that at most 3 % (``2**(1 − capacity_bits)``)
         more. Small books' programs cost about the same at any of these sizes; a venue's pays at most 3 %.
         0: no padding.
+      skip_quiet_steps: the position engine, hard mode, paths without funding: a step whose marks have
+        moved from those of the last full margin check by less than the book's reach
+        (:func:`adljax.engine.positions.margin.reach`: the smallest move that could bring a row to its
+        requirement) skips the margin check and so every stage, with the same numbers. The reach is set
+        by the row nearest its requirement; after a step in which a stage acted the next step checks.
+        True.
     """
 
     block: int | None | str = "auto"
@@ -73,12 +79,15 @@ class EngineConfig:
     queue_rows_round: int = 8
     adl_digit_bits: int = 4
     capacity_bits: int = 6
+    skip_quiet_steps: bool = True
 
     def __post_init__(self):
         for name in ("cpu_block", "gathered_rows", "first_candidates", "prefix_block", "queue_rows_round"):
             _whole(name, getattr(self, name), 1)
         _whole("unrolled_markets", self.unrolled_markets, 0)
         _whole("capacity_bits", self.capacity_bits, 0)
+        if not isinstance(self.skip_quiet_steps, bool):
+            raise InputError(f"config.skip_quiet_steps: must be True or False, got {self.skip_quiet_steps!r}")
         if isinstance(self.adl_digit_bits, bool) or self.adl_digit_bits not in (1, 2, 4, 8):
             raise InputError(f"config.adl_digit_bits: must be 1, 2, 4 or 8 (a key's 32 or 64 bits in whole "
                              f"passes), got {self.adl_digit_bits!r}")

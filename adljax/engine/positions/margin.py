@@ -1,9 +1,12 @@
 """Stage 1 on a position book: AV, MR and open positions per row (:mod:`adljax.engine.stages.margin`), both modes."""
 from __future__ import annotations
 
+import jax.numpy as jnp
+import numpy as np
 from jax import Array
 
 from ...model.position_book import PositionBook
+from ...model.rows import lp_row
 from ..market import Market
 from ..stages.margin import Margin, liquidatable
 from ...model.venue import Params
@@ -26,3 +29,33 @@ def run(book: PositionBook, market: Market, params: Params, temperature: float =
     """
     m = values(book, market, params)
     return liquidatable(m, temperature), m
+
+
+def reach(book: PositionBook, market: Market, params: Params, margin: Margin) -> Array:
+    """[] the move of the marks, ``max_a |mark'_a − mark_a| / mark_a``, below which no row can become liquidatable
+    or bankrupt (hard mode), with the book as it is and ``margin`` its values at ``market.mark``.
+
+    A row's ``AV − MR`` moves by at most ``Σ |size|·|Δmark|·(1 + r)`` over its positions, ``r`` its market's
+    highest maintenance rate (a tier's requirement grows by at most its rate times the notional), so by at
+    most ``δ·G`` with ``G = Σ |size|·mark·(1 + r)``: a row with slack ``AV − MR`` above the rounding of both
+    sums stays above its requirement for ``δ < slack / G``. The reach is the smallest of these over every row
+    but the LPs' (which are not margin-checked); a row without an open position has none unless its cash is
+    below 0 (the insurance fund pays it: reach 0). 0 when some row is at or below its requirement.
+    """
+    lay, size = book.layout, book.position_size
+    m = market.mark
+    rate = params.maintenance_margin
+    if params.tier_rates.shape[-1]:
+        rate = jnp.maximum(rate, jnp.max(params.tier_rates, axis=-1))
+    at = lay.at_market(m * (1.0 + rate))
+    g = lay.rows(jnp.abs(size) * at)
+    # The rounding of AV − MR, computed now and again at the moved marks: a sum of at most A + 2 terms a row,
+    # each within an ulp, of magnitude at most |cash| + Σ |size|·(mark·(1 + r) + |entry|).
+    scale = jnp.abs(book.all_cash) + lay.rows(jnp.abs(size) * (at + jnp.abs(book.position_entry)))
+    eps = float(np.finfo(np.dtype(m.dtype)).eps)
+    slack = margin.av - margin.mr - 4.0 * (lay.n_markets + 2) * eps * scale
+    open_ = g > 0
+    per_row = jnp.where(open_, jnp.maximum(slack, 0.0) / jnp.where(open_, g, 1.0),
+                        jnp.where(book.all_cash >= 0, jnp.inf, 0.0))
+    n = per_row.shape[-1]
+    return jnp.min(jnp.where(jnp.arange(n) < lp_row(n), per_row, jnp.inf))

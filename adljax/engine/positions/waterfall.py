@@ -33,7 +33,7 @@ from ..stages import adl as dense_adl
 from ..stages import backstop as dense_backstop
 from ..stages import margin as dense_margin
 from ..smooth import temperature_of
-from ..skip import stage_if
+from ..skip import stage_if, zeros_like_output
 from ..waterfall import _SUMS, add_reports, adl_starts, blocks, scan_remat
 from . import adl, backstop, liquidation, margin
 from .accounting import account_value
@@ -52,6 +52,9 @@ class Carry:
     adl_markets: Array   # [S, A] bool
     value0: Array        # [S]
     adl_scale: Array     # [S] USD: traders' mean position notional at the start (smooth P(ADL)'s unit)
+    ref_mark: Array      # [S, A] the marks of the last full margin check after which nothing moved
+    reach: Array         # [S] the move from ref_mark below which a step is quiet (margin.reach); 0: check; −1:
+                         # a stage acted in the last step (check, and leave the reach for the step after)
 
 
 def _book(values: dict, lay: Layout) -> PositionBook:
@@ -88,8 +91,25 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
              else jnp.zeros(oracle.shape[0], jnp.int32))
     mkt = Market(mark=mark, prev_mark=carry.prev_mark, depth=depth, adl_start=start)
 
-    # Stage 1: margin check (always).
-    liquidatable, mg = jax.vmap(lambda v, mk: margin.run(_book(v, lay), mk, params, tau))(vals, mkt)
+    # Stage 1: margin check, but in a quiet step (EngineConfig.skip_quiet_steps): every scenario's marks within
+    # its reach of the last check's, so that no row can be liquidatable or bankrupt and every stage skips.
+    lazy = config.skip_quiet_steps and not smooth and funding is None
+
+    def check(v, mk, settled):
+        liq, g = margin.run(_book(v, lay), mk, params, tau)
+        if not lazy:
+            return liq, g, jnp.zeros((), mark.dtype)
+        r = lax.cond(settled, lambda: margin.reach(_book(v, lay), mk, params, g), lambda: jnp.zeros((), mark.dtype))
+        return liq, g, r
+    settled = jnp.all(carry.reach >= 0)          # nothing moved in the last step: this check's reach holds
+    checked = jax.vmap(check, in_axes=(0, 0, None))
+    if lazy:
+        moved_by = jnp.max(jnp.abs(mark - carry.ref_mark) / carry.ref_mark, axis=-1)           # [S]
+        quiet = jnp.all(moved_by < carry.reach)
+        liquidatable, mg, reach = lax.cond(quiet, lambda v, mk, st: zeros_like_output(checked, v, mk, st),
+                                           checked, vals, mkt, settled)
+    else:
+        liquidatable, mg, reach = checked(vals, mkt, settled)
 
     # Stage 2: market liquidation, in steps where some row is liquidatable or the vault unwinds.
     def liquidate(b, mk, liq, old_margin):
@@ -153,9 +173,16 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     vault_av = _vault_value(vals, lay, mark)
     acc["vault_equity_min"] = jnp.minimum(acc["vault_equity_min"], vault_av)
 
+    if lazy:
+        acted = need_liq | need_bs | need_adl
+        ref_mark = jnp.where(quiet, carry.ref_mark, mark)
+        reach = jnp.where(quiet, carry.reach, jnp.where(acted, -1.0, reach))
+    else:
+        ref_mark, reach = carry.ref_mark, carry.reach
     new = Carry(values=vals, impact=impact, prev_mark=mark, acc=acc,
                 deleveraged=carry.deleveraged | ad.deleveraged, bankrupt=carry.bankrupt | ad.bankrupt,
-                adl_markets=carry.adl_markets | ad.markets, value0=carry.value0, adl_scale=carry.adl_scale)
+                adl_markets=carry.adl_markets | ad.markets, value0=carry.value0, adl_scale=carry.adl_scale,
+                ref_mark=ref_mark, reach=reach)
     hist = {
         "mark": mark,
         "vault_equity": vault_av,
@@ -192,7 +219,8 @@ def _init(vals: dict, lay: Layout, oracle0: Array) -> Carry:
     return Carry(values=vals, impact=jnp.zeros_like(oracle0), prev_mark=oracle0, acc=acc,
                  deleveraged=jnp.zeros((s, r), bool), bankrupt=jnp.zeros((s, r), bool),
                  adl_markets=jnp.zeros(oracle0.shape, bool),
-                 value0=_total_value(vals) + vals["insurance_fund"], adl_scale=adl_scale)
+                 value0=_total_value(vals) + vals["insurance_fund"], adl_scale=adl_scale,
+                 ref_mark=oracle0, reach=jnp.zeros(s, dtype))
 
 
 def _finish(carry: Carry, lay: Layout, vault_av0: Array) -> dict[str, Array]:
