@@ -49,7 +49,8 @@ LONGEST_FIRST = ("test_calibration.py", "test_sharding.py", "test_positions_engi
                  "test_positions_adl.py", "test_policies.py", "test_scenarios.py", "test_properties.py",
                  "test_positions_smooth.py", "test_calibration_positions.py", "test_cpu.py",
                  "test_split_independence.py", "test_scenario_positions.py", "test_tiers.py",
-                 "test_smooth_parameters.py", "test_blocks.py", "test_positions_backstop.py")
+                 "test_smooth_parameters.py", "test_capacity.py", "test_quiet_steps.py", "test_blocks.py",
+                 "test_positions_backstop.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

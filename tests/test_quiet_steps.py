@@ -61,9 +61,9 @@ def _drift_then_crash(dtype, n_steps=60):
     return book, Paths(np.asarray(oracle, dtype), np.full(oracle.shape, 2e5, dtype))
 
 
-@pytest.mark.parametrize("dtype", [np.float64, np.float32])
-def test_quiet_steps_give_the_numbers_of_checking_every_step(dtype):
-    book, paths = _drift_then_crash(dtype)
+def test_quiet_steps_give_the_numbers_of_checking_every_step():
+    # float32, whose rounding the reach's margin must cover (float64's is 2**29 times finer).
+    book, paths = _drift_then_crash(np.float32)
     venue = venues.hyperliquid()
     # The first steps are quiet: the start book's reach is above the first steps' moves.
     compact = book.without_idle_rows()[0]
