@@ -9,7 +9,7 @@ import pytest
 
 import adljax
 from adljax import EngineConfig, InputError, Paths, PositionBook, venues
-from adljax.chunking import capacities
+from adljax.chunking import capacities, padded_positions
 
 from compiles import lowerings
 
@@ -46,6 +46,7 @@ def test_capacities_hold_the_pad_positions_and_keep_the_plane():
     # (60 pad rows hold the 60 pad positions, one each).
     lay = _book([0, 0, 1, 3], [0, 1, 1, 0], [1.0] * 4, 2).layout
     assert lay.n_plane == 0 and capacities(lay, EngineConfig()) == (64, 64)
+    assert padded_positions(lay) == 64 + 2 * 2 and padded_positions(lay, UNPADDED) == lay.n_positions == 4 + 4
     # One market and the plane (every row one position): each pad row needs a pad position and can hold only
     # one, so rows and positions pad alike.
     lay = _book(list(range(70)), [0] * 70, [1.0] * 70, 1).layout

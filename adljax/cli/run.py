@@ -164,14 +164,15 @@ def _check_chunk(study, chunk: int) -> None:
     (:func:`adljax.parallel.chunking.scenarios_per_chunk` with all of the memory, not its usual share)."""
     import jax
 
-    from ..parallel.chunking import MEMORY_SHARE, bytes_per_scenario, device_memory, scenarios_per_chunk
+    from ..parallel.chunking import (MEMORY_SHARE, bytes_per_scenario, device_memory, padded_positions,
+                                     scenarios_per_chunk)
     from ..model.position_book import PositionBook
     from ..studies.study import format_bytes
 
     itemsize = np.asarray(study.book.all_cash).dtype.itemsize
     rows, markets = study.book.n_accounts, study.book.n_markets       # trader rows; the engine adds 2
     # a position book's memory grows with its positions, not rows × markets
-    n_positions = study.book.layout.n_positions if isinstance(study.book, PositionBook) else None
+    n_positions = padded_positions(study.book.layout) if isinstance(study.book, PositionBook) else None
     n, devices, memory = min(chunk, study.n_scenarios), jax.local_device_count(), device_memory()
     fits = scenarios_per_chunk(rows + 2, markets, study.n_steps, itemsize, memory=int(memory / MEMORY_SHARE),
                                n_devices=devices, n_positions=n_positions)

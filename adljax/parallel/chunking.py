@@ -158,6 +158,16 @@ def capacities(lay, config) -> tuple[int, int]:
         rows = config.capacity(n - (-(positions - p) // a))
 
 
+def padded_positions(lay, config=None) -> int:
+    """The list length P a position book on ``lay`` runs at (its trader positions padded by :func:`capacities`,
+    with the vault's and LPs' ``2A`` slots), for the chunk sizes of a study not yet run. ``config``: an
+    :class:`~adljax.engine.config.EngineConfig` (None: the defaults)."""
+    if config is None:
+        from ..engine.config import EngineConfig
+        config = EngineConfig()
+    return capacities(lay, config)[1] + 2 * lay.n_markets
+
+
 def block_span(first: int, n: int, block: int) -> tuple[int, int]:
     """``(start, blocks)``: the whole blocks of ``block`` scenarios, counted from scenario 0, that hold scenarios
     ``[first, first + n)``."""

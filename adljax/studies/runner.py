@@ -110,14 +110,14 @@ def default_chunk(study, *, n_devices: int | None = None, n_processes: int | Non
     """
     import jax
 
-    from ..parallel.chunking import scenarios_per_chunk
+    from ..parallel.chunking import padded_positions, scenarios_per_chunk
     from ..model.position_book import PositionBook
 
     d = jax.local_device_count() if n_devices is None else n_devices
     p = jax.process_count() if n_processes is None else n_processes
     itemsize = np.asarray(study.book.all_cash).dtype.itemsize
     # a position book's memory grows with its positions, not rows × markets
-    n_positions = study.book.layout.n_positions if isinstance(study.book, PositionBook) else None
+    n_positions = padded_positions(study.book.layout) if isinstance(study.book, PositionBook) else None
     fits = scenarios_per_chunk(study.book.n_accounts + 2, study.book.n_markets, study.n_steps, itemsize,
                                n_devices=d, n_positions=n_positions)
     m = d * (engine_block() or 1)
