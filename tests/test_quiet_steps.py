@@ -81,6 +81,25 @@ def test_quiet_steps_give_the_numbers_of_checking_every_step():
         np.testing.assert_array_equal(getattr(lazy.book, f), getattr(full.book, f), err_msg=f)
 
 
+def test_step_tiers_jump_and_are_bounded_by_their_highest_rate():
+    """BitMEX's XBTUSD steps (0.5 % below 19,569,952 USD of notional, then 1 % of the whole position, up to 2 %
+    from 48.9M): a short of 190 XBT with AV 720,000 at 100,000 is safe at 102,999 (MR 97,849) and liquidated whole
+    at 103,000 (MR 195,700, AV 150,000). The reach takes the slack against the top rate, 2 % of the notional:
+    (720,000 − 380,000) / (19,000,000·1.02) at 100,000. Against the requirement below the bound (95,000) it would
+    be 0.032, and the step at 103,000 (a move of 0.0299 from 100,000) would be skipped."""
+    venue = venues.bitmex(impact=0.0, slippage=0.0, liquidation_fee=0.0)
+    book = PositionBook.from_positions([0, 1], [0, 0], [-190.0, 190.0], [100_000.0, 100_000.0], [720_000.0, 1e9, 10.0],
+                                       dtype=jnp.float64)
+    assert _reach(venue, book, [100_000.0]) == pytest.approx(340_000.0 / 19_380_000.0, rel=1e-12)
+    oracle = np.array([[[100_000.0], [100_500.0], [101_000.0], [102_999.0], [103_000.0]]])
+    paths = Paths(oracle, np.full_like(oracle, 1e12))
+    for config in (EngineConfig(), EVERY_STEP):
+        out = adljax.simulate(venue, book, paths, history=True, config=config)
+        np.testing.assert_array_equal(np.asarray(out.history["market_liquidation_notional"][0]) > 0,
+                                      [False, False, False, False, True])
+        assert float(out.metrics["market_liquidation_notional"][0]) == pytest.approx(19_570_000.0, rel=1e-12)
+
+
 def test_skip_quiet_steps_is_a_bool():
     with pytest.raises(adljax.InputError, match="config.skip_quiet_steps"):
         EngineConfig(skip_quiet_steps=1)

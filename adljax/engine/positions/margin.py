@@ -38,9 +38,11 @@ def reach(book: PositionBook, market: Market, params: Params, margin: Margin) ->
     A row's ``AV − MR`` moves by at most ``Σ |size|·|Δmark|·(1 + r)`` over its positions, ``r`` its market's
     highest maintenance rate (a tier's requirement grows by at most its rate times the notional), so by at
     most ``δ·G`` with ``G = Σ |size|·mark·(1 + r)``: a row with slack ``AV − MR`` above the rounding of both
-    sums stays above its requirement for ``δ < slack / G``. The reach is the smallest of these over every row
-    but the LPs' (which are not margin-checked); a row without an open position has none unless its cash is
-    below 0 (the insurance fund pays it: reach 0). 0 when some row is at or below its requirement.
+    sums stays above its requirement for ``δ < slack / G``. Step tiers (``tier_mode="step"``) jump at their
+    bounds, so there the slack is taken against ``Σ |size|·mark·r``, which no step exceeds. The reach is the
+    smallest of these over every row but the LPs' (which are not margin-checked); a row without an open
+    position has none unless its cash is below 0 (the insurance fund pays it: reach 0). 0 when some row is
+    at or below its requirement.
     """
     lay, size = book.layout, book.position_size
     m = market.mark
@@ -49,11 +51,12 @@ def reach(book: PositionBook, market: Market, params: Params, margin: Margin) ->
         rate = jnp.maximum(rate, jnp.max(params.tier_rates, axis=-1))
     at = lay.at_market(m * (1.0 + rate))
     g = lay.rows(jnp.abs(size) * at)
+    mr = margin.mr if params.tier_mode != "step" else lay.rows(jnp.abs(size) * lay.at_market(m * rate))
     # The rounding of AV − MR, computed now and again at the moved marks: a sum of at most A + 2 terms a row,
     # each within an ulp, of magnitude at most |cash| + Σ |size|·(mark·(1 + r) + |entry|).
     scale = jnp.abs(book.all_cash) + lay.rows(jnp.abs(size) * (at + jnp.abs(book.position_entry)))
     eps = float(np.finfo(np.dtype(m.dtype)).eps)
-    slack = margin.av - margin.mr - 4.0 * (lay.n_markets + 2) * eps * scale
+    slack = margin.av - mr - 4.0 * (lay.n_markets + 2) * eps * scale
     open_ = g > 0
     per_row = jnp.where(open_, jnp.maximum(slack, 0.0) / jnp.where(open_, g, 1.0),
                         jnp.where(book.all_cash >= 0, jnp.inf, 0.0))
