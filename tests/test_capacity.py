@@ -28,8 +28,9 @@ def test_capacity_by_hand():
     assert np.all(padded >= n) and np.all(padded - n < n / 32)
     assert [UNPADDED.capacity(n) for n in (0, 5, 65)] == [0, 5, 65]
     assert EngineConfig(capacity_bits=2).capacity(9) == 12        # a multiple of 2**2
-    with pytest.raises(InputError, match="config.capacity_bits"):
-        EngineConfig(capacity_bits=-1)
+    for bad in (-1, 17, 2.0):
+        with pytest.raises(InputError, match="config.capacity_bits"):
+            EngineConfig(capacity_bits=bad)
 
 
 def _book(account, market, cash, n_markets):

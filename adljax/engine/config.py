@@ -61,7 +61,7 @@ class EngineConfig:
         the next multiple of ``2**capacity_bits`` or of ``2**(b − capacity_bits)`` (``b`` its bit length),
         whichever is larger: for 6, of 64 up to 4,096, above that at most 3 % (``2**(1 − capacity_bits)``)
         more. Small books' programs cost about the same at any of these sizes; a venue's pays at most 3 %.
-        0: no padding.
+        0: no padding; at most 16.
       skip_quiet_steps: the position engine, hard mode, paths without funding: a step whose marks have
         moved from those of the last full margin check by less than the book's reach
         (:func:`adljax.engine.positions.margin.reach`: the smallest move that could bring a row to its
@@ -86,6 +86,9 @@ class EngineConfig:
             _whole(name, getattr(self, name), 1)
         _whole("unrolled_markets", self.unrolled_markets, 0)
         _whole("capacity_bits", self.capacity_bits, 0)
+        if self.capacity_bits > 16:      # 2**17 rows or positions of padding for the smallest book
+            raise InputError(f"config.capacity_bits: at most 16 (a book pads to a multiple of 2**capacity_bits), "
+                             f"got {self.capacity_bits!r}")
         if not isinstance(self.skip_quiet_steps, bool):
             raise InputError(f"config.skip_quiet_steps: must be True or False, got {self.skip_quiet_steps!r}")
         if isinstance(self.adl_digit_bits, bool) or self.adl_digit_bits not in (1, 2, 4, 8):

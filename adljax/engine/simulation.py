@@ -113,7 +113,9 @@ def simulate(venue: Venue, book: Book, paths: Paths, *, dt: float = 1.0, key: An
         position book the bits of the ADL cut-off's search a pass
         (``adl_digit_bits``, 4) and the capacity its rows and positions are
         padded to (``capacity_bits``, 6:
-        :func:`adljax.parallel.chunking.capacities`). Any config gives
+        :func:`adljax.parallel.chunking.capacities`) and whether steps within
+        the book's reach of the last margin check skip it (``skip_quiet_steps``,
+        True; hard mode, paths without funding). Any config gives
         the same numbers up to the rounding of sums; a new one compiles again.
     Returns:
       :class:`Outcome` with the final books [S, ...] and the metrics of

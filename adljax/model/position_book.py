@@ -188,9 +188,7 @@ class PositionBook:
         remap[keep] = np.arange(keep.size)
         p_tr = lay.n_trader_positions
         rows, mkts = np.asarray(lay.row)[:p_tr], np.asarray(lay.market)[:p_tr]
-        first = np.lexsort((mkts, rows))
-        layout, order = Layout.build(remap[rows[first]], mkts[first], keep.size, a)
-        perm = np.concatenate([first[order], np.arange(p_tr, lay.n_positions)])
+        layout, perm = _relaid(remap[rows], mkts, keep.size, a, np.arange(p_tr, lay.n_positions))
         inverse = np.argsort(perm)
         compact = PositionBook(all_cash=self.all_cash[..., keep], position_size=self.position_size[..., perm],
                                position_entry=self.position_entry[..., perm], cooldown=self.cooldown[..., keep],
@@ -235,10 +233,8 @@ class PositionBook:
         j = np.arange(extra)
         rows = np.concatenate([np.asarray(lay.row)[:p], n + j % max(extra_rows, 1)])
         mkts = np.concatenate([np.asarray(lay.market)[:p], j // max(extra_rows, 1)])
-        first = np.lexsort((mkts, rows))
-        layout, order = Layout.build(rows[first], mkts[first], n_traders + SYSTEM, a)
-        src = first[order]                                     # each new trader slot's index in [this list, pads]
-        perm = np.concatenate([src, np.arange(p, p + 2 * a) + extra])
+        # indices into [this list's trader slots, the pads, this list's system slots]
+        layout, perm = _relaid(rows, mkts, n_traders + SYSTEM, a, np.arange(p, p + 2 * a) + extra)
         back = np.argsort(perm)[np.concatenate([np.arange(p), np.arange(p, p + 2 * a) + extra])]
         lead = tuple(np.shape(self.position_size))[:-1]
         pad_values = lambda x: jnp.concatenate([x[..., :p], jnp.zeros(lead + (extra,), x.dtype), x[..., p:]],
@@ -424,6 +420,15 @@ class PositionBook:
 
 
 
+
+
+def _relaid(rows, mkts, n_rows: int, n_markets: int, system) -> tuple[Layout, np.ndarray]:
+    """The layout of trader slots at ``rows``/``mkts`` (host integers, any order) and ``perm``: each new slot's
+    index into the source arrays, the trader slots' (their index in ``rows``) then ``system`` (the source
+    indices of the vault's and LPs' ``2A`` slots)."""
+    first = np.lexsort((mkts, rows))
+    layout, order = Layout.build(rows[first], mkts[first], n_rows, n_markets)
+    return layout, np.concatenate([first[order], system])
 
 
 def _check_values(lay: Layout, cash, size, entry, fund, dtype, names, prices=None) -> None:
