@@ -44,13 +44,13 @@ jax.config.update("jax_enable_x64", True)
 #: suite, measured from a clean clone on the 2-core CPU), so that the two finish together. Files not
 #: listed follow, in name order. pyproject.toml's `--no-loadscope-reorder` makes xdist keep this order
 #: (by default it orders files by their number of tests, which leaves a few long files to the end).
-LONGEST_FIRST = ("test_calibration.py", "test_sharding.py", "test_positions_engine.py", "test_notebooks.py",
-                 "test_smooth.py", "test_differential.py", "test_skips.py", "test_cli.py", "test_handworked.py",
-                 "test_positions_adl.py", "test_policies.py", "test_scenarios.py", "test_properties.py",
-                 "test_positions_smooth.py", "test_calibration_positions.py", "test_cpu.py",
-                 "test_split_independence.py", "test_scenario_positions.py", "test_tiers.py",
-                 "test_smooth_parameters.py", "test_capacity.py", "test_quiet_steps.py", "test_blocks.py",
-                 "test_positions_backstop.py")
+LONGEST_FIRST = ("test_calibration.py", "test_differential.py", "test_notebooks.py", "test_sharding.py",
+                 "test_smooth.py", "test_cli.py", "test_positions_engine.py", "test_skips.py", "test_handworked.py",
+                 "test_scenarios.py", "test_policies.py", "test_properties.py", "test_split_independence.py",
+                 "test_calibration_positions.py", "test_cpu.py", "test_positions_smooth.py",
+                 "test_scenario_positions.py", "test_quiet_steps.py", "test_tiers.py", "test_chunking.py",
+                 "test_smooth_parameters.py", "test_positions_adl.py", "test_capacity.py", "test_blocks.py",
+                 "test_positions_backstop.py", "test_position_loaders.py")
 
 
 def pytest_collection_modifyitems(session, config, items):

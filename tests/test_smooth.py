@@ -235,18 +235,19 @@ def test_gradients_of_every_objective_match_finite_differences(study, paths):
     p_lo, p_hi = p_of(lo), p_of(hi)
     assert p_lo > p_hi
     goal = 0.5 * (p_lo + p_hi) + 0.25 / paths.n_scenarios      # not a whole number of scenarios
-    for _ in range(40):
+    for _ in range(24):                      # to within 0.1 USD of capital
         mid = 0.5 * (lo + hi)
         lo, hi = (mid, hi) if p_of(mid) > goal else (lo, mid)
     x0 = jnp.array([0.0125, 0.02, 0.5 * (lo + hi)])
     jac = np.asarray(jax.jit(jax.jacrev(objs))(x0))
+    at_x0 = np.asarray(objs(x0))
     for j in range(3):
         h = float(x0[j]) * 1e-6              # the engine has kinks (min, max) at coarser scales
         e = jnp.zeros(3).at[j].set(h)
         fd = np.asarray((objs(x0 + e) - objs(x0 - e)) / (2 * h))
         for i, name in enumerate(names):
-            if abs(fd[i]) < 1e-9 * max(1.0, abs(float(objs(x0)[i]))) / float(x0[j]):
-                assert abs(jac[i, j]) < 1e-6 * max(1.0, abs(float(objs(x0)[i]))) / float(x0[j]), (name, j)
+            if abs(fd[i]) < 1e-9 * max(1.0, abs(float(at_x0[i]))) / float(x0[j]):
+                assert abs(jac[i, j]) < 1e-6 * max(1.0, abs(float(at_x0[i]))) / float(x0[j]), (name, j)
                 continue
             assert abs(jac[i, j] - fd[i]) <= 1e-2 * abs(fd[i]), (name, j, jac[i, j], fd[i])
     # Not vacuous: the tail objectives respond to the margins, the ADL ones to the vault too.
