@@ -51,39 +51,29 @@ def zeros_like_output(fn, *args):
     return jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(fn, *args))
 
 
-def stage_if(pred: Array, fn, *args, keep=(0,), differentiable: bool = False):
-    """``fn(*args)`` if ``pred`` (a batch-level scalar), else its outputs with zero reports.
+def stage_if(pred: Array, stage, state, *inputs, differentiable: bool = False):
+    """``stage(state, *inputs)`` if ``pred`` (a batch-level scalar), else ``(state, zero report)``.
 
-    ``fn`` returns ``(book, report[, margin])``; when skipped, the book (and the
-    margin) are the arguments at the positions ``keep`` names, unchanged.
-    ``differentiable`` (the smooth mode) uses ``lax.cond``, which reverse-mode
+    ``stage`` returns ``(state, report)`` (:mod:`adljax.engine.state`); a skipped stage leaves the state as it
+    was given and reports zeros. ``differentiable`` (the smooth mode) uses ``lax.cond``, which reverse-mode
     differentiation supports and a while loop does not.
     """
-    # ``fn`` is jitted so that it is traced once: the report's shapes (for the zeros of a skipped
+    # ``stage`` is jitted so that it is traced once: the report's shapes (for the zeros of a skipped
     # stage) come from the same trace as the branch that runs, where ``jax.eval_shape`` of a plain
-    # ``fn`` and the loop's own trace would trace every stage twice. XLA inlines the nested jit:
+    # ``stage`` and the loop's own trace would trace every stage twice. XLA inlines the nested jit:
     # the compiled program is the same (docs/performance.md).
-    fn = jax.jit(fn)
-    zeros = zeros_like_output(fn, *args)
+    fn = jax.jit(stage)
+    zeros = zeros_like_output(fn, state, *inputs)[1]
     if differentiable:
-        def skip(*a):
-            return (a[keep[0]], zeros[1], *(a[i] for i in keep[1:]))
-
-        out = lax.cond(pred, fn, skip, *args)
-        return out
+        return lax.cond(pred, fn, lambda st, *_: (st, zeros), state, *inputs)
     # A while loop that runs once or not at all: its state is updated in place, where a
     # lax.cond copies the whole book into and out of its branches in every step (calm
     # study 64 x 4098 x 4 x 100 steps on the 2-core CPU: 0.70 s -> 0.44 s, 1.5e8 -> 2.4e8
     # account·market·steps/s).
-    init = (pred, tuple(args[i] for i in keep), zeros[1])
+    def body(carry):
+        _, st, _ = carry
+        st, report = fn(st, *inputs)
+        return jnp.asarray(False), st, report
 
-    def body(state):
-        _, kept, _ = state
-        full = list(args)
-        for i, x in zip(keep, kept):
-            full[i] = x
-        out = fn(*full)
-        return (jnp.asarray(False), (out[0], *out[2:]), out[1])
-
-    _, kept, report = lax.while_loop(lambda st: st[0], body, init)
-    return (kept[0], report, *kept[1:])
+    _, state, report = lax.while_loop(lambda c: c[0], body, (pred, state, zeros))
+    return state, report

@@ -32,6 +32,7 @@ from ..model.outcome import METRICS
 from ..model.paths import Paths
 from ..parallel.sharding import pad_scenarios
 from .skip import stage_if, zeros_like_output
+from .state import State
 from .smooth import smoothstep, temperature_of
 from .stages import adl, backstop, liquidation, margin
 from ..model.venue import Params, Rules, Venue
@@ -93,6 +94,47 @@ def add_reports(acc: dict, liq, bs, ad, smooth: bool, tau, adl_scale: Array) -> 
     return acc
 
 
+# ---- the stages (adljax.engine.state), one scenario ---------------------------------------------------------------
+def liquidate(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig,
+              liquidatable: Array) -> tuple[State, liquidation.Report]:
+    """Market liquidation of the ``liquidatable`` rows ([R], the margin check's: bool, or weights in the smooth
+    mode), on the whole book."""
+    book, report = liquidation.run(state.book, market, params, rules, liquidatable, state.margin.av)
+    return State(book, margin.values(book, market, params, config)), report
+
+
+def liquidate_gathered(state: State, market: Market, params: Params, rules: Rules,
+                       config: EngineConfig) -> tuple[State, liquidation.Report]:
+    """:func:`liquidate` on the liquidatable rows only, gathered (hard mode; at most
+    :func:`~adljax.engine.stages.liquidation.gathered_rows` of them)."""
+    book, report, after = liquidation.run_gathered(state.book, market, params, rules,
+                                                   margin.liquidatable(state.margin), state.margin, config)
+    return State(book, after), report
+
+
+def take_over(state: State, market: Market, params: Params, rules: Rules,
+              config: EngineConfig) -> tuple[State, backstop.Report]:
+    """The backstop vault takes over the candidates it can carry."""
+    book, report, after = backstop.takeover(state.book, market, params, state.margin,
+                                            temperature_of(params, rules), config)
+    return State(book, after), report
+
+
+def insure(state: State, market: Market, params: Params, rules: Rules,
+           config: EngineConfig) -> tuple[State, backstop.Report]:
+    """The insurance fund pays deficits in row order (the paid rows' values recomputed from the book)."""
+    book, report = backstop.run_insurance(state.book, market, params, state.margin, config)
+    return State(book, margin.values(book, market, params, config)), report
+
+
+def deleverage(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig,
+               rows=None) -> tuple[State, adl.Report]:
+    """ADL of every bankrupt row (``rows``: the batch's :func:`adl.queue_rows`, or None); the margin is left as
+    it was (the last stage)."""
+    book, report = adl.run(state.book, market, params, rules, rows, config)
+    return State(book, state.margin), report
+
+
 def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules: Rules, keys: Array,
          rows=None, *, config: EngineConfig):
     """One step for the whole batch: clock, margin check, liquidation, backstop, ADL, report.
@@ -124,16 +166,15 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
     # Stage 1: margin check (always).
     liquidatable, mg = vmap(lambda b, mk, p: margin.run(b, mk, p, tau, config))(book, mkt, params)
 
+    # Stages 2-4, each on the batch's state in the steps where some scenario needs it.
+    batched = lambda stage: jax.vmap(lambda st, mk, *more: stage(st, mk, params, rules, config, *more))
+    state = State(book, mg)
+
     # Stage 2: market liquidation, in steps where some row is liquidatable or the vault unwinds.
-    def liquidate(b, mk, p, liq, old_margin):
-        b, rep = liquidation.run(b, mk, p, rules, liq, old_margin.av)
-        return b, rep, margin.values(b, mk, p, config)
     unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, VAULT])
     need_liq = jnp.any(liquidatable) | unwinding
-    liq_fn = jax.vmap(liquidate, in_axes=(0, 0, None, 0, 0))
     if smooth:
-        book, liq, mg = stage_if(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4),
-                               differentiable=True)
+        state, liq = stage_if(need_liq, batched(liquidate), state, mkt, liquidatable, differentiable=True)
     else:
         # Only the rows the stage can change, gathered, when every scenario has few enough
         # (stages/liquidation.py); the whole book otherwise. One of the two runs, or neither.
@@ -142,40 +183,35 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
         k = liquidation.gathered_rows(n_rows, config)
         if k < n_rows - SYSTEM:
             few = jnp.all(jnp.sum(liquidatable, axis=-1) <= k)
-            # (`liquidatable` is taken again from the margin, which the loop carries: XLA hoists work
-            # on values from outside a while loop out of it, and would run the gathering every step.)
-            gathered = jax.vmap(lambda b, mk, p, _, g: liquidation.run_gathered(b, mk, p, rules, margin.liquidatable(g),
-                                                                                g, config),
-                                in_axes=(0, 0, None, 0, 0))
-            book, liq, mg = stage_if(need_liq & few, gathered, book, mkt, params, liquidatable, mg, keep=(0, 4))
-            book, liq_whole, mg = stage_if(need_liq & ~few, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
+            # (The gathered stage takes the liquidatable rows again from the state's margin, which the loop carries:
+            # XLA hoists work on values from outside a while loop out of it, and would run the gathering
+            # every step.)
+            state, liq = stage_if(need_liq & few, batched(liquidate_gathered), state, mkt)
+            state, liq_whole = stage_if(need_liq & ~few, batched(liquidate), state, mkt, liquidatable)
             liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)   # one of the two reports is zeros
         else:
-            book, liq, mg = stage_if(need_liq, liq_fn, book, mkt, params, liquidatable, mg, keep=(0, 4))
+            state, liq = stage_if(need_liq, batched(liquidate), state, mkt, liquidatable)
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
     # Stage 3: backstop, in steps where some scenario has a candidate.
     if rules.backstop == "vault":
-        need_bs = jnp.any(jax.vmap(lambda g, p: backstop.candidates(g, p, tau), in_axes=(0, None))(mg, params))
-        takeover = jax.vmap(lambda b, mk, p, g: backstop.takeover(b, mk, p, g, tau, config), in_axes=(0, 0, None, 0))
-        book, bs, mg = stage_if(need_bs, takeover, book, mkt, params, mg, keep=(0, 3), differentiable=smooth)
+        need_bs = jnp.any(jax.vmap(lambda g, p: backstop.candidates(g, p, tau), in_axes=(0, None))(state.margin,
+                                                                                                 params))
+        state, bs = stage_if(need_bs, batched(take_over), state, mkt, differentiable=smooth)
     elif rules.backstop == "insurance":
-        need_bs = jnp.any(jax.vmap(backstop.insurance_candidates)(book, mg))
-        def insure(b, mk, p, old_margin):
-            b, rep = backstop.run_insurance(b, mk, p, old_margin, config)
-            return b, rep, margin.values(b, mk, p, config)     # paid rows' values, recomputed from the book
-        book, bs, mg = stage_if(need_bs, jax.vmap(insure, in_axes=(0, 0, None, 0)), book, mkt, params, mg,
-                              keep=(0, 3), differentiable=smooth)
+        need_bs = jnp.any(jax.vmap(backstop.insurance_candidates)(state.book, state.margin))
+        state, bs = stage_if(need_bs, batched(insure), state, mkt, differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
         bs = zeros_like_output(vmap(partial(backstop.run, config=config)), book, mkt, params)[1]
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
-    need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(mg))
+    need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(state.margin))
     # (Vmapped; on CPU the queue's bisection loops over scenarios inside: stages/queue.py.)
-    deleverage = jax.vmap(lambda b, mk, rw: adl.run(b, mk, params, rules, rw, config), in_axes=(0, 0, None))
-    book, ad = stage_if(need_adl, deleverage, book, mkt, rows, differentiable=smooth)
+    deleverage_rows = jax.vmap(lambda st, mk: deleverage(st, mk, params, rules, config, rows))
+    state, ad = stage_if(need_adl, deleverage_rows, state, mkt, differentiable=smooth)
+    book = state.book
 
     # Report.
     acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)

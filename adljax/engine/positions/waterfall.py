@@ -31,7 +31,9 @@ from ..config import DEFAULT, EngineConfig
 from ..market import Market
 from ..stages import adl as dense_adl
 from ..stages import backstop as dense_backstop
+from ..stages import liquidation as dense_liquidation
 from ..stages import margin as dense_margin
+from ..state import State
 from ..smooth import temperature_of
 from ..skip import stage_if, zeros_like_output
 from ..waterfall import _SUMS, add_reports, adl_starts, blocks, scan_remat
@@ -57,16 +59,53 @@ class Carry:
                          # a stage acted in the last step (check, and leave the reach for the step after)
 
 
+# ---- the stages (adljax.engine.state), one scenario; the trailing argument is the batch's layout ------------
+def liquidate(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig, lay: Layout,
+              liquidatable: Array) -> tuple[State, dense_liquidation.Report]:
+    """Market liquidation of the ``liquidatable`` rows ([R], the margin check's: bool, or weights in the smooth
+    mode), on the whole list."""
+    book, report = liquidation.run(_book(state.book, lay), market, params, rules, liquidatable, state.margin.av)
+    return State(book.values(), margin.values(book, market, params)), report
+
+
+def liquidate_gathered(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig,
+                       lay: Layout) -> tuple[State, dense_liquidation.Report]:
+    """:func:`liquidate` on the liquidatable rows' positions only (hard mode; at most
+    :func:`~adljax.engine.positions.liquidation.gathered_sizes` of them)."""
+    book, report, after = liquidation.run_gathered(_book(state.book, lay), market, params, rules,
+                                                   dense_margin.liquidatable(state.margin), state.margin, config)
+    return State(book.values(), after), report
+
+
+def take_over(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig,
+              lay: Layout) -> tuple[State, dense_backstop.Report]:
+    """The backstop vault takes over the candidates it can carry."""
+    book, report, after = backstop.takeover(_book(state.book, lay), market, params, state.margin,
+                                            temperature_of(params, rules))
+    return State(book.values(), after), report
+
+
+def insure(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig,
+           lay: Layout) -> tuple[State, dense_backstop.Report]:
+    """The insurance fund pays deficits in row order (the paid rows' values recomputed from the book)."""
+    book, report = backstop.run_insurance(_book(state.book, lay), market, params, state.margin)
+    return State(book.values(), margin.values(book, market, params)), report
+
+
+def deleverage(state: State, market: Market, params: Params, rules: Rules, config: EngineConfig,
+               lay: Layout) -> tuple[State, dense_adl.Report]:
+    """ADL of every bankrupt row; the margin is left as it was (the last stage)."""
+    book, report = adl.run(_book(state.book, lay), market, params, rules, config)
+    return State(book.values(), state.margin), report
+
+
 def _book(values: dict, lay: Layout) -> PositionBook:
     return PositionBook(**values, layout=lay)
 
 
-def _per_scenario(fn, lay: Layout):
-    """``fn(book, *rest) -> (book, *outs)`` as a function of the values dicts, vmapped over scenarios."""
-    def one(values, *rest):
-        out = fn(_book(values, lay), *rest)
-        return (out[0].values(), *out[1:])
-    return jax.vmap(one)
+def _batched(stage, params: Params, rules: Rules, lay: Layout, config: EngineConfig):
+    """``stage`` over the batch: ``(state [S, ...], market [S, ...], *more [S, ...]) -> (state, report [S, ...])``."""
+    return jax.vmap(lambda st, mk, *more: stage(st, mk, params, rules, config, lay, *more))
 
 
 def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: Layout,
@@ -111,53 +150,46 @@ def step(carry: Carry, inputs, params: Params, rules: Rules, keys: Array, lay: L
     else:
         liquidatable, mg, reach = checked(vals, mkt, settled)
 
+    # Stages 2-4, each on the batch's state in the steps where some scenario needs it.
+    batched = lambda stage: _batched(stage, params, rules, lay, config)
+    state = State(vals, mg)
+
     # Stage 2: market liquidation, in steps where some row is liquidatable or the vault unwinds.
-    def liquidate(b, mk, liq, old_margin):
-        b, rep = liquidation.run(b, mk, params, rules, liq, old_margin.av)
-        return b, rep, margin.values(b, mk, params)
     unwinding = (params.vault_unwind > 0) & jnp.any(mg.has_position[:, VAULT])
     need_liq = jnp.any(liquidatable) | unwinding
     k_rows, k_pos = liquidation.gathered_sizes(lay, config)
     if smooth or row_positions is None or k_rows >= lay.n_traders:
-        vals, liq, mg = stage_if(need_liq, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg, keep=(0, 3),
-                               differentiable=smooth)
+        state, liq = stage_if(need_liq, batched(liquidate), state, mkt, liquidatable, differentiable=smooth)
     else:
         # Only the liquidatable rows' positions, gathered, when every scenario has few enough of them
-        # (liquidation.run_gathered); the whole list otherwise. One of the two runs, or neither.
+        # (liquidation.run_gathered); the whole list otherwise. One of the two runs, or neither. (The gathered
+        # stage takes the liquidatable rows again from the state's margin, so that XLA does not hoist the
+        # gathering out of the loop that skips it.)
         few = jnp.all((jnp.sum(liquidatable, axis=-1) <= k_rows)
                       & (jnp.sum(jnp.where(liquidatable, row_positions, 0), axis=-1) <= k_pos))
-        # (`liquidatable` is taken again from the carried margin, so that XLA does not hoist the gathering
-        # out of the loop that skips it.)
-        gathered = _per_scenario(lambda b, mk, _, g: liquidation.run_gathered(
-            b, mk, params, rules, dense_margin.liquidatable(g), g, config), lay)
-        vals, liq, mg = stage_if(need_liq & few, gathered, vals, mkt, liquidatable, mg, keep=(0, 3))
-        vals, liq_whole, mg = stage_if(need_liq & ~few, _per_scenario(liquidate, lay), vals, mkt, liquidatable, mg,
-                                     keep=(0, 3))
+        state, liq = stage_if(need_liq & few, batched(liquidate_gathered), state, mkt)
+        state, liq_whole = stage_if(need_liq & ~few, batched(liquidate), state, mkt, liquidatable)
         liq = jax.tree_util.tree_map(jnp.add, liq, liq_whole)       # one of the two reports is zeros
     safe_depth = jnp.where(depth > 0, depth, 1.0)
     impact = impact + params.impact * jnp.where(depth > 0, liq.flow / safe_depth, 0.0)
 
     # Stage 3: backstop, in steps where some scenario has a candidate.
     if rules.backstop == "vault":
-        need_bs = jnp.any(jax.vmap(lambda g: dense_backstop.candidates(g, params, tau))(mg))
-        takeover = _per_scenario(lambda b, mk, g: backstop.takeover(b, mk, params, g, tau), lay)
-        vals, bs, mg = stage_if(need_bs, takeover, vals, mkt, mg, keep=(0, 2), differentiable=smooth)
+        need_bs = jnp.any(jax.vmap(lambda g: dense_backstop.candidates(g, params, tau))(state.margin))
+        state, bs = stage_if(need_bs, batched(take_over), state, mkt, differentiable=smooth)
     elif rules.backstop == "insurance":
-        need_bs = jnp.any(jax.vmap(lambda v, g: dense_backstop.insurance_candidates(_book(v, lay), g))(vals, mg))
-
-        def insure(b, mk, old_margin):
-            b, rep = backstop.run_insurance(b, mk, params, old_margin)
-            return b, rep, margin.values(b, mk, params)
-        vals, bs, mg = stage_if(need_bs, _per_scenario(insure, lay), vals, mkt, mg, keep=(0, 2), differentiable=smooth)
+        need_bs = jnp.any(jax.vmap(lambda v, g: dense_backstop.insurance_candidates(_book(v, lay), g))(
+            state.book, state.margin))
+        state, bs = stage_if(need_bs, batched(insure), state, mkt, differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
         zero = jnp.zeros(oracle.shape[0], mark.dtype)
         bs = dense_backstop.Report(notional=zero, accounts=zero, bad_debt=zero)
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
-    need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params, tau))(mg))
-    deleverage = _per_scenario(lambda b, mk: adl.run(b, mk, params, rules, config), lay)
-    vals, ad = stage_if(need_adl, deleverage, vals, mkt, differentiable=smooth)
+    need_adl = jnp.any(jax.vmap(lambda g: dense_adl.needed(g, params, tau))(state.margin))
+    state, ad = stage_if(need_adl, batched(deleverage), state, mkt, differentiable=smooth)
+    vals = state.book
 
     acc = add_reports(carry.acc, liq, bs, ad, smooth, tau, carry.adl_scale)
 
