@@ -204,7 +204,7 @@ def step(carry: Carry, inputs: tuple[Array, Array, Array], params: Params, rules
         state, bs = stage_if(need_bs, batched(insure), state, mkt, differentiable=smooth)
     else:
         need_bs = jnp.asarray(False)
-        bs = zeros_like_output(vmap(partial(backstop.run, config=config)), book, mkt, params)[1]
+        bs = zeros_like_output(vmap(partial(backstop.run, config=config)), state.book, mkt, params)[1]
 
     # Stage 4: ADL, in steps where some scenario has a bankrupt row.
     need_adl = jnp.any(jax.vmap(lambda g: adl.needed(g, params, tau))(state.margin))
