@@ -15,10 +15,48 @@ import adljax
 from adljax import Book, Paths, venues
 from adljax.engine.config import EngineConfig
 from adljax.engine.prefix import cumsum, first_rows
-from adljax.engine.skip import run_if
+from adljax.engine.skip import run_if, stage_if
+from adljax.engine.stages.margin import Margin
+from adljax.engine.state import State
 from adljax.engine.market import Market
 from adljax.engine.stages import adl
 from adljax.engine.stages.queue import take_from_top
+
+
+# --- stage_if ---------------------------------------------------------------------------------
+
+def _pay(state, price, units):
+    """A stage by hand: every row pays ``price · units`` [S, R] and counts as having a position; the report is the
+    total paid."""
+    paid = price[:, None] * units
+    book = {"cash": state.book["cash"] - paid}
+    margin = Margin(av=state.margin.av - paid, mr=state.margin.mr,
+                    has_position=jnp.ones_like(state.margin.has_position))
+    return State(book, margin), {"paid": jnp.sum(paid, axis=-1)}
+
+
+@pytest.mark.parametrize("differentiable", [False, True])
+@pytest.mark.parametrize("use_jit", [True, False])
+def test_stage_if_runs_the_stage_or_leaves_the_state_and_reports_zeros(use_jit, differentiable):
+    cash = jnp.array([[100.0, 50.0], [10.0, 0.0]])                     # [S=2, R=2]
+    state = State({"cash": cash}, Margin(av=cash, mr=jnp.full((2, 2), 5.0), has_position=jnp.zeros((2, 2), bool)))
+    price, units = jnp.array([2.0, 3.0]), jnp.array([[1.0, 4.0], [2.0, 0.5]])
+    call = lambda p, st: stage_if(p, _pay, st, price, units, differentiable=differentiable)
+    f = jax.jit(call) if use_jit else call
+    ran, report = f(jnp.asarray(True), state)
+    # paid = [[2, 8], [6, 1.5]]: cash [[98, 42], [4, -1.5]], reports [10, 7.5]
+    np.testing.assert_array_equal(ran.book["cash"], [[98.0, 42.0], [4.0, -1.5]])
+    np.testing.assert_array_equal(ran.margin.av, [[98.0, 42.0], [4.0, -1.5]])
+    assert bool(jnp.all(ran.margin.has_position))
+    np.testing.assert_array_equal(report["paid"], [10.0, 7.5])
+    kept, zero = f(jnp.asarray(False), state)
+    np.testing.assert_array_equal(kept.book["cash"], cash)
+    np.testing.assert_array_equal(kept.margin.av, cash)
+    assert not bool(jnp.any(kept.margin.has_position))
+    np.testing.assert_array_equal(zero["paid"], [0.0, 0.0])
+    if differentiable:   # reverse mode through the stage that runs: d Σ paid / d price = Σ units
+        grad = jax.grad(lambda pr: jnp.sum(stage_if(True, _pay, state, pr, units, differentiable=True)[1]["paid"]))
+        np.testing.assert_array_equal(grad(price), [5.0, 2.5])
 
 
 # --- run_if -----------------------------------------------------------------------------------
