@@ -3,8 +3,9 @@
 Both engines compose a step from stages of one signature,
 ``stage(state, market, params, rules, config, ...) -> (state, report)`` (one scenario; the step maps it over
 the batch and skips it for the batch when no scenario needs it, :func:`adljax.engine.skip.stage_if`), where
-the trailing arguments are the engine's own unbatched context: the position engine's
-:class:`~adljax.model.layout.Layout`, the dense engine's ADL queue rows.
+the trailing arguments are what a stage needs beyond the state: the position engine's
+:class:`~adljax.model.layout.Layout` (the batch's), the margin check's liquidatable rows for liquidation (the
+scenario's), the dense engine's ADL queue rows (the batch's).
 """
 from __future__ import annotations
 
