@@ -8,6 +8,8 @@ in the dense stage.
 """
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import jax
 import jax.numpy as jnp
 from jax import Array
@@ -126,25 +128,50 @@ def gathered_sizes(lay: Layout, config: EngineConfig = DEFAULT) -> tuple[int, in
     return rows, max(1, min(lay.n_trader_positions, 4 * rows))
 
 
-def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
-                 margin: Margin, config: EngineConfig = DEFAULT) -> tuple[PositionBook, Report, Margin]:
-    """:func:`run` on the only rows it can change, and the margin after (hard mode, one scenario).
+class Gathered(NamedTuple):
+    """Where a small book of some rows (:func:`gather`) sits in the whole one: its rows ``row_idx`` [K + 2] and
+    positions ``pos_idx`` [k_pos + 2A] in the whole book, and which of them are real (``row_real``,
+    ``pos_real``; padding is not)."""
 
-    A row that is not liquidatable sends no order and keeps its positions, cash and cooldown; so the stage
-    runs on a small position book made of the liquidatable rows' positions (the rows found by a running count,
-    their positions from each row's run in the list, :meth:`~adljax.model.layout.Layout.positions_of`), the
-    vault's and the LPs' slots, and writes them back. The margin after is the step's margin
-    with those rows revalued. The caller must see that at most :func:`gathered_sizes` rows and positions
-    are involved (the engine runs :func:`run` on the whole book otherwise).
+    row_idx: Array
+    row_real: Array
+    pos_idx: Array
+    pos_real: Array
+
+    def put_rows(self, full: Array, part: Array) -> Array:
+        """``full`` [R] with the small book's rows ``part`` [K + 2] written back (padding dropped)."""
+        return full.at[jnp.where(self.row_real, self.row_idx, full.shape[-1])].set(part, mode="drop")
+
+    def put_positions(self, full: Array, part: Array) -> Array:
+        """``full`` [P] with the small book's positions ``part`` written back (padding dropped)."""
+        return full.at[jnp.where(self.pos_real, self.pos_idx, full.shape[-1])].set(part, mode="drop")
+
+    def put_book(self, book: PositionBook, sub: PositionBook) -> PositionBook:
+        """``book`` with the small book ``sub``'s cash, positions and cooldowns, and its fund, written back."""
+        return book.replace(all_cash=self.put_rows(book.all_cash, sub.all_cash),
+                            position_size=self.put_positions(book.position_size, sub.position_size),
+                            position_entry=self.put_positions(book.position_entry, sub.position_entry),
+                            cooldown=self.put_rows(book.cooldown, sub.cooldown), insurance_fund=sub.insurance_fund)
+
+    def put_margin(self, margin: Margin, sub: Margin) -> Margin:
+        """``margin`` [R] with the small book's rows' values ``sub`` written back."""
+        return Margin(av=self.put_rows(margin.av, sub.av), mr=self.put_rows(margin.mr, sub.mr),
+                      has_position=self.put_rows(margin.has_position, sub.has_position))
+
+
+def gather(book: PositionBook, rows_at: Array, rows_real: Array, k_pos: int) -> tuple[PositionBook, Gathered]:
+    """A small position book of the trader rows ``rows_at`` [K] (ascending; ``rows_real`` [K] marks those that
+    count), then the vault's and the LPs' rows with all their slots; and where it sits in ``book``.
+
+    The rows' positions come from each row's run in the list (:meth:`~adljax.model.layout.Layout.positions_of`,
+    no pass over the list), at most ``k_pos`` (static) of them: the caller must see that they fit. Each one's
+    row in the small book is the rank of its row among ``rows_at``; padding holds size 0 in the last trader
+    row, which changes nothing.
     """
     lay = book.layout
     a, r = lay.n_markets, lay.n_rows
-    k_rows, k_pos = gathered_sizes(lay, config)
+    k_rows = rows_at.shape[-1]
     p_tr = lay.n_trader_positions
-    rows_at, rows_real, _ = first_rows(liquidatable, k_rows, config.prefix_block)          # [k_rows] ascending
-    # Their positions in row order, found from each row's run in the list (no pass over the list). Each one's
-    # row in the small book is the rank of its row among the liquidatable rows; padding: size 0 in the last
-    # row, which changes nothing.
     pos_at, pos_real, sub_row = lay.positions_of(rows_at, rows_real, k_pos)                # [k_pos]
     sub_row = jnp.where(pos_real, sub_row, k_rows - 1)
     sys = jnp.arange(p_tr, lay.n_positions)
@@ -155,21 +182,28 @@ def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rule
                      n_rows=k_rows + SYSTEM, n_markets=a)
     row_idx = jnp.concatenate([rows_at, jnp.array([vault_row(r), lp_row(r)], rows_at.dtype)])
     row_real = jnp.concatenate([rows_real, jnp.array([True, True])])
+    at = Gathered(row_idx, row_real, idx, real)
     on_rows = lambda x: jnp.where(row_real, x[row_idx], jnp.zeros((), x.dtype))
     on_pos = lambda x: jnp.where(real, x[idx], jnp.zeros((), x.dtype))
     sub = PositionBook(all_cash=on_rows(book.all_cash), position_size=on_pos(book.position_size),
                        position_entry=on_pos(book.position_entry), cooldown=on_rows(book.cooldown),
                        isolated=on_rows(book.isolated), insurance_fund=book.insurance_fund, layout=sub_lay)
+    return sub, at
+
+
+def run_gathered(book: PositionBook, market: Market, params: Params, rules: Rules, liquidatable: Array,
+                 margin: Margin, config: EngineConfig = DEFAULT) -> tuple[PositionBook, Report, Margin]:
+    """:func:`run` on the only rows it can change, and the margin after (hard mode, one scenario).
+
+    A row that is not liquidatable sends no order and keeps its positions, cash and cooldown; so the stage
+    runs on a small position book made of the liquidatable rows' positions (the rows found by a running count),
+    the vault's and the LPs' slots (:func:`gather`), and writes them back. The margin after is the step's margin
+    with those rows revalued. The caller must see that at most :func:`gathered_sizes` rows and positions
+    are involved (the engine runs :func:`run` on the whole book otherwise).
+    """
+    k_rows, k_pos = gathered_sizes(book.layout, config)
+    rows_at, rows_real, _ = first_rows(liquidatable, k_rows, config.prefix_block)          # [k_rows] ascending
+    sub, at = gather(book, rows_at, rows_real, k_pos)
+    on_rows = lambda x: jnp.where(at.row_real, x[at.row_idx], jnp.zeros((), x.dtype))
     new_sub, report = run(sub, market, params, rules, on_rows(liquidatable), on_rows(margin.av))
-    # Padding (not real) is written to an index past the end, which drops it.
-    put_rows = lambda full, part: full.at[jnp.where(row_real, row_idx, r)].set(part, mode="drop")
-    put_pos = lambda full, part: full.at[jnp.where(real, idx, lay.n_positions)].set(part, mode="drop")
-    new_book = book.replace(all_cash=put_rows(book.all_cash, new_sub.all_cash),
-                            position_size=put_pos(book.position_size, new_sub.position_size),
-                            position_entry=put_pos(book.position_entry, new_sub.position_entry),
-                            cooldown=put_rows(book.cooldown, new_sub.cooldown),
-                            insurance_fund=new_sub.insurance_fund)
-    sub_margin = values(new_sub, market, params)
-    new_margin = Margin(av=put_rows(margin.av, sub_margin.av), mr=put_rows(margin.mr, sub_margin.mr),
-                        has_position=put_rows(margin.has_position, sub_margin.has_position))
-    return new_book, report, new_margin
+    return at.put_book(book, new_sub), report, at.put_margin(margin, values(new_sub, market, params))

@@ -31,18 +31,18 @@ def run(book: PositionBook, market: Market, params: Params, temperature: float =
     return liquidatable(m, temperature), m
 
 
-def reach(book: PositionBook, market: Market, params: Params, margin: Margin) -> Array:
-    """[] the move of the marks, ``max_a |mark'_a − mark_a| / mark_a``, below which no row can become liquidatable
-    or bankrupt (hard mode), with the book as it is and ``margin`` its values at ``market.mark``.
+def row_reach(book: PositionBook, market: Market, params: Params, margin: Margin) -> Array:
+    """[R] each row's reach: the move of the marks, ``max_a |mark'_a − mark_a| / mark_a``, below which the row
+    cannot become liquidatable, a backstop candidate or bankrupt (hard mode), with the book as it is and
+    ``margin`` its values at ``market.mark``; ``inf`` for the liquidity providers' row (not margin-checked).
 
     A row's ``AV − MR`` moves by at most ``Σ |size|·|Δmark|·(1 + r)`` over its positions, ``r`` its market's
     highest maintenance rate (a tier's requirement grows by at most its rate times the notional), so by at
     most ``δ·G`` with ``G = Σ |size|·mark·(1 + r)``: a row with slack ``AV − MR`` above the rounding of both
     sums stays above its requirement for ``δ < slack / G``. Step tiers (``tier_mode="step"``) jump at their
-    bounds, so there the slack is taken against ``Σ |size|·mark·r``, which no step exceeds. The reach is the
-    smallest of these over every row but the LPs' (which are not margin-checked); a row without an open
-    position has none unless its cash is below 0 (the insurance fund pays it: reach 0). 0 when some row is
-    at or below its requirement.
+    bounds, so there the slack is taken against ``Σ |size|·mark·r``, which no step exceeds. A row without an
+    open position has no limit (``inf``) unless its cash is below 0 (the insurance fund pays it: 0). 0 for a
+    row at or below its requirement.
     """
     lay, size = book.layout, book.position_size
     m = market.mark
@@ -61,4 +61,10 @@ def reach(book: PositionBook, market: Market, params: Params, margin: Margin) ->
     per_row = jnp.where(open_, jnp.maximum(slack, 0.0) / jnp.where(open_, g, 1.0),
                         jnp.where(book.all_cash >= 0, jnp.inf, 0.0))
     n = per_row.shape[-1]
-    return jnp.min(jnp.where(jnp.arange(n) < lp_row(n), per_row, jnp.inf))
+    return jnp.where(jnp.arange(n) < lp_row(n), per_row, jnp.inf)
+
+
+def reach(book: PositionBook, market: Market, params: Params, margin: Margin) -> Array:
+    """[] the book's reach: the smallest :func:`row_reach` of its rows, the move of the marks below which no
+    row can become liquidatable or bankrupt. 0 when some row is at or below its requirement."""
+    return jnp.min(row_reach(book, market, params, margin))
