@@ -5,6 +5,8 @@ The book is shaped like a whole venue (``adljax.generate.population`` with ``pos
 hold most positions), about 300,000 positions; Hyperliquid's rules with a $300M vault. Paths:
 
 - calm: GBM at 60 % a year, 600 one-second steps (a calm hour at 6 s a step would be the same work);
+- calm, edge: the calm paths (a quarter of the scenarios) on the book with 1 % of its rows moved near their
+  requirement (:func:`edge_book`), where liquidations go on in calm markets as on a real venue;
 - crash: the same paths with every market falling 25–60 % over 5 minutes from step 30, staggered, into
   depth that thins as prices fall, so that liquidation, the backstop and ADL act in most steps.
 
@@ -19,6 +21,7 @@ program's temporaries at the same positions with 4× the markets and with 4× ac
     python benchmarks/bench_venue.py --quick               # 20,000 accounts, 8 scenarios × 120 steps
     python benchmarks/bench_venue.py --side-by-side        # the position engine against the dense one (~5 min)
     python benchmarks/bench_venue.py --where-only          # the crash's step-by-step timing alone (~2 min)
+    python benchmarks/bench_venue.py --edge-only           # the calm run of the book near its requirement (~1 min)
 
 ``--side-by-side`` runs the same books as dense books (``adljax.Book``, the dense engine, which is the engine
 as it was before position books) and as position books (``PositionBook.from_book``) in one process, each
@@ -52,6 +55,27 @@ def venue_book(n_accounts: int, n_markets: int, seed: int = 0) -> tuple[Position
                       notional_scale=np.maximum(popularity / popularity[10], 1.0), median_notional=5_000.0,
                       leverage_mode=8.0, vault_cash=3e8 * n_accounts / 200_000, dtype=jnp.float32, positions=True)
     return book, start
+
+
+def edge_book(venue, book: PositionBook, start, share: float = 0.01, top: float = 0.02, seed: int = 0) -> PositionBook:
+    """``book`` with a ``share`` of its trader rows (drawn at random) left with cash such that each one's slack
+    ``AV − MR`` at the start is a uniform draw between 0 and ``top`` of ``G = Σ |size|·mark·(1 + rate)``: its
+    reach (``positions.margin.reach``), the move of the marks that brings it to its requirement, is spread
+    from 0 to ``top``, as in a real venue's book, where some accounts are always near liquidation (the
+    generated book's nearest row is 1.2 % away)."""
+    from adljax.engine.market import Market
+    from adljax.engine.positions import margin
+    m = jnp.asarray(start, book.all_cash.dtype)
+    params = venue.params(book.n_markets, dt=1.0, dtype=book.all_cash.dtype)
+    g = margin.values(book, Market(mark=m, prev_mark=m, depth=m, adl_start=0), params)
+    lay = book.layout
+    reach_unit = np.asarray(lay.rows(jnp.abs(book.position_size) * lay.at_market(m * (1 + params.maintenance_margin))))
+    slack = np.asarray(g.av - g.mr)
+    rng = np.random.default_rng(seed)
+    pick = (rng.random(lay.n_rows) < share) & (np.arange(lay.n_rows) < lay.n_traders) & (reach_unit > 0)
+    cash = np.asarray(book.all_cash).copy()
+    cash[pick] -= slack[pick] - rng.uniform(0.0, top, lay.n_rows)[pick] * reach_unit[pick]
+    return book.replace(all_cash=jnp.asarray(cash, book.all_cash.dtype))
 
 
 def paths_for(start, n_scenarios: int, n_steps: int, crash: bool, n_accounts: int) -> Paths:
@@ -261,6 +285,8 @@ def main() -> None:
     ap.add_argument("--memory-only", action="store_true", help="only the memory part, into an existing results file")
     ap.add_argument("--where-only", action="store_true",
                     help="only the crash's step-by-step timing, into an existing results file")
+    ap.add_argument("--edge-only", action="store_true",
+                    help="only the calm run of the book near its requirement, into an existing results file")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     adljax.use_cpu_cores()
@@ -287,9 +313,13 @@ def main() -> None:
                     "list_length": book.layout.n_positions, "build_s": round(build_s, 2)}}
     print(json.dumps(res["book"]), flush=True)
     where_paths = lambda: paths_for(start, max(crash_s // jax.local_device_count(), 1), steps, True, n)
-    if args.memory_only or args.where_only:      # one part alone, into the results file of a full run
+    edge_s = max(calm_s // 4, 1)
+    calm_edge = lambda: {"rows_near": "1 % of the trader rows, slack spread over 0-2 % of G",
+                         **run_one(venue, edge_book(venue, book, start), paths_for(start, edge_s, steps, False, n))}
+    if args.memory_only or args.where_only or args.edge_only:   # one part alone, into the results file of a full run
         out = Path(args.out or Path(__file__).parent / "results" / "venue.json")
         key, part = (("memory", memory_flatness(venue, book, start, n, a)) if args.memory_only
+                     else ("calm_edge", calm_edge()) if args.edge_only
                      else ("crash_where", where_time_goes(venue, book, where_paths())))
         res = {**json.loads(out.read_text()), key: part}
         out.write_text(json.dumps(res, indent=2) + "\n")
@@ -297,6 +327,8 @@ def main() -> None:
         return
     res["calm"] = run_one(venue, book, paths_for(start, calm_s, steps, False, n))
     print("calm", json.dumps(res["calm"]), flush=True)
+    res["calm_edge"] = calm_edge()
+    print("calm_edge", json.dumps(res["calm_edge"]), flush=True)
     res["crash"] = run_one(venue, book, paths_for(start, crash_s, steps, True, n))
     print("crash", json.dumps(res["crash"]), flush=True)
     res["crash_over_calm_cost"] = res["crash"]["ns_per_position_step"] / res["calm"]["ns_per_position_step"]
