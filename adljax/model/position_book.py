@@ -117,8 +117,12 @@ class PositionBook:
                              f"{DENSE_VIEW_LIMIT:,} (adljax.model.position_book.DENSE_VIEW_LIMIT); read the "
                              f"positions instead: book.position_{name} [..., P] with book.account and book.market")
         p = self.n_positions
-        out = jnp.zeros(lead + (n, a), x.dtype)
-        return out.at[..., self.account, self.market].set(x[..., :p])
+        try:         # on the host: an eager scatter would compile a program for every new shape
+            out = np.zeros(lead + (n, a), np.asarray(x).dtype)
+            out[..., np.asarray(self.account), np.asarray(self.market)] = np.asarray(x)[..., :p]
+            return jnp.asarray(out)
+        except jax.errors.TracerArrayConversionError:       # (inside a traced function)
+            return jnp.zeros(lead + (n, a), x.dtype).at[..., self.account, self.market].set(x[..., :p])
 
     @property
     def size(self) -> Array:
@@ -190,17 +194,25 @@ class PositionBook:
         rows, mkts = np.asarray(lay.row)[:p_tr], np.asarray(lay.market)[:p_tr]
         layout, perm = _relaid(remap[rows], mkts, keep.size, a, np.arange(p_tr, lay.n_positions))
         inverse = np.argsort(perm)
-        compact = PositionBook(all_cash=self.all_cash[..., keep], position_size=self.position_size[..., perm],
-                               position_entry=self.position_entry[..., perm], cooldown=self.cooldown[..., keep],
-                               isolated=self.isolated[..., keep], insurance_fund=self.insurance_fund, layout=layout)
+        # The moves are done on the host (numpy): as eager jnp operations each would compile a program for
+        # every new book's shapes.
+        take = lambda x, idx: jnp.asarray(np.asarray(x)[..., idx])
+        compact = PositionBook(all_cash=take(self.all_cash, keep), position_size=take(self.position_size, perm),
+                               position_entry=take(self.position_entry, perm), cooldown=take(self.cooldown, keep),
+                               isolated=take(self.isolated, keep), insurance_fund=self.insurance_fund, layout=layout)
 
         def expand(final: "PositionBook") -> "PositionBook":
             s = np.shape(final.all_cash)[0]
-            rows_of = lambda full, part: jnp.broadcast_to(full, (s, r)).at[:, keep].set(part)
+
+            def rows_of(full, part):
+                out = np.array(np.broadcast_to(np.asarray(full), (s, r)))
+                out[:, keep] = np.asarray(part)
+                return jnp.asarray(out)
             return PositionBook(all_cash=rows_of(self.all_cash, final.all_cash),
-                                position_size=final.position_size[..., inverse],
-                                position_entry=final.position_entry[..., inverse],
-                                cooldown=rows_of(jnp.zeros_like(self.cooldown), final.cooldown),
+                                position_size=take(final.position_size, inverse),
+                                position_entry=take(final.position_entry, inverse),
+                                cooldown=rows_of(np.zeros(np.shape(self.cooldown), np.asarray(self.cooldown).dtype),
+                                                 final.cooldown),
                                 isolated=rows_of(self.isolated, final.isolated),
                                 insurance_fund=final.insurance_fund, layout=lay)
         return compact, expand
@@ -236,22 +248,29 @@ class PositionBook:
         # indices into [this list's trader slots, the pads, this list's system slots]
         layout, perm = _relaid(rows, mkts, n_traders + SYSTEM, a, np.arange(p, p + 2 * a) + extra)
         back = np.argsort(perm)[np.concatenate([np.arange(p), np.arange(p, p + 2 * a) + extra])]
+        # On the host (numpy): as eager jnp operations each move would compile a program for every new book's shapes.
         lead = tuple(np.shape(self.position_size))[:-1]
-        pad_values = lambda x: jnp.concatenate([x[..., :p], jnp.zeros(lead + (extra,), x.dtype), x[..., p:]],
-                                               axis=-1)[..., perm]
+        def pad_values(x):
+            x = np.asarray(x)
+            return jnp.asarray(np.concatenate([x[..., :p], np.zeros(lead + (extra,), x.dtype), x[..., p:]],
+                                              axis=-1)[..., perm])
         lead_r = tuple(np.shape(self.all_cash))[:-1]
-        pad_rows = lambda x: jnp.concatenate([x[..., TRADERS], jnp.zeros(lead_r + (extra_rows,), x.dtype),
-                                              x[..., VAULT:]], axis=-1)
+
+        def pad_rows(x):
+            x = np.asarray(x)
+            return jnp.asarray(np.concatenate([x[..., TRADERS], np.zeros(lead_r + (extra_rows,), x.dtype),
+                                               x[..., VAULT:]], axis=-1))
         book = PositionBook(all_cash=pad_rows(self.all_cash), position_size=pad_values(self.position_size),
                             position_entry=pad_values(self.position_entry), cooldown=pad_rows(self.cooldown),
                             isolated=pad_rows(self.isolated), insurance_fund=self.insurance_fund, layout=layout)
         keep_rows = np.concatenate([np.arange(n), n_traders + np.arange(SYSTEM)])
+        take = lambda x, idx: jnp.asarray(np.asarray(x)[..., idx])
 
         def unpad(final: "PositionBook") -> "PositionBook":
-            return PositionBook(all_cash=final.all_cash[..., keep_rows], position_size=final.position_size[..., back],
-                                position_entry=final.position_entry[..., back], cooldown=final.cooldown[..., keep_rows],
-                                isolated=final.isolated[..., keep_rows], insurance_fund=final.insurance_fund,
-                                layout=lay)
+            return PositionBook(all_cash=take(final.all_cash, keep_rows), position_size=take(final.position_size, back),
+                                position_entry=take(final.position_entry, back),
+                                cooldown=take(final.cooldown, keep_rows), isolated=take(final.isolated, keep_rows),
+                                insurance_fund=final.insurance_fund, layout=lay)
         return book, unpad
 
     # ---- conversion -------------------------------------------------------------------
