@@ -28,6 +28,13 @@ DENSE_VIEW_LIMIT = 50_000_000
 _VALUES = ("all_cash", "position_size", "position_entry", "cooldown", "isolated", "insurance_fund")
 
 
+def _host_take(x, idx) -> Array:
+    """``x[..., idx]`` taken on the host (numpy) and returned as a JAX array: the moves of a book's arrays
+    around a run (idle rows, padding) as eager ``jnp`` operations would each compile a program for every new
+    book's shapes."""
+    return jnp.asarray(np.asarray(x)[..., idx])
+
+
 @dataclasses.dataclass(frozen=True)
 class PositionBook:
     """All accounts of one scenario (or a batch, leading axis S) as a list of positions.
@@ -194,9 +201,7 @@ class PositionBook:
         rows, mkts = np.asarray(lay.row)[:p_tr], np.asarray(lay.market)[:p_tr]
         layout, perm = _relaid(remap[rows], mkts, keep.size, a, np.arange(p_tr, lay.n_positions))
         inverse = np.argsort(perm)
-        # The moves are done on the host (numpy): as eager jnp operations each would compile a program for
-        # every new book's shapes.
-        take = lambda x, idx: jnp.asarray(np.asarray(x)[..., idx])
+        take = _host_take
         compact = PositionBook(all_cash=take(self.all_cash, keep), position_size=take(self.position_size, perm),
                                position_entry=take(self.position_entry, perm), cooldown=take(self.cooldown, keep),
                                isolated=take(self.isolated, keep), insurance_fund=self.insurance_fund, layout=layout)
@@ -250,6 +255,7 @@ class PositionBook:
         back = np.argsort(perm)[np.concatenate([np.arange(p), np.arange(p, p + 2 * a) + extra])]
         # On the host (numpy): as eager jnp operations each move would compile a program for every new book's shapes.
         lead = tuple(np.shape(self.position_size))[:-1]
+
         def pad_values(x):
             x = np.asarray(x)
             return jnp.asarray(np.concatenate([x[..., :p], np.zeros(lead + (extra,), x.dtype), x[..., p:]],
@@ -264,7 +270,7 @@ class PositionBook:
                             position_entry=pad_values(self.position_entry), cooldown=pad_rows(self.cooldown),
                             isolated=pad_rows(self.isolated), insurance_fund=self.insurance_fund, layout=layout)
         keep_rows = np.concatenate([np.arange(n), n_traders + np.arange(SYSTEM)])
-        take = lambda x, idx: jnp.asarray(np.asarray(x)[..., idx])
+        take = _host_take
 
         def unpad(final: "PositionBook") -> "PositionBook":
             return PositionBook(all_cash=take(final.all_cash, keep_rows), position_size=take(final.position_size, back),
