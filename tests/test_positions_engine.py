@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 
+import jax
+
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -78,6 +80,18 @@ def test_a_liquidated_long_closes_whole_at_the_mark_by_hand():
     assert m["market_liquidation_orders"] == 1 and m["market_liquidation_notional"] == pytest.approx(960.0)
     assert m["adl_notional"] == 0 and m["backstop_accounts"] == 0
     assert m["conservation_error"] < 1e-9 and m["zero_sum_error"] == 0
+
+
+def test_the_dense_view_by_hand_in_and_out_of_jit():
+    """Account 0 long 1 in market 0, account 1 short 2 in market 1: [[1, 0], [0, −2]], entries [[100, 0], [0, 50]],
+    built on the host outside a traced function and by a scatter inside one."""
+    book = PositionBook.from_positions([0, 1], [0, 1], [1.0, -2.0], [100.0, 50.0], [10.0, 10.0],
+                                       lp_size=[-1.0, 2.0], lp_entry=[100.0, 50.0], dtype=jnp.float64)
+    for view in (lambda b: (b.size, b.entry), jax.jit(lambda b: (b.size, b.entry))):
+        size, entry = view(book)
+        np.testing.assert_array_equal(np.asarray(size), [[1.0, 0.0], [0.0, -2.0]])
+        np.testing.assert_array_equal(np.asarray(entry), [[100.0, 0.0], [0.0, 50.0]])
+        assert size.dtype == jnp.float64
 
 
 def test_position_books_refuse_what_they_cannot_run(monkeypatch):

@@ -201,10 +201,11 @@ class PositionBook:
         rows, mkts = np.asarray(lay.row)[:p_tr], np.asarray(lay.market)[:p_tr]
         layout, perm = _relaid(remap[rows], mkts, keep.size, a, np.arange(p_tr, lay.n_positions))
         inverse = np.argsort(perm)
-        take = _host_take
-        compact = PositionBook(all_cash=take(self.all_cash, keep), position_size=take(self.position_size, perm),
-                               position_entry=take(self.position_entry, perm), cooldown=take(self.cooldown, keep),
-                               isolated=take(self.isolated, keep), insurance_fund=self.insurance_fund, layout=layout)
+        compact = PositionBook(all_cash=_host_take(self.all_cash, keep),
+                               position_size=_host_take(self.position_size, perm),
+                               position_entry=_host_take(self.position_entry, perm),
+                               cooldown=_host_take(self.cooldown, keep), isolated=_host_take(self.isolated, keep),
+                               insurance_fund=self.insurance_fund, layout=layout)
 
         def expand(final: "PositionBook") -> "PositionBook":
             s = np.shape(final.all_cash)[0]
@@ -214,8 +215,8 @@ class PositionBook:
                 out[:, keep] = np.asarray(part)
                 return jnp.asarray(out)
             return PositionBook(all_cash=rows_of(self.all_cash, final.all_cash),
-                                position_size=take(final.position_size, inverse),
-                                position_entry=take(final.position_entry, inverse),
+                                position_size=_host_take(final.position_size, inverse),
+                                position_entry=_host_take(final.position_entry, inverse),
                                 cooldown=rows_of(np.zeros(np.shape(self.cooldown), np.asarray(self.cooldown).dtype),
                                                  final.cooldown),
                                 isolated=rows_of(self.isolated, final.isolated),
@@ -270,12 +271,13 @@ class PositionBook:
                             position_entry=pad_values(self.position_entry), cooldown=pad_rows(self.cooldown),
                             isolated=pad_rows(self.isolated), insurance_fund=self.insurance_fund, layout=layout)
         keep_rows = np.concatenate([np.arange(n), n_traders + np.arange(SYSTEM)])
-        take = _host_take
 
         def unpad(final: "PositionBook") -> "PositionBook":
-            return PositionBook(all_cash=take(final.all_cash, keep_rows), position_size=take(final.position_size, back),
-                                position_entry=take(final.position_entry, back),
-                                cooldown=take(final.cooldown, keep_rows), isolated=take(final.isolated, keep_rows),
+            return PositionBook(all_cash=_host_take(final.all_cash, keep_rows),
+                                position_size=_host_take(final.position_size, back),
+                                position_entry=_host_take(final.position_entry, back),
+                                cooldown=_host_take(final.cooldown, keep_rows),
+                                isolated=_host_take(final.isolated, keep_rows),
                                 insurance_fund=final.insurance_fund, layout=lay)
         return book, unpad
 
